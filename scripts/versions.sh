@@ -1,0 +1,6 @@
+# Pinned tool versions, one place. Changing one rebuilds it into a new cache entry.
+NODE_VERSION=24.21.0        # the LTS we run on (also in .nvmrc and package.json engines)
+NODE_MIN_MAJOR=24
+TEMPORAL_CLI_VERSION=v1.5.1 # last release without a replace directive, so `go install` works as is
+MINIO_COMMIT=9e49d5e7a648   # the last MinIO release on the module proxy: no replace, no cgo
+GO_TOOLCHAIN=go1.25.5       # fetched from the module proxy only when the machine's Go is missing or < 1.21
