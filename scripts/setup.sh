@@ -86,7 +86,7 @@ go_build() {
 }
 
 go_build temporal "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION" "$TEMPORAL_CLI_VERSION"
-[ "$want_minio" = 1 ] && go_build minio "github.com/minio/minio@$MINIO_COMMIT" "$MINIO_COMMIT"
+[ "$want_minio" = 1 ] && go_build minio "github.com/minio/minio@$MINIO_VERSION" "$MINIO_VERSION"
 
 # ---- docker compose (config validation only; no engine) -----------------------------------------------
 if [ "$want_compose" = 1 ]; then

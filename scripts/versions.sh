@@ -2,5 +2,5 @@
 NODE_VERSION=24.21.0        # the LTS we run on (also in .nvmrc and package.json engines)
 NODE_MIN_MAJOR=24
 TEMPORAL_CLI_VERSION=v1.5.1 # last release without a replace directive, so `go install` works as is
-MINIO_COMMIT=9e49d5e7a648   # the last MinIO release on the module proxy: no replace, no cgo
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c # the newest MinIO on the module proxy (the commit-hash query is refused there): no replace, no cgo
 GO_TOOLCHAIN=go1.25.5       # fetched from the module proxy only when the machine's Go is missing or < 1.21

@@ -1,0 +1,44 @@
+import { ApplicationFailure } from '@temporalio/common';
+import type { ActivityExecuteInput, ActivityInboundCallsInterceptor, Next } from '@temporalio/worker';
+import { ZodError } from 'zod';
+
+/** The failure types a stage can end with. Permanent ones are never retried: retrying cannot fix them. */
+export const FailureType = {
+  CONFIG_INVALID: 'CONFIG_INVALID',
+  MODEL_NOT_FOUND: 'MODEL_NOT_FOUND',
+  DATASET_INVALID: 'DATASET_INVALID',
+  STORE_INTEGRITY: 'STORE_INTEGRITY',
+} as const;
+export type FailureType = (typeof FailureType)[keyof typeof FailureType];
+
+export const PERMANENT_FAILURES: readonly FailureType[] = [
+  FailureType.CONFIG_INVALID,
+  FailureType.MODEL_NOT_FOUND,
+  FailureType.DATASET_INVALID,
+];
+
+export function permanentFailure(type: FailureType, message: string, details?: unknown): ApplicationFailure {
+  return ApplicationFailure.create({ type, message, nonRetryable: true, details: details ? [details] : [] });
+}
+
+/**
+ * Classifies third-party errors in one place rather than in scattered try/catch: a zod error inside an
+ * activity means stored data or config is invalid, which no retry will change. Everything else (network,
+ * database restarts) stays retryable.
+ */
+export class ClassifyFailuresInterceptor implements ActivityInboundCallsInterceptor {
+  async execute(input: ActivityExecuteInput, next: Next<ActivityInboundCallsInterceptor, 'execute'>): Promise<unknown> {
+    try {
+      return await next(input);
+    } catch (err) {
+      if (err instanceof ZodError) {
+        const first = err.issues[0];
+        throw permanentFailure(
+          FailureType.CONFIG_INVALID,
+          `invalid ${first?.path.join('.') || 'value'}: ${first?.message ?? err.message}`,
+        );
+      }
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,20 @@
+import { createCollectActivities } from './collect';
+import type { ActivityDeps } from './deps';
+import { createExportActivities } from './export';
+import { createRunActivities } from './run';
+
+export type { ActivityDeps } from './deps';
+
+/**
+ * Every activity the CPU worker registers. One file per stage; stages that are not built yet have no
+ * activity and the pipeline reports them as skipped, never pretended.
+ */
+export function createActivities(deps: ActivityDeps) {
+  return {
+    ...createRunActivities(deps),
+    ...createCollectActivities(deps),
+    ...createExportActivities(deps),
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;

@@ -1,0 +1,121 @@
+import { Router } from 'express';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { z } from 'zod';
+import type { Db } from '../db/pool';
+import type { Run } from '../db/database';
+import { audit } from '../db/queries/audit';
+import { getModel } from '../db/queries/models';
+import { getRun, listRuns } from '../db/queries/runs';
+import { slug } from '../domain/model-config';
+import { startPipeline } from '../services/pipeline-client';
+import { statusQuery, type PipelineStatus } from '../workflows/messages';
+import { actorOf, assertModelAccess, principalOf, requireRole } from './auth';
+import { HttpError } from './errors';
+import { parse } from './validate';
+
+const startSchema = z.object({ model: slug }).strict();
+const listSchema = z
+  .object({
+    model: slug.optional(),
+    status: z.enum(['running', 'succeeded', 'insufficient_data', 'failed', 'aborted', 'cancelled']).optional(),
+    limit: z.coerce.number().int().min(1).max(200).default(50),
+  })
+  .strict();
+const idSchema = z.object({ id: z.string().regex(/^[A-Za-z0-9-]{1,100}$/, 'expected a run id') }).strict();
+
+export interface RunsRouterDeps {
+  db: Db;
+  temporal: Client;
+  taskQueue: string;
+}
+
+function runView(r: Run) {
+  return {
+    id: r.id,
+    workflowId: r.workflow_id,
+    model: r.model_id,
+    status: r.status,
+    trigger: r.trigger,
+    requestedBy: r.requested_by,
+    startedAt: r.started_at,
+    endedAt: r.ended_at,
+    error: r.error,
+    stages: r.stages,
+    result: r.result,
+  };
+}
+
+export function createRunsRouter({ db, temporal, taskQueue }: RunsRouterDeps) {
+  const router = Router();
+
+  router.post('/v1/runs', requireRole('operator'), async (req, res) => {
+    const p = principalOf(req);
+    const { model } = parse(startSchema, req, 'body');
+    if (!(await getModel(db, model)))
+      throw new HttpError(404, 'model_not_found', `model ${model} does not exist`, 'body.model');
+    const started = await startPipeline(temporal, db, { model, taskQueue, trigger: 'api', requestedBy: actorOf(p) });
+    await audit(db, {
+      actor: actorOf(p),
+      action: 'run.request',
+      targetType: 'run',
+      targetId: started.runId,
+      details: { model, requestId: started.requestId },
+    });
+    res
+      .status(202)
+      .location(`/v1/runs/${started.runId}`)
+      .json({ id: started.runId, workflowId: started.workflowId, model, status: 'running' });
+  });
+
+  router.get('/v1/runs', requireRole('app', 'operator'), async (req, res) => {
+    const p = principalOf(req);
+    const q = parse(listSchema, req, 'query');
+    if (q.model) assertModelAccess(p, q.model, 'query.model');
+    const rows = await listRuns(db, {
+      models: p.models ?? undefined,
+      model: q.model,
+      status: q.status,
+      limit: q.limit,
+    });
+    res.json({ runs: rows.map(runView) });
+  });
+
+  router.get('/v1/runs/:id', requireRole('app', 'operator'), async (req, res) => {
+    const p = principalOf(req);
+    const { id } = parse(idSchema, req, 'params');
+    const run = await getRun(db, id);
+    if (!run || (p.models && !p.models.includes(run.model_id)))
+      throw new HttpError(404, 'run_not_found', `run ${id} not found`);
+    let live: PipelineStatus | null = null;
+    if (run.status === 'running') {
+      try {
+        live = await temporal.workflow.getHandle(run.workflow_id, run.id).query(statusQuery);
+      } catch (err) {
+        req.log?.warn({ err }, 'status query failed; answering from the database');
+      }
+    }
+    res.json({
+      run: { ...runView(run), ...(live ? { status: live.status, stage: live.stage, stages: live.stages } : {}) },
+      live: live !== null,
+    });
+  });
+
+  router.post('/v1/runs/:id/cancel', requireRole('operator'), async (req, res) => {
+    const p = principalOf(req);
+    const { id } = parse(idSchema, req, 'params');
+    const run = await getRun(db, id);
+    if (!run) throw new HttpError(404, 'run_not_found', `run ${id} not found`);
+    if (run.status !== 'running') throw new HttpError(409, 'run_not_running', `run ${id} is ${run.status}`);
+    try {
+      await temporal.workflow.getHandle(run.workflow_id, run.id).cancel();
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError)
+        throw new HttpError(409, 'run_not_running', `run ${id} is no longer running`);
+      throw err;
+    }
+    await audit(db, { actor: actorOf(p), action: 'run.cancel', targetType: 'run', targetId: id, details: {} });
+    res.status(202).json({ id, status: 'cancelling' });
+  });
+
+  return router;
+}

@@ -1,0 +1,139 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import type { Config } from '../config';
+import type { ChatMessage } from '../db/database';
+import { insertInteractions, setConsent } from '../db/queries/interactions';
+import { upsertModel } from '../db/queries/models';
+import { modelDefinitionSchema } from '../domain/model-config';
+import type { Logger } from '../log';
+import { startPipeline } from '../services/pipeline-client';
+import { REPO_ROOT } from '../services/temporal-dev-server';
+import {
+  openDb,
+  openStore,
+  openTemporalClient,
+  Stack,
+  startEmbeddedServices,
+  startWorkers,
+  temporalAddress,
+} from '../services/stack';
+import { statusQuery } from '../workflows/messages';
+
+const SAMPLE_DIR = path.join(REPO_ROOT, 'samples/demo');
+
+const sampleLine = z
+  .object({
+    id: z.string(),
+    subject: z.string(),
+    messages: z.array(z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() }).strict()),
+    metadata: z.record(z.string(), z.unknown()).optional(),
+  })
+  .strict();
+
+/**
+ * The demo: the embedded stack, the bundled sample as one "day" of app traffic (each demo run is a new day,
+ * so the loop always has fresh data), one pipeline run, its result. The state stays in the home folder, so
+ * `tuneloop up` later shows this run in the Temporal UI.
+ */
+export async function runDemo(
+  config: Config,
+  log: Logger,
+  opts: { keep: boolean; serve: (stack: Stack, log: Logger) => Promise<void> },
+): Promise<void> {
+  const started = Date.now();
+  const out = (s: string) => process.stdout.write(s + '\n');
+  const stack = new Stack(log);
+  try {
+    out('Starting the embedded stack (PostgreSQL, Temporal dev server)…');
+    const { temporal } = await startEmbeddedServices(config, stack, log);
+    const db = await openDb(config, stack, log, { migrate: true });
+    const store = await openStore(config);
+    const client = await openTemporalClient(config, stack);
+    await startWorkers(config, stack, { db, store, log }, { cpu: true, gpu: true });
+
+    const model = await upsertModel(
+      db,
+      modelDefinitionSchema.parse(JSON.parse(readFileSync(path.join(SAMPLE_DIR, 'model.json'), 'utf8'))),
+    );
+    const consent = z
+      .object({ policyVersion: z.string(), subjects: z.record(z.string(), z.boolean()) })
+      .parse(JSON.parse(readFileSync(path.join(SAMPLE_DIR, 'consent.json'), 'utf8')));
+    const sample = readFileSync(path.join(SAMPLE_DIR, 'interactions.jsonl'), 'utf8')
+      .split('\n')
+      .filter((l) => l.trim())
+      .map((l) => sampleLine.parse(JSON.parse(l)));
+    const day = new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15);
+    const stored = await db.transaction().execute(async (trx) => {
+      for (const [subject, training] of Object.entries(consent.subjects)) {
+        await setConsent(trx, { appId: model.app_id, subject, training, policyVersion: consent.policyVersion });
+      }
+      return insertInteractions(
+        trx,
+        sample.map((s) => ({
+          appId: model.app_id,
+          model: model.id,
+          subject: s.subject,
+          id: `demo-${day}-${s.id}`,
+          messages: s.messages as ChatMessage[],
+          metadata: s.metadata,
+          source: 'demo',
+        })),
+      );
+    });
+    const declined = Object.values(consent.subjects).filter((v) => !v).length;
+    out(
+      `Seeded ${stored.length} interactions for model "${model.id}" (${declined} of ${Object.keys(consent.subjects).length} users have not consented to training).`,
+    );
+
+    const run = await startPipeline(client, db, {
+      model: model.id,
+      taskQueue: config.taskQueue,
+      trigger: 'cli',
+      requestedBy: 'demo',
+    });
+    const ui = temporal?.uiUrl ?? `(the Temporal UI of ${temporalAddress(config)})`;
+    out(`\nRun ${run.runId} started. Watch it in the Temporal UI:`);
+    out(
+      `  ${ui}/namespaces/${config.temporalNamespace}/workflows/${encodeURIComponent(run.workflowId)}/${run.runId}/history\n`,
+    );
+
+    const handle = client.workflow.getHandle(run.workflowId, run.runId);
+    let lastStage: string | null = null;
+    const poll = setInterval(() => {
+      handle
+        .query(statusQuery)
+        .then((s) => {
+          if (s.stage && s.stage !== lastStage) out(`  … ${s.stage}`);
+          lastStage = s.stage;
+        })
+        .catch(() => undefined);
+    }, 300);
+    const result = await run.result().finally(() => clearInterval(poll));
+
+    out(`\nRun ${result.status}. Stages:`);
+    for (const s of result.stages) {
+      const detail = s.summary ? JSON.stringify(s.summary) : (s.reason ?? '');
+      out(`  ${s.name.padEnd(11)} ${s.status.padEnd(10)} ${detail}`);
+    }
+    if (result.dataset) {
+      out(`\nDataset ${result.dataset.id} in ${store.url}`);
+      out(`  manifest    ${result.dataset.manifestKey}`);
+      out(
+        `  train       ${result.dataset.train.key}  ${result.dataset.train.count} rows, ${result.dataset.train.bytes} bytes, sha256 ${result.dataset.train.sha256.slice(0, 16)}…`,
+      );
+      out(
+        `  validation  ${result.dataset.validation.key}  ${result.dataset.validation.count} rows, ${result.dataset.validation.bytes} bytes, sha256 ${result.dataset.validation.sha256.slice(0, 16)}…`,
+      );
+    }
+    out(`\nDone in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
+    if (opts.keep) {
+      out(`The stack stays up; browse the run at ${ui}. Press Ctrl-C to stop.`);
+      await opts.serve(stack, log);
+      return;
+    }
+    out('Run `npm run tuneloop -- up` to start the stack again and browse this run in the Temporal UI.');
+  } finally {
+    await stack.stop();
+  }
+}

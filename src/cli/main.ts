@@ -1,0 +1,273 @@
+import { readFileSync } from 'node:fs';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { ConfigError, loadConfig, type Config } from '../config';
+import { createLogger, type Logger } from '../log';
+import { migrateToLatest } from '../db/migrate';
+import { upsertModel } from '../db/queries/models';
+import { getRun, listRuns } from '../db/queries/runs';
+import { createApiKey } from '../api/auth';
+import { modelDefinitionSchema, slug } from '../domain/model-config';
+import { startPipeline } from '../services/pipeline-client';
+import {
+  openDb,
+  openStore,
+  openTemporalClient,
+  Stack,
+  startApi,
+  startEmbeddedServices,
+  startWorkers,
+} from '../services/stack';
+import { runDemo } from './demo';
+
+/** Exit codes: 1 runtime failure, 2 bad input (arguments, files, configuration). */
+export class UsageError extends Error {}
+
+function setup(): { config: Config; log: Logger } {
+  const config = loadConfig();
+  return { config, log: createLogger(config.logLevel) };
+}
+
+/** Runs a long-lived command until SIGINT/SIGTERM, then stops everything in reverse order. */
+async function serve(stack: Stack, log: Logger): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const onSignal = (sig: string) => {
+      log.info({ signal: sig }, 'shutting down');
+      resolve();
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+  });
+  const hard = setTimeout(() => {
+    log.error('shutdown took longer than 60 s; exiting');
+    process.exit(1);
+  }, 60_000);
+  hard.unref();
+  await stack.stop();
+}
+
+/** One-shot commands: open what they need, do it, close it. */
+async function oneShot<T>(fn: (ctx: { config: Config; log: Logger; stack: Stack }) => Promise<T>): Promise<T> {
+  const { config, log } = setup();
+  const stack = new Stack(log);
+  try {
+    return await fn({ config, log, stack });
+  } finally {
+    await stack.stop();
+  }
+}
+
+const slugArg = (v: string) => {
+  const r = slug.safeParse(v);
+  if (!r.success) throw new InvalidArgumentError(r.error.issues[0]!.message);
+  return v;
+};
+
+export function buildProgram(): Command {
+  const program = new Command('tuneloop')
+    .description('Keep training your app’s own model on its users’ conversations, durably.')
+    .showHelpAfterError()
+    .exitOverride();
+
+  program
+    .command('up')
+    .description('start the embedded stack: PostgreSQL, Temporal dev server (with UI), API and both workers')
+    .action(async () => {
+      const { config, log } = setup();
+      const stack = new Stack(log);
+      try {
+        const { temporal } = await startEmbeddedServices(config, stack, log);
+        const db = await openDb(config, stack, log, { migrate: true });
+        const store = await openStore(config);
+        const client = await openTemporalClient(config, stack);
+        await startWorkers(config, stack, { db, store, log }, { cpu: true, gpu: true });
+        const api = await startApi(config, stack, { db, temporal: client, store, log });
+        console.log(`tuneloop is up (state in ${config.home})`);
+        console.log(`  API          ${api.url}`);
+        if (temporal?.uiUrl) console.log(`  Temporal UI  ${temporal.uiUrl}`);
+        console.log(`  store        ${store.url}`);
+        console.log('Press Ctrl-C to stop.');
+      } catch (err) {
+        await stack.stop();
+        throw err;
+      }
+      await serve(stack, log);
+    });
+
+  program
+    .command('api')
+    .description('run the HTTP API only (DATABASE_URL and TEMPORAL_ADDRESS, or a running `tuneloop up`)')
+    .action(async () => {
+      const { config, log } = setup();
+      const stack = new Stack(log);
+      const db = await openDb(config, stack, log, { migrate: true });
+      const store = await openStore(config);
+      const client = await openTemporalClient(config, stack);
+      const api = await startApi(config, stack, { db, temporal: client, store, log });
+      log.info({ url: api.url }, 'api listening');
+      await serve(stack, log);
+    });
+
+  program
+    .command('worker')
+    .description('run a worker: task queue "tuneloop", or with --gpu the GPU queue "tuneloop-gpu"')
+    .option('--gpu', 'serve the GPU task queue (training and evaluation)')
+    .action(async (opts: { gpu?: boolean }) => {
+      const { config, log } = setup();
+      const stack = new Stack(log);
+      const db = await openDb(config, stack, log, { migrate: !opts.gpu });
+      const store = await openStore(config);
+      await startWorkers(config, stack, { db, store, log }, { cpu: !opts.gpu, gpu: !!opts.gpu });
+      log.info({ taskQueue: opts.gpu ? config.gpuTaskQueue : config.taskQueue }, 'worker running');
+      await serve(stack, log);
+    });
+
+  program
+    .command('migrate')
+    .description('apply pending database migrations')
+    .action(() =>
+      oneShot(async ({ config, log, stack }) => {
+        const db = await openDb(config, stack, log, { migrate: false });
+        const applied = await migrateToLatest(db);
+        console.log(applied.length ? `applied: ${applied.join(', ')}` : 'database is up to date');
+      }),
+    );
+
+  const keys = program.command('keys').description('manage API keys');
+  keys
+    .command('create')
+    .description('create an API key; the key is printed once and stored only as a hash')
+    .addOption(
+      new Option('--role <role>', 'role of the key').choices(['app', 'operator', 'admin']).makeOptionMandatory(),
+    )
+    .option('--app <app>', 'the app an app key belongs to', slugArg)
+    .option('--models <ids>', 'comma-separated models an app key may read and write', (v) =>
+      v.split(',').map((m) => slugArg(m.trim())),
+    )
+    .option('--name <name>', 'a label for the key', 'cli')
+    .action((opts: { role: 'app' | 'operator' | 'admin'; app?: string; models?: string[]; name: string }) =>
+      oneShot(async ({ config, log, stack }) => {
+        if (opts.role === 'app' && (!opts.app || !opts.models?.length)) {
+          throw new UsageError('an app key needs --app and --models');
+        }
+        if (opts.role !== 'app' && (opts.app || opts.models))
+          throw new UsageError('--app and --models are for app keys only');
+        const db = await openDb(config, stack, log, { migrate: true });
+        if (opts.app) {
+          const models = await db
+            .selectFrom('models')
+            .select(['id', 'app_id'])
+            .where('id', 'in', opts.models!)
+            .execute();
+          for (const m of opts.models!) {
+            const row = models.find((r) => r.id === m);
+            if (!row) throw new UsageError(`model ${m} does not exist (create it with \`tuneloop models put\`)`);
+            if (row.app_id !== opts.app)
+              throw new UsageError(`model ${m} belongs to app ${row.app_id}, not ${opts.app}`);
+          }
+        }
+        const key = await createApiKey(db, {
+          name: opts.name,
+          role: opts.role,
+          appId: opts.app ?? null,
+          models: opts.models ?? [],
+        });
+        console.log(key.key);
+      }),
+    );
+
+  const models = program.command('models').description('manage model definitions');
+  models
+    .command('put <file>')
+    .description('create or update a model from a JSON definition (validated; see samples/demo/model.json)')
+    .action((file: string) =>
+      oneShot(async ({ config, log, stack }) => {
+        let raw: unknown;
+        try {
+          raw = JSON.parse(readFileSync(file, 'utf8'));
+        } catch (err) {
+          throw new UsageError(`${file}: ${err instanceof Error ? err.message : String(err)}`);
+        }
+        const parsed = modelDefinitionSchema.safeParse(raw);
+        if (!parsed.success) {
+          const i = parsed.error.issues[0]!;
+          throw new UsageError(`${file}: ${i.path.join('.') || '(root)'}: ${i.message}`);
+        }
+        const db = await openDb(config, stack, log, { migrate: true });
+        const m = await upsertModel(db, parsed.data);
+        console.log(`model ${m.id} (app ${m.app_id}) saved`);
+      }),
+    );
+
+  program
+    .command('run')
+    .description('start (or join) the training pipeline for a model')
+    .requiredOption('--model <id>', 'the model', slugArg)
+    .option('--wait', 'wait for the run to finish and print its result')
+    .action((opts: { model: string; wait?: boolean }) =>
+      oneShot(async ({ config, log, stack }) => {
+        const db = await openDb(config, stack, log, { migrate: false });
+        const client = await openTemporalClient(config, stack);
+        const exists = await db.selectFrom('models').select('id').where('id', '=', opts.model).executeTakeFirst();
+        if (!exists) throw new UsageError(`model ${opts.model} does not exist`);
+        const started = await startPipeline(client, db, {
+          model: opts.model,
+          taskQueue: config.taskQueue,
+          trigger: 'cli',
+          requestedBy: 'cli',
+        });
+        console.log(`run ${started.runId} (workflow ${started.workflowId})`);
+        if (opts.wait) console.log(JSON.stringify(await started.result(), null, 2));
+      }),
+    );
+
+  program
+    .command('status [run]')
+    .description('list recent runs, or show one run')
+    .option('--model <id>', 'only this model', slugArg)
+    .action((runId: string | undefined, opts: { model?: string }) =>
+      oneShot(async ({ config, log, stack }) => {
+        const db = await openDb(config, stack, log, { migrate: false });
+        if (runId) {
+          const run = await getRun(db, runId);
+          if (!run) throw new UsageError(`run ${runId} not found`);
+          console.log(JSON.stringify(run, null, 2));
+          return;
+        }
+        const runs = await listRuns(db, { model: opts.model, limit: 20 });
+        if (!runs.length) console.log('no runs yet');
+        for (const r of runs) {
+          console.log(`${r.started_at.toISOString()}  ${r.model_id.padEnd(20)} ${r.status.padEnd(18)} ${r.id}`);
+        }
+      }),
+    );
+
+  program
+    .command('demo')
+    .description('start the embedded stack, seed the bundled sample, run one pipeline and print its result')
+    .option('--keep', 'keep the stack running afterwards so the run can be browsed in the Temporal UI')
+    .action(async (opts: { keep?: boolean }) => {
+      const { config, log } = setup();
+      await runDemo(config, log, { keep: !!opts.keep, serve });
+    });
+
+  return program;
+}
+
+export async function main(argv = process.argv): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (err) {
+    const e = err as { code?: string; exitCode?: number };
+    if (e.code?.startsWith('commander.')) {
+      process.exit(e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : (e.exitCode ?? 2));
+    }
+    if (err instanceof ConfigError || err instanceof UsageError) {
+      console.error(`tuneloop: ${err.message}`);
+      process.exit(2);
+    }
+    console.error(`tuneloop: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  }
+}
+
+await main();

@@ -1,0 +1,135 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * The whole environment, parsed once. Empty strings count as unset (a blank line in an env file must not
+ * silently become "the empty password"). Every bad key is reported at once, by name, with what was expected.
+ */
+const blankAsUnset = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
+const opt = <T extends z.ZodType>(schema: T) => z.preprocess(blankAsUnset, schema.optional());
+const withDefault = <T extends z.ZodType>(schema: T, value: z.input<T>) =>
+  z.preprocess(blankAsUnset, schema.default(value as never));
+
+const port = z.coerce.number().int().min(1).max(65535);
+const hostPort = z.string().regex(/^[A-Za-z0-9.[\]:-]+:\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:7233');
+const httpUrl = z.url({ protocol: /^https?$/, error: 'expected an http(s) URL, e.g. http://127.0.0.1:11434' });
+
+export const envSchema = z
+  .object({
+    TUNELOOP_HOME: withDefault(z.string(), '.tuneloop'),
+    DATABASE_URL: opt(
+      z
+        .string()
+        .regex(/^postgres(ql)?:\/\//, 'expected a postgres:// URL, e.g. postgres://user:pass@host:5432/tuneloop'),
+    ),
+    DATABASE_POOL_MAX: withDefault(z.coerce.number().int().min(1).max(200), 10),
+    TEMPORAL_ADDRESS: opt(hostPort),
+    TEMPORAL_NAMESPACE: withDefault(
+      z.string().regex(/^[A-Za-z0-9._-]{1,255}$/, 'expected a namespace name'),
+      'default',
+    ),
+    TEMPORAL_UI_PORT: withDefault(port, 8233),
+    TEMPORAL_PORT: withDefault(port, 7233),
+    TUNELOOP_TASK_QUEUE: withDefault(z.string().min(1), 'tuneloop'),
+    TUNELOOP_GPU_TASK_QUEUE: withDefault(z.string().min(1), 'tuneloop-gpu'),
+    TUNELOOP_STORE: opt(z.string().regex(/^(file|s3):\/\/.+/, 'expected file://<folder> or s3://<bucket>[/prefix]')),
+    S3_ENDPOINT: opt(httpUrl),
+    S3_ACCESS_KEY: opt(z.string()),
+    S3_SECRET_KEY: opt(z.string()),
+    S3_REGION: withDefault(z.string(), 'us-east-1'),
+    OLLAMA_HOST: withDefault(httpUrl, 'http://127.0.0.1:11434'),
+    TUNELOOP_API_PORT: withDefault(port, 8080),
+    TUNELOOP_API_HOST: withDefault(z.string(), '127.0.0.1'),
+    TUNELOOP_BODY_LIMIT: withDefault(
+      z.string().regex(/^\d+(b|kb|mb)$/i, 'expected a size such as 1mb or 512kb'),
+      '1mb',
+    ),
+    TUNELOOP_EMBEDDED_PG_PORT: withDefault(port, 54329),
+    LOG_LEVEL: withDefault(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), 'info'),
+  })
+  .superRefine((env, ctx) => {
+    if (env.TUNELOOP_STORE?.startsWith('s3://')) {
+      for (const key of ['S3_ENDPOINT', 'S3_ACCESS_KEY', 'S3_SECRET_KEY'] as const) {
+        if (!env[key]) ctx.addIssue({ code: 'custom', path: [key], message: `required when TUNELOOP_STORE is s3://` });
+      }
+    }
+  });
+
+export type Env = z.output<typeof envSchema>;
+
+export interface Config {
+  home: string;
+  /** Absent: the embedded PostgreSQL under `home` is used. */
+  databaseUrl: string | null;
+  databasePoolMax: number;
+  embeddedPgPort: number;
+  /** Absent: the embedded Temporal dev server is started by `tuneloop up`. */
+  temporalAddress: string | null;
+  temporalNamespace: string;
+  temporalPort: number;
+  temporalUiPort: number;
+  taskQueue: string;
+  gpuTaskQueue: string;
+  store: string;
+  s3: { endpoint: string; accessKey: string; secretKey: string; region: string } | null;
+  ollamaHost: string;
+  api: { port: number; host: string; bodyLimit: string };
+  logLevel: Env['LOG_LEVEL'];
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: { variable: string; message: string }[]) {
+    super(
+      'Invalid configuration:\n' +
+        problems.map((p) => `  ${p.variable}: ${p.message}`).join('\n') +
+        '\nSee the configuration table in README.md.',
+    );
+    this.name = 'ConfigError';
+  }
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Readonly<Config> {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((i) => ({
+        variable: String(i.path[0] ?? '(environment)'),
+        message: i.code === 'invalid_type' && i.input === undefined ? 'is required' : i.message,
+      })),
+    );
+  }
+  const e = parsed.data;
+  const home = path.resolve(cwd, e.TUNELOOP_HOME);
+  const config: Config = {
+    home,
+    databaseUrl: e.DATABASE_URL ?? null,
+    databasePoolMax: e.DATABASE_POOL_MAX,
+    embeddedPgPort: e.TUNELOOP_EMBEDDED_PG_PORT,
+    temporalAddress: e.TEMPORAL_ADDRESS ?? null,
+    temporalNamespace: e.TEMPORAL_NAMESPACE,
+    temporalPort: e.TEMPORAL_PORT,
+    temporalUiPort: e.TEMPORAL_UI_PORT,
+    taskQueue: e.TUNELOOP_TASK_QUEUE,
+    gpuTaskQueue: e.TUNELOOP_GPU_TASK_QUEUE,
+    store: e.TUNELOOP_STORE ?? `file://${path.join(home, 'store')}`,
+    s3:
+      e.S3_ENDPOINT && e.S3_ACCESS_KEY && e.S3_SECRET_KEY
+        ? { endpoint: e.S3_ENDPOINT, accessKey: e.S3_ACCESS_KEY, secretKey: e.S3_SECRET_KEY, region: e.S3_REGION }
+        : null,
+    ollamaHost: e.OLLAMA_HOST,
+    api: { port: e.TUNELOOP_API_PORT, host: e.TUNELOOP_API_HOST, bodyLimit: e.TUNELOOP_BODY_LIMIT },
+    logLevel: e.LOG_LEVEL,
+  };
+  return Object.freeze(config);
+}
+
+/** The database URL with its password masked, for logs and status output. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparseable url)';
+  }
+}

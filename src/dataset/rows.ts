@@ -1,0 +1,80 @@
+import { createHash } from 'node:crypto';
+import type { ChatMessage } from '../db/database';
+
+// Pure dataset building: interaction + feedback → a training row in the chat-messages form the trainer reads.
+
+export interface FeedbackFacts {
+  thumbs: 'up' | 'down' | null;
+  rating: number | null;
+  correction: string | null;
+  createdAt: string;
+}
+
+export interface SourceInteraction {
+  id: string;
+  seq: number;
+  source: string;
+  messages: ChatMessage[];
+  feedback: FeedbackFacts[];
+}
+
+export interface TrainingRow {
+  messages: ChatMessage[];
+}
+
+export type RowDecision =
+  | { kind: 'sft'; row: TrainingRow; corrected: boolean }
+  /** Negative feedback and no correction: kept out of SFT, still counted (a later stage trains on preferences). */
+  | { kind: 'negative' }
+  | { kind: 'invalid'; reason: string };
+
+/**
+ * Decides what one interaction contributes. The newest correction replaces the final assistant turn; a
+ * thumbs-down or a rating of 2 or less without a correction keeps the row out of supervised fine-tuning.
+ * The model's system prompt leads the row unless the interaction carries its own.
+ */
+export function buildRow(interaction: SourceInteraction, systemPrompt: string | null): RowDecision {
+  const turns = interaction.messages;
+  const last = turns.at(-1);
+  if (!last || last.role !== 'assistant') return { kind: 'invalid', reason: 'does not end with an assistant turn' };
+  if (!turns.some((m) => m.role === 'user')) return { kind: 'invalid', reason: 'has no user turn' };
+
+  const byTime = [...interaction.feedback].sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  const correction = byTime.filter((f) => f.correction !== null && f.correction.trim() !== '').at(-1)?.correction;
+  const negative = byTime.some((f) => f.thumbs === 'down' || (f.rating !== null && f.rating <= 2));
+  if (negative && correction === undefined) return { kind: 'negative' };
+
+  const messages: ChatMessage[] = [];
+  if (systemPrompt && turns[0]?.role !== 'system') messages.push({ role: 'system', content: systemPrompt });
+  for (const m of turns.slice(0, -1)) messages.push({ role: m.role, content: m.content });
+  messages.push({ role: 'assistant', content: correction ?? last.content });
+  return { kind: 'sft', row: { messages }, corrected: correction !== undefined };
+}
+
+/** The serialized row, one JSONL line without the newline. Key order is fixed so equal rows are equal bytes. */
+export function serializeRow(row: TrainingRow): string {
+  return JSON.stringify({ messages: row.messages.map((m) => ({ role: m.role, content: m.content })) });
+}
+
+export function sha256Hex(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/**
+ * Stable split by a hash of the interaction id: the same interaction lands in the same split on every run,
+ * so an evaluation row never becomes a training row later.
+ */
+export function splitOf(interactionId: string, validationShare: number): 'train' | 'validation' {
+  if (validationShare <= 0) return 'train';
+  const bucket = createHash('sha256').update(interactionId).digest().readUInt32BE(0) / 0x1_0000_0000;
+  return bucket < validationShare ? 'validation' : 'train';
+}
+
+/** Hash of everything in the model config that changes the exported bytes. */
+export function exportConfigHash(cfg: {
+  systemPrompt: string | null;
+  validationShare: number;
+  format: string;
+}): string {
+  return sha256Hex(JSON.stringify({ v: 1, ...cfg }));
+}

@@ -1,0 +1,211 @@
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+
+// One interface per table, assembled into Database. They sit in one file rather than a file each: the tables
+// are small and reading them side by side is how the schema is reviewed. Columns mirror migrations/.
+
+// JSON columns are written as JSON text (pg would send a JS array as a Postgres array, not JSON).
+type GeneratedTimestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+type NullableTimestamp = ColumnType<Date | null, Date | string | null, Date | string | null>;
+type Json<T> = ColumnType<T, string, string>;
+type GeneratedJson<T> = ColumnType<T, string | undefined, string>;
+type NullableJson<T> = ColumnType<T | null, string | null, string | null>;
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+
+export interface AppTable {
+  id: string;
+  name: string;
+  created_at: GeneratedTimestamp;
+}
+
+export interface ModelTable {
+  id: string;
+  app_id: string;
+  base_model: string;
+  task_format: string;
+  system_prompt: string | null;
+  output_schema: NullableJson<unknown>;
+  config: GeneratedJson<unknown>;
+  watermark_seq: Generated<number>;
+  created_at: GeneratedTimestamp;
+  updated_at: GeneratedTimestamp;
+}
+
+export interface SubjectTable {
+  id: Generated<string>;
+  app_id: string;
+  external_id: string;
+  training_consent: boolean | null;
+  consent_policy_version: string | null;
+  consent_updated_at: NullableTimestamp;
+  created_at: GeneratedTimestamp;
+}
+
+export interface ConsentEventTable {
+  id: Generated<number>;
+  subject_id: string;
+  training: boolean;
+  policy_version: string;
+  at: GeneratedTimestamp;
+}
+
+export interface InteractionTable {
+  id: Generated<string>;
+  seq: Generated<number>;
+  model_id: string;
+  subject_id: string;
+  external_id: string | null;
+  source: Generated<string>;
+  messages: Json<ChatMessage[]>;
+  metadata: GeneratedJson<Record<string, unknown>>;
+  model_version_id: string | null;
+  latency_ms: number | null;
+  created_at: GeneratedTimestamp;
+}
+
+export interface FeedbackTable {
+  id: Generated<string>;
+  interaction_id: string;
+  thumbs: 'up' | 'down' | null;
+  rating: number | null;
+  correction: string | null;
+  comment: string | null;
+  created_at: GeneratedTimestamp;
+}
+
+export interface RunTable {
+  id: string;
+  workflow_id: string;
+  model_id: string;
+  status: string;
+  stage: string | null;
+  trigger: string;
+  requested_by: string | null;
+  request_id: string | null;
+  stages: GeneratedJson<unknown[]>;
+  result: NullableJson<unknown>;
+  error: string | null;
+  started_at: GeneratedTimestamp;
+  ended_at: NullableTimestamp;
+}
+
+export interface DatasetTable {
+  id: string;
+  model_id: string;
+  run_id: string | null;
+  status: 'collected' | 'ready' | 'abandoned';
+  from_seq: number;
+  to_seq: number;
+  prefix: string;
+  manifest_key: string | null;
+  manifest: NullableJson<unknown>;
+  config_hash: string | null;
+  created_at: GeneratedTimestamp;
+  ready_at: NullableTimestamp;
+}
+
+export interface DatasetItemTable {
+  dataset_id: string;
+  interaction_id: string;
+  split: 'train' | 'validation';
+  line: number;
+  row_sha256: string;
+}
+
+export interface ModelVersionTable {
+  id: Generated<string>;
+  model_id: string;
+  version: string;
+  run_id: string | null;
+  dataset_id: string | null;
+  status: string;
+  adapter_key: string | null;
+  ollama_tag: string | null;
+  metrics: NullableJson<unknown>;
+  erasure_flags: GeneratedJson<unknown[]>;
+  created_at: GeneratedTimestamp;
+}
+
+export interface CheckpointTable {
+  id: Generated<string>;
+  run_id: string;
+  step: number;
+  key: string;
+  manifest_sha256: string;
+  bytes: number;
+  created_at: GeneratedTimestamp;
+  deleted_at: NullableTimestamp;
+}
+
+export interface AliasTable {
+  model_id: string;
+  name: string;
+  version_id: string;
+  percent: number | null;
+  updated_at: GeneratedTimestamp;
+}
+
+export interface AliasHistoryTable {
+  id: Generated<number>;
+  model_id: string;
+  name: string;
+  from_version_id: string | null;
+  to_version_id: string | null;
+  actor: string;
+  reason: string | null;
+  at: GeneratedTimestamp;
+}
+
+export type Role = 'app' | 'operator' | 'admin';
+
+export interface ApiKeyTable {
+  id: string;
+  secret_sha256: string;
+  name: string;
+  role: Role;
+  app_id: string | null;
+  models: Generated<string[]>;
+  created_at: GeneratedTimestamp;
+  revoked_at: NullableTimestamp;
+}
+
+export interface AuditLogTable {
+  id: Generated<number>;
+  at: GeneratedTimestamp;
+  actor: string;
+  action: string;
+  target_type: string;
+  target_id: string;
+  details: GeneratedJson<Record<string, unknown>>;
+}
+
+export interface Database {
+  apps: AppTable;
+  models: ModelTable;
+  subjects: SubjectTable;
+  consent_events: ConsentEventTable;
+  interactions: InteractionTable;
+  feedback: FeedbackTable;
+  runs: RunTable;
+  datasets: DatasetTable;
+  dataset_items: DatasetItemTable;
+  model_versions: ModelVersionTable;
+  checkpoints: CheckpointTable;
+  aliases: AliasTable;
+  alias_history: AliasHistoryTable;
+  api_keys: ApiKeyTable;
+  audit_log: AuditLogTable;
+}
+
+export type Model = Selectable<ModelTable>;
+export type NewModel = Insertable<ModelTable>;
+export type Interaction = Selectable<InteractionTable>;
+export type NewInteraction = Insertable<InteractionTable>;
+export type Run = Selectable<RunTable>;
+export type RunUpdate = Updateable<RunTable>;
+export type Dataset = Selectable<DatasetTable>;
+export type ApiKey = Selectable<ApiKeyTable>;
+export type Subject = Selectable<SubjectTable>;

@@ -1,0 +1,59 @@
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import type { Logger } from '../log';
+import type { Database } from './database';
+
+export type Db = Kysely<Database>;
+
+// int8 (bigserial seq, byte counts) as JS numbers: all our values stay far below 2^53.
+const types = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === 20
+      ? (v: string) => Number(v)
+      : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+};
+
+/**
+ * A kysely instance over a pg Pool that survives the database going away. pg emits 'error' on idle clients
+ * and on clients whose connection dies between queries; an unhandled 'error' event kills Node, so every
+ * client gets a listener and the pool gets one. Queries in flight fail and are retried by their callers
+ * (activities by Temporal, API requests answer 503).
+ */
+export function createDb(connectionString: string, log: Logger, max = 10): Db {
+  const pool = new pg.Pool({
+    connectionString,
+    max,
+    idleTimeoutMillis: 30_000,
+    connectionTimeoutMillis: 5_000,
+    types,
+    application_name: 'tuneloop',
+  });
+  pool.on('error', (err) => log.warn({ err: errSummary(err) }, 'postgres idle client error'));
+  pool.on('connect', (client) => {
+    client.on('error', (err) => log.warn({ err: errSummary(err) }, 'postgres client error'));
+  });
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+}
+
+function errSummary(err: Error & { code?: string }) {
+  return { message: err.message, code: err.code };
+}
+
+const TRANSIENT_SQLSTATE = /^(08|53|57P0[123]|40001|40P01)/;
+const TRANSIENT_NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN']);
+
+/** True when a database error means "the server is (temporarily) unreachable", not "your query is wrong". */
+export function isTransientDbError(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const { code, message } = e as { code?: unknown; message?: unknown };
+    if (typeof code === 'string' && (TRANSIENT_NODE_CODES.has(code) || TRANSIENT_SQLSTATE.test(code))) return true;
+    if (
+      typeof message === 'string' &&
+      /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|terminating connection/i.test(
+        message,
+      )
+    )
+      return true;
+  }
+  return false;
+}

@@ -1,0 +1,78 @@
+import { z } from 'zod';
+
+/** Every stage of the loop, in order. The pipeline workflow walks this list. */
+export const STAGES = [
+  'collect',
+  'anonymize',
+  'synthesize',
+  'score',
+  'export',
+  'train',
+  'evaluate',
+  'register',
+  'canary',
+  'promote',
+] as const;
+export type StageName = (typeof STAGES)[number];
+
+/** Stages a model may switch off. collect and export are the spine of a run and always run. */
+export const OPTIONAL_STAGES = [
+  'anonymize',
+  'synthesize',
+  'score',
+  'train',
+  'evaluate',
+  'register',
+  'canary',
+  'promote',
+] as const;
+
+export const slug = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'expected a lower-case slug: letters, digits and dashes, at most 63 characters');
+
+export const pipelineConfigSchema = z
+  .object({
+    /** Share of interactions (by a hash of their id) that go to the validation split. */
+    validationShare: z.number().min(0).max(0.5).default(0.1),
+    /** A run with fewer exportable rows than this ends as `insufficient_data` instead of training. */
+    minExamples: z.number().int().min(1).default(1),
+    stages: z
+      .object(
+        Object.fromEntries(OPTIONAL_STAGES.map((s) => [s, z.boolean().optional()])) as Record<
+          (typeof OPTIONAL_STAGES)[number],
+          z.ZodOptional<z.ZodBoolean>
+        >,
+      )
+      .strict()
+      .default({}),
+    thresholds: z
+      .object({
+        maxLossRegression: z.number().min(0).default(0),
+        minWinRateLowerBound: z.number().min(0).max(1).default(0.5),
+      })
+      .strict()
+      .default({ maxLossRegression: 0, minWinRateLowerBound: 0.5 }),
+  })
+  .strict();
+export type PipelineConfig = z.output<typeof pipelineConfigSchema>;
+
+export const TASK_FORMATS = ['chat', 'completion', 'instruction', 'json'] as const;
+
+/** What an operator writes to define a model (`tuneloop models put FILE`). */
+export const modelDefinitionSchema = z
+  .object({
+    id: slug,
+    app: slug,
+    baseModel: z.string().min(1).max(500),
+    taskFormat: z.enum(TASK_FORMATS),
+    systemPrompt: z.string().max(20_000).optional(),
+    outputSchema: z.record(z.string(), z.unknown()).optional(),
+    config: pipelineConfigSchema.default(pipelineConfigSchema.parse({})),
+  })
+  .strict();
+export type ModelDefinition = z.output<typeof modelDefinitionSchema>;
+
+export function parsePipelineConfig(raw: unknown): PipelineConfig {
+  return pipelineConfigSchema.parse(raw ?? {});
+}

@@ -1,0 +1,30 @@
+import { pino, type Logger } from 'pino';
+
+export type { Logger };
+
+/**
+ * One logger for everything outside workflow code. Secrets never reach it: credentials in connection strings,
+ * API keys and authorization headers are redacted by path.
+ */
+export function createLogger(level = process.env.LOG_LEVEL ?? 'info', destination?: pino.DestinationStream): Logger {
+  return pino(
+    {
+      level,
+      base: { service: 'tuneloop' },
+      redact: {
+        paths: [
+          'req.headers.authorization',
+          'req.headers["x-api-key"]',
+          '*.password',
+          '*.secretKey',
+          '*.accessKey',
+          '*.databaseUrl',
+          '*.apiKey',
+          'apiKey',
+        ],
+        censor: '***',
+      },
+    },
+    destination ?? pino.destination({ dest: 2, sync: false }),
+  );
+}

@@ -1,0 +1,45 @@
+import { randomUUID } from 'node:crypto';
+import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy, type Client } from '@temporalio/client';
+import { TypedSearchAttributes } from '@temporalio/common';
+import type { Db } from '../db/pool';
+import { ensureRun } from '../db/queries/runs';
+import {
+  MODEL_SEARCH_ATTRIBUTE,
+  pipelineWorkflowId,
+  WORKFLOW_TYPE,
+  type PipelineInput,
+  type PipelineResult,
+} from '../workflows/messages';
+import type { TrainingPipeline } from '../workflows/pipeline';
+
+/**
+ * Starts the model's pipeline, or joins the one already running: the workflow id is per model and a conflict
+ * uses the existing execution, so two concurrent requests get the same run. A closed run's id may be reused.
+ */
+export async function startPipeline(
+  temporal: Client,
+  db: Db,
+  opts: { model: string; taskQueue: string; trigger: PipelineInput['trigger']; requestedBy: string | null },
+) {
+  const workflowId = pipelineWorkflowId(opts.model);
+  const requestId = randomUUID();
+  const handle = await temporal.workflow.start<typeof TrainingPipeline>(WORKFLOW_TYPE, {
+    workflowId,
+    taskQueue: opts.taskQueue,
+    args: [{ model: opts.model, trigger: opts.trigger, requestedBy: opts.requestedBy, requestId }],
+    workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+    workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+    typedSearchAttributes: new TypedSearchAttributes([{ key: MODEL_SEARCH_ATTRIBUTE, value: opts.model }]),
+  });
+  const runId = handle.firstExecutionRunId;
+  // Recorded here too, so the run is listed before the worker picks it up. Fields come from the workflow.
+  await ensureRun(db, {
+    id: runId,
+    workflowId,
+    modelId: opts.model,
+    trigger: opts.trigger,
+    requestedBy: null,
+    requestId: null,
+  });
+  return { workflowId, runId, requestId, result: () => handle.result() as Promise<PipelineResult> };
+}

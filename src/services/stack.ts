@@ -1,0 +1,163 @@
+import path from 'node:path';
+import type { Server } from 'node:http';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, type Worker } from '@temporalio/worker';
+import { createApp } from '../api/app';
+import type { Config } from '../config';
+import { migrateToLatest } from '../db/migrate';
+import { createDb, type Db } from '../db/pool';
+import type { Logger } from '../log';
+import { createBlobStore } from '../storage';
+import type { BlobStore } from '../storage/blob-store';
+import { startEmbeddedPostgres, type RunningPostgres } from './embedded-postgres';
+import { startTemporalDevServer, type RunningTemporal } from './temporal-dev-server';
+import { bundleWorkflows, createCpuWorker, createGpuWorker } from './worker';
+import { readFileSync, existsSync } from 'node:fs';
+
+/** Things to stop, in reverse order of starting. */
+export class Stack {
+  private readonly stops: { name: string; stop: () => Promise<unknown> }[] = [];
+  constructor(readonly log: Logger) {}
+  add(name: string, stop: () => Promise<unknown>) {
+    this.stops.push({ name, stop });
+  }
+  async stop(): Promise<void> {
+    for (const { name, stop } of this.stops.reverse()) {
+      try {
+        await stop();
+      } catch (err) {
+        this.log.warn({ err, component: name }, 'error while stopping');
+      }
+    }
+    this.stops.length = 0;
+  }
+}
+
+export const embeddedPgDir = (config: Config) => path.join(config.home, 'postgres');
+
+/** The database URL: DATABASE_URL, or the embedded server that `tuneloop up` runs under the home folder. */
+export function databaseUrl(config: Config): string {
+  if (config.databaseUrl) return config.databaseUrl;
+  const pwFile = path.join(embeddedPgDir(config), 'superuser-password');
+  if (!existsSync(pwFile)) {
+    throw new Error(
+      `DATABASE_URL is not set and no embedded PostgreSQL exists under ${config.home}: run \`tuneloop up\` first`,
+    );
+  }
+  const pw = encodeURIComponent(readFileSync(pwFile, 'utf8').trim());
+  return `postgres://postgres:${pw}@127.0.0.1:${config.embeddedPgPort}/tuneloop`;
+}
+
+export const temporalAddress = (config: Config) => config.temporalAddress ?? `127.0.0.1:${config.temporalPort}`;
+
+/** Starts what the embedded default needs (PostgreSQL, the Temporal dev server) unless the config points elsewhere. */
+export async function startEmbeddedServices(config: Config, stack: Stack, log: Logger) {
+  let pg: RunningPostgres | null = null;
+  let temporal: RunningTemporal | null = null;
+  if (!config.databaseUrl) {
+    pg = await startEmbeddedPostgres({ dir: embeddedPgDir(config), port: config.embeddedPgPort, log });
+    stack.add('postgres', () => pg!.stop());
+    log.info({ port: pg.port }, 'embedded postgres ready');
+  }
+  if (!config.temporalAddress) {
+    temporal = await startTemporalDevServer({
+      dbFile: path.join(config.home, 'temporal', 'temporal.sqlite'),
+      port: config.temporalPort,
+      uiPort: config.temporalUiPort,
+      namespace: config.temporalNamespace,
+      log,
+    });
+    stack.add('temporal', () => temporal!.stop());
+  }
+  return { pg, temporal };
+}
+
+export async function openDb(config: Config, stack: Stack, log: Logger, opts: { migrate: boolean }): Promise<Db> {
+  const db = createDb(databaseUrl(config), log, config.databasePoolMax);
+  stack.add('db', () => db.destroy());
+  if (opts.migrate) {
+    const applied = await migrateToLatest(db);
+    if (applied.length) log.info({ applied }, 'migrations applied');
+  }
+  return db;
+}
+
+export function openStore(config: Config): Promise<BlobStore> | BlobStore {
+  return createBlobStore(config.store, config.s3 ?? undefined);
+}
+
+export async function openTemporalClient(config: Config, stack: Stack): Promise<Client> {
+  // Lazy: the API starts (and answers 503) while the workflow engine is still coming up.
+  const connection = Connection.lazy({ address: temporalAddress(config) });
+  stack.add('temporal-client', () => connection.close());
+  return new Client({ connection, namespace: config.temporalNamespace });
+}
+
+export async function startApi(
+  config: Config,
+  stack: Stack,
+  deps: { db: Db; temporal: Client; store: BlobStore; log: Logger },
+): Promise<{ server: Server; url: string }> {
+  const app = createApp({ ...deps, taskQueue: config.taskQueue, bodyLimit: config.api.bodyLimit });
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = app.listen(config.api.port, config.api.host, () => resolve(s));
+    s.once('error', reject);
+  });
+  server.keepAliveTimeout = 5_000;
+  stack.add('api', () => closeServer(server));
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : config.api.port;
+  return { server, url: `http://${config.api.host}:${port}` };
+}
+
+/** Stops accepting, lets requests in flight finish, and cuts idle keep-alive sockets; hard deadline 10 s. */
+export function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.closeAllConnections();
+      resolve();
+    }, 10_000);
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}
+
+export async function startWorkers(
+  config: Config,
+  stack: Stack,
+  deps: { db: Db; store: BlobStore; log: Logger },
+  which: { cpu: boolean; gpu: boolean },
+): Promise<Worker[]> {
+  const connection = await NativeConnection.connect({ address: temporalAddress(config) });
+  stack.add('worker-connection', () => connection.close());
+  const workers: Worker[] = [];
+  if (which.cpu) {
+    const bundle = await bundleWorkflows();
+    workers.push(
+      await createCpuWorker({
+        connection,
+        namespace: config.temporalNamespace,
+        taskQueue: config.taskQueue,
+        bundle,
+        deps: { ...deps, tmpDir: path.join(config.home, 'tmp') },
+      }),
+    );
+  }
+  if (which.gpu) {
+    workers.push(
+      await createGpuWorker({ connection, namespace: config.temporalNamespace, taskQueue: config.gpuTaskQueue }),
+    );
+  }
+  const running = workers.map((w) => w.run());
+  stack.add('workers', async () => {
+    for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+    await Promise.allSettled(running);
+  });
+  for (const [i, r] of running.entries()) {
+    r.catch((err) => deps.log.error({ err, worker: i }, 'worker stopped with an error'));
+  }
+  return workers;
+}

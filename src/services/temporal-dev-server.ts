@@ -1,0 +1,100 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { Connection } from '@temporalio/client';
+import type { Logger } from '../log';
+
+export const REPO_ROOT = path.resolve(import.meta.dirname, '../..');
+export const SEARCH_ATTRIBUTES = { TuneloopModel: 'Keyword', TuneloopStage: 'Keyword' } as const;
+
+export interface RunningTemporal {
+  address: string;
+  uiUrl: string;
+  process: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** The Temporal CLI built by scripts/setup.sh from the Go module proxy (never downloaded at run time). */
+export function temporalBinary(): string {
+  const bin = process.env.TUNELOOP_TEMPORAL_BIN ?? path.join(REPO_ROOT, '.tools/bin/temporal');
+  if (!existsSync(bin)) {
+    throw new Error(
+      `Temporal CLI not found at ${bin}: run \`bash scripts/setup.sh\` (it builds it from the Go module proxy)`,
+    );
+  }
+  return bin;
+}
+
+/**
+ * Starts `temporal server start-dev` (SQLite file, UI embedded) with our search attributes registered, and
+ * waits until its frontend answers. We start it ourselves rather than through the SDK's launcher, which
+ * gives a server 5 s to come up: too little on two loaded cores.
+ */
+export async function startTemporalDevServer(opts: {
+  dbFile: string;
+  port: number;
+  uiPort: number | null;
+  namespace: string;
+  log: Logger;
+  readyTimeoutMs?: number;
+}): Promise<RunningTemporal> {
+  await mkdir(path.dirname(opts.dbFile), { recursive: true });
+  const args = [
+    'server',
+    'start-dev',
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(opts.port),
+    '--db-filename',
+    opts.dbFile,
+    '--namespace',
+    opts.namespace,
+    '--log-level',
+    'warn',
+    ...Object.entries(SEARCH_ATTRIBUTES).flatMap(([k, v]) => ['--search-attribute', `${k}=${v}`]),
+    ...(opts.uiPort === null ? ['--headless'] : ['--ui-port', String(opts.uiPort)]),
+  ];
+  const child = spawn(temporalBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000);
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  const address = `127.0.0.1:${opts.port}`;
+  const deadline = Date.now() + (opts.readyTimeoutMs ?? 90_000);
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`temporal dev server exited (${child.exitCode}): ${stderr}`);
+    try {
+      const conn = await Connection.connect({ address, connectTimeout: 1_000 });
+      try {
+        await conn.workflowService.describeNamespace({ namespace: opts.namespace });
+        break;
+      } finally {
+        await conn.close();
+      }
+    } catch (err) {
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL');
+        throw new Error(`temporal dev server not ready after ${opts.readyTimeoutMs ?? 90_000} ms\n${stderr}`, {
+          cause: err,
+        });
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+  opts.log.info({ address }, 'temporal dev server ready');
+  return {
+    address,
+    uiUrl: opts.uiPort === null ? '' : `http://127.0.0.1:${opts.uiPort}`,
+    process: child,
+    async stop() {
+      if (child.exitCode !== null) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}

@@ -1,0 +1,88 @@
+import { execFile } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { NativeConnection } from '@temporalio/worker';
+import { bundleWorkflowCode, Worker, type WorkflowBundle, type WorkflowBundleOption } from '@temporalio/worker';
+import { createActivities, type ActivityDeps } from '../activities';
+import { ClassifyFailuresInterceptor } from '../activities/failures';
+
+export const WORKFLOWS_PATH = path.resolve(import.meta.dirname, '../workflows/index.ts');
+
+/**
+ * Bundles the workflow code once per process. The bundler rejects Node built-ins and other non-deterministic
+ * modules pulled into workflow code, so a bad import fails here (and in the bundle test), not at run time.
+ */
+export async function bundleWorkflows(): Promise<WorkflowBundle> {
+  return bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger });
+}
+
+const quietBundlerLogger = {
+  log: () => undefined,
+  trace: () => undefined,
+  debug: () => undefined,
+  info: () => undefined,
+  warn: () => undefined,
+  error: () => undefined,
+};
+
+export interface CpuWorkerOptions {
+  connection: NativeConnection;
+  namespace: string;
+  taskQueue: string;
+  deps: ActivityDeps;
+  bundle: WorkflowBundleOption;
+  /** Wrap or replace activities (tests inject faults this way). */
+  activities?: Record<string, (...args: never[]) => Promise<unknown>>;
+}
+
+/**
+ * The CPU worker: every workflow and the non-GPU activities. maxCachedWorkflows is sized for a small host:
+ * pipelines are few and long, so a small sticky cache keeps memory flat without replaying on every task.
+ */
+export async function createCpuWorker(opts: CpuWorkerOptions): Promise<Worker> {
+  return Worker.create({
+    connection: opts.connection,
+    namespace: opts.namespace,
+    taskQueue: opts.taskQueue,
+    workflowBundle: opts.bundle,
+    activities: opts.activities ?? createActivities(opts.deps),
+    maxCachedWorkflows: 100,
+    maxConcurrentActivityTaskExecutions: 8,
+    shutdownGraceTime: '30 seconds',
+    interceptors: { activity: [() => ({ inbound: new ClassifyFailuresInterceptor() })] },
+  });
+}
+
+const run = promisify(execFile);
+
+/**
+ * The GPU worker's activities. Training and evaluation arrive with the trainer; until then the GPU host
+ * answers one real question: what accelerators and trainer runtime does it have.
+ */
+export function createGpuActivities() {
+  return {
+    async describeGpuHost(): Promise<{ hostname: string; gpus: string[]; python: string | null }> {
+      const gpus = await run('nvidia-smi', ['--query-gpu=name,memory.total', '--format=csv,noheader'])
+        .then((r) => r.stdout.trim().split('\n').filter(Boolean))
+        .catch(() => []);
+      const python = await run('python3', ['--version'])
+        .then((r) => r.stdout.trim() || r.stderr.trim())
+        .catch(() => null);
+      return { hostname: os.hostname(), gpus, python };
+    },
+  };
+}
+
+export async function createGpuWorker(opts: { connection: NativeConnection; namespace: string; taskQueue: string }) {
+  return Worker.create({
+    connection: opts.connection,
+    namespace: opts.namespace,
+    taskQueue: opts.taskQueue,
+    activities: createGpuActivities(),
+    // Training saturates the device; one activity at a time per GPU host.
+    maxConcurrentActivityTaskExecutions: 1,
+    shutdownGraceTime: '2 minutes',
+    interceptors: { activity: [() => ({ inbound: new ClassifyFailuresInterceptor() })] },
+  });
+}

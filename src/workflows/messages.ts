@@ -1,0 +1,58 @@
+import { defineQuery, defineSignal } from '@temporalio/workflow';
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import type { StageName } from '../domain/model-config';
+
+// Messages of the TrainingPipeline workflow, shared by the workflow, the API, the CLI and tests.
+
+export const WORKFLOW_TYPE = 'TrainingPipeline';
+
+/** One pipeline per model at a time: concurrent requests converge on the running one. */
+export const pipelineWorkflowId = (model: string) => `pipeline:${model}`;
+
+export const MODEL_SEARCH_ATTRIBUTE = defineSearchAttributeKey('TuneloopModel', SearchAttributeType.KEYWORD);
+export const STAGE_SEARCH_ATTRIBUTE = defineSearchAttributeKey('TuneloopStage', SearchAttributeType.KEYWORD);
+
+export interface PipelineInput {
+  model: string;
+  trigger: 'api' | 'cli' | 'schedule' | 'test';
+  requestedBy: string | null;
+  /** Unique per start request; lets a caller tell whether it started the run or joined a running one. */
+  requestId: string | null;
+}
+
+export type StageStatus = 'pending' | 'running' | 'succeeded' | 'skipped' | 'failed' | 'cancelled';
+
+export interface StageReport {
+  name: StageName;
+  status: StageStatus;
+  startedAt: string | null;
+  endedAt: string | null;
+  /** A small JSON summary (counts, keys); never data. */
+  summary: Record<string, unknown> | null;
+  /** Why a stage was skipped, failed or cancelled. */
+  reason: string | null;
+}
+
+export type PipelineStatusValue = 'running' | 'succeeded' | 'insufficient_data' | 'failed' | 'aborted' | 'cancelled';
+
+export interface PipelineStatus {
+  runId: string;
+  workflowId: string;
+  model: string;
+  status: PipelineStatusValue;
+  stage: StageName | null;
+  stages: StageReport[];
+  abortRequested: { reason: string; by: string | null } | null;
+}
+
+export interface PipelineResult extends PipelineStatus {
+  dataset: {
+    id: string;
+    manifestKey: string;
+    train: { key: string; count: number; bytes: number; sha256: string };
+    validation: { key: string; count: number; bytes: number; sha256: string };
+  } | null;
+}
+
+export const statusQuery = defineQuery<PipelineStatus>('status');
+export const abortSignal = defineSignal<[{ reason: string; by?: string | null }]>('abort');

@@ -1,0 +1,148 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp } from 'node:fs/promises';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, type Worker } from '@temporalio/worker';
+import { sql } from 'kysely';
+import pg from 'pg';
+import { inject } from 'vitest';
+import { createActivities, type ActivityDeps } from '../../src/activities';
+import type { ChatMessage } from '../../src/db/database';
+import { migrateToLatest } from '../../src/db/migrate';
+import { createDb, type Db } from '../../src/db/pool';
+import { insertInteractions, setConsent } from '../../src/db/queries/interactions';
+import { upsertModel } from '../../src/db/queries/models';
+import { modelDefinitionSchema, type ModelDefinition } from '../../src/domain/model-config';
+import { createLogger } from '../../src/log';
+import { createCpuWorker } from '../../src/services/worker';
+import { FileBlobStore } from '../../src/storage';
+import type { BlobStore } from '../../src/storage/blob-store';
+
+export const testLog = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
+export const uid = (prefix = '') => `${prefix}${randomBytes(4).toString('hex')}`;
+
+/** A fresh, migrated database on the shared test server. */
+export async function createTestDb(): Promise<{ db: Db; url: string; drop: () => Promise<void> }> {
+  const name = `t_${uid()}`;
+  const admin = new pg.Client({ connectionString: inject('pgAdminUrl') });
+  await admin.connect();
+  await admin.query(`create database ${name}`);
+  await admin.end();
+  const url = inject('pgAdminUrl').replace(/\/[^/]*$/, `/${name}`);
+  const db = createDb(url, testLog, 10);
+  await migrateToLatest(db);
+  return {
+    db,
+    url,
+    drop: async () => {
+      await db.destroy();
+      const a = new pg.Client({ connectionString: inject('pgAdminUrl') });
+      await a.connect();
+      await a.query(`drop database if exists ${name} with (force)`);
+      await a.end();
+    },
+  };
+}
+
+export async function createTestStore(): Promise<BlobStore> {
+  const dir = await mkdtemp(path.join(inject('tmpRoot'), 'store-'));
+  return new FileBlobStore(dir);
+}
+
+export async function tmpDir(prefix = 'work-'): Promise<string> {
+  return mkdtemp(path.join(inject('tmpRoot'), prefix));
+}
+
+export async function temporalClient(): Promise<{ client: Client; close: () => Promise<void> }> {
+  const connection = await Connection.connect({ address: inject('temporalAddress') });
+  return { client: new Client({ connection, namespace: 'default' }), close: () => connection.close() };
+}
+
+/** A real worker on its own task queue, running the shared workflow bundle. */
+export async function startTestWorker(opts: {
+  deps: ActivityDeps;
+  taskQueue?: string;
+  activities?: Record<string, (...args: never[]) => Promise<unknown>>;
+}): Promise<{ worker: Worker; taskQueue: string; stop: () => Promise<void> }> {
+  const taskQueue = opts.taskQueue ?? uid('tq-');
+  const connection = await NativeConnection.connect({ address: inject('temporalAddress') });
+  const worker = await createCpuWorker({
+    connection,
+    namespace: 'default',
+    taskQueue,
+    deps: opts.deps,
+    bundle: { codePath: inject('workflowBundlePath') },
+    activities: opts.activities ?? createActivities(opts.deps),
+  });
+  const running = worker.run();
+  return {
+    worker,
+    taskQueue,
+    stop: async () => {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await running;
+      await connection.close();
+    },
+  };
+}
+
+export async function createTestModel(db: Db, overrides: Partial<ModelDefinition> = {}): Promise<ModelDefinition> {
+  const def = modelDefinitionSchema.parse({
+    id: uid('m-'),
+    app: uid('app-'),
+    baseModel: 'tiny',
+    taskFormat: 'chat',
+    systemPrompt: 'You are a helpful coach.',
+    config: { validationShare: 0.25 },
+    ...overrides,
+  });
+  await upsertModel(db, def);
+  return def;
+}
+
+export interface SeedRow {
+  subject: string;
+  user: string;
+  assistant: string;
+  id?: string;
+}
+
+/** Interactions as an app would send them; consent is set per subject (null: no consent record at all). */
+export async function seed(
+  db: Db,
+  model: ModelDefinition,
+  rows: SeedRow[],
+  consent: Record<string, boolean | null> = {},
+): Promise<string[]> {
+  return db.transaction().execute(async (trx) => {
+    for (const [subject, training] of Object.entries(consent)) {
+      if (training !== null) await setConsent(trx, { appId: model.app, subject, training, policyVersion: 'v1' });
+    }
+    const stored = await insertInteractions(
+      trx,
+      rows.map((r) => ({
+        appId: model.app,
+        model: model.id,
+        subject: r.subject,
+        id: r.id,
+        messages: [
+          { role: 'user', content: r.user },
+          { role: 'assistant', content: r.assistant },
+        ] as ChatMessage[],
+        source: 'api',
+      })),
+    );
+    return stored.map((s) => s.id);
+  });
+}
+
+export async function countRows(db: Db, table: 'datasets' | 'dataset_items' | 'interactions' | 'runs' | 'audit_log') {
+  const r = await sql<{ n: string }>`select count(*) as n from ${sql.table(table)}`.execute(db);
+  return Number(r.rows[0]!.n);
+}
+
+export async function readText(store: BlobStore, key: string): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of await store.get(key)) chunks.push(Buffer.from(c as Buffer));
+  return Buffer.concat(chunks).toString('utf8');
+}

@@ -1,0 +1,56 @@
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { TestProject } from 'vitest/node';
+import { createLogger } from '../../src/log';
+import { startEmbeddedPostgres } from '../../src/services/embedded-postgres';
+import { startTemporalDevServer } from '../../src/services/temporal-dev-server';
+import { bundleWorkflows } from '../../src/services/worker';
+import { freePort } from '../helpers/ports';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    pgAdminUrl: string;
+    temporalAddress: string;
+    workflowBundlePath: string;
+    tmpRoot: string;
+  }
+}
+
+/**
+ * Real servers, started once per test run: a PostgreSQL server (each test file makes its own database on it)
+ * and the Temporal dev server built by scripts/setup.sh (each test file uses its own task queues). The
+ * workflow code is bundled once here and shared, as a worker would.
+ */
+export default async function setup(project: TestProject) {
+  const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
+  const tmpRoot = await mkdtemp(path.join(os.tmpdir(), 'tuneloop-test-'));
+  await chmod(tmpRoot, 0o755); // the embedded server runs as the `postgres` OS user when we are root
+  const [pg, temporal, bundle] = await Promise.all([
+    freePort().then((port) =>
+      startEmbeddedPostgres({ dir: path.join(tmpRoot, 'pg'), port, database: 'postgres', log }),
+    ),
+    freePort().then((port) =>
+      startTemporalDevServer({
+        dbFile: path.join(tmpRoot, 'temporal.sqlite'),
+        port,
+        uiPort: null,
+        namespace: 'default',
+        log,
+        readyTimeoutMs: 120_000,
+      }),
+    ),
+    bundleWorkflows(),
+  ]);
+  const workflowBundlePath = path.join(tmpRoot, 'workflow-bundle.js');
+  await writeFile(workflowBundlePath, bundle.code);
+  project.provide('pgAdminUrl', pg.url);
+  project.provide('temporalAddress', temporal.address);
+  project.provide('workflowBundlePath', workflowBundlePath);
+  project.provide('tmpRoot', tmpRoot);
+  return async () => {
+    await temporal.stop();
+    await pg.stop();
+    await rm(tmpRoot, { recursive: true, force: true });
+  };
+}

@@ -1,0 +1,294 @@
+import { WorkflowFailedError, type Client } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ActivityDeps } from '../../src/activities';
+import type { Db } from '../../src/db/pool';
+import { startPipeline } from '../../src/services/pipeline-client';
+import type { BlobStore } from '../../src/storage/blob-store';
+import { abortSignal, statusQuery, type PipelineResult } from '../../src/workflows/messages';
+import {
+  createTestDb,
+  createTestModel,
+  createTestStore,
+  readText,
+  seed,
+  startTestWorker,
+  temporalClient,
+  testLog,
+  tmpDir,
+  uid,
+} from '../helpers/env';
+
+let db: Db;
+let drop: () => Promise<void>;
+let store: BlobStore;
+let client: Client;
+let closeClient: () => Promise<void>;
+let worker: Awaited<ReturnType<typeof startTestWorker>>;
+let deps: ActivityDeps;
+
+beforeAll(async () => {
+  ({ db, drop } = await createTestDb());
+  store = await createTestStore();
+  ({ client, close: closeClient } = await temporalClient());
+  deps = { db, store, log: testLog, tmpDir: await tmpDir() };
+  worker = await startTestWorker({ deps });
+});
+
+afterAll(async () => {
+  await worker?.stop();
+  await closeClient?.();
+  await drop?.();
+});
+
+const run = (model: string) =>
+  startPipeline(client, db, { model, taskQueue: worker.taskQueue, trigger: 'test', requestedBy: 'test' });
+
+async function datasetLines(result: PipelineResult) {
+  const parse = (t: string) =>
+    t
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { messages: { role: string; content: string }[] });
+  return [
+    ...parse(await readText(store, result.dataset!.train.key)),
+    ...parse(await readText(store, result.dataset!.validation.key)),
+  ];
+}
+
+describe('TrainingPipeline on the real Temporal dev server', () => {
+  it('exports exactly the consented interactions since the watermark, then only what arrived since', async () => {
+    // Arrange: consent yes, consent withdrawn (false), and no consent record at all.
+    const model = await createTestModel(db);
+    await seed(
+      db,
+      model,
+      [
+        { subject: 'alice', user: 'q1 from alice', assistant: 'a1' },
+        { subject: 'alice', user: 'q2 from alice', assistant: 'a2' },
+        { subject: 'bob', user: 'q1 from bob', assistant: 'b1' },
+        { subject: 'carol', user: 'q1 from carol', assistant: 'c1' },
+        { subject: 'dave', user: 'q1 from dave', assistant: 'd1' },
+      ],
+      { alice: true, bob: false, dave: true, carol: null },
+    );
+
+    // Act
+    const first = await (await run(model.id)).result();
+
+    // Assert: rows are exactly alice's and dave's, each led by the model's system prompt
+    expect(first.status).toBe('succeeded');
+    const rows = await datasetLines(first);
+    expect(rows.map((r) => r.messages[1]!.content).sort()).toEqual(['q1 from alice', 'q1 from dave', 'q2 from alice']);
+    expect(rows.every((r) => r.messages[0]!.role === 'system' && r.messages[0]!.content === model.systemPrompt)).toBe(
+      true,
+    );
+    const collect = first.stages.find((s) => s.name === 'collect')!;
+    expect(collect.summary).toMatchObject({ interactions: 5, consented: 3, excludedNoConsent: 2 });
+
+    // The manifest lists each object's real size and checksum; lineage links every row to its interaction.
+    const manifest = JSON.parse(await readText(store, first.dataset!.manifestKey));
+    for (const split of ['train', 'validation'] as const) {
+      const stat = await store.stat(manifest.splits[split].key);
+      expect(stat).toMatchObject({ size: manifest.splits[split].bytes, sha256: manifest.splits[split].sha256 });
+    }
+    expect(manifest.splits.train.count + manifest.splits.validation.count).toBe(3);
+    const items = await db
+      .selectFrom('dataset_items')
+      .selectAll()
+      .where('dataset_id', '=', first.dataset!.id)
+      .execute();
+    expect(items).toHaveLength(3);
+    const dbRun = await db.selectFrom('runs').selectAll().where('id', '=', first.runId).executeTakeFirstOrThrow();
+    expect(dbRun.status).toBe('succeeded');
+
+    // Stages not built yet say so; switched-off stages say that.
+    const byName = Object.fromEntries(first.stages.map((s) => [s.name, s]));
+    expect(byName.train).toMatchObject({ status: 'skipped', reason: expect.stringContaining('not built yet') });
+    expect(byName.export!.status).toBe('succeeded');
+
+    // Act 2: new arrivals, including from a subject who consents only now
+    await seed(
+      db,
+      model,
+      [
+        { subject: 'alice', user: 'q3 from alice', assistant: 'a3' },
+        { subject: 'erin', user: 'q1 from erin', assistant: 'e1' },
+      ],
+      { erin: true },
+    );
+    const second = await (await run(model.id)).result();
+
+    // Assert 2: only what arrived since the first run
+    expect(second.status).toBe('succeeded');
+    expect((await datasetLines(second)).map((r) => r.messages[1]!.content).sort()).toEqual([
+      'q1 from erin',
+      'q3 from alice',
+    ]);
+    expect(second.dataset!.id).not.toBe(first.dataset!.id);
+  });
+
+  it('drops exact duplicates and ends as insufficient_data when nothing new arrived, keeping the watermark', async () => {
+    const model = await createTestModel(db, {
+      config: {
+        validationShare: 0,
+        minExamples: 1,
+        stages: {},
+        thresholds: { maxLossRegression: 0, minWinRateLowerBound: 0.5 },
+      },
+    });
+    await seed(
+      db,
+      model,
+      [
+        { subject: 's', user: 'same question', assistant: 'same answer' },
+        { subject: 's', user: 'same question', assistant: 'same answer' },
+      ],
+      { s: true },
+    );
+    const first = await (await run(model.id)).result();
+    expect(first.stages.find((s) => s.name === 'export')!.summary).toMatchObject({
+      exported: 1,
+      duplicatesDropped: 1,
+      train: 1,
+      validation: 0,
+    });
+    const watermark = (
+      await db.selectFrom('models').select('watermark_seq').where('id', '=', model.id).executeTakeFirstOrThrow()
+    ).watermark_seq;
+
+    const empty = await (await run(model.id)).result();
+    expect(empty.status).toBe('insufficient_data');
+    const after = (
+      await db.selectFrom('models').select('watermark_seq').where('id', '=', model.id).executeTakeFirstOrThrow()
+    ).watermark_seq;
+    expect(after).toBe(watermark);
+  });
+
+  it('answers the status query while running and stops cleanly on the abort signal', async () => {
+    const model = await createTestModel(db);
+    await seed(db, model, [{ subject: 'x', user: 'hello', assistant: 'hi' }], { x: true });
+    // Hold the export stage so the run is observably in flight.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const { createActivities } = await import('../../src/activities');
+    const real = createActivities(deps);
+    const held = await startTestWorker({
+      deps,
+      activities: {
+        ...real,
+        exportDataset: async (input: Parameters<typeof real.exportDataset>[0]) => {
+          await gate;
+          return real.exportDataset(input);
+        },
+      },
+    });
+    try {
+      const started = await startPipeline(client, db, {
+        model: model.id,
+        taskQueue: held.taskQueue,
+        trigger: 'test',
+        requestedBy: 'test',
+      });
+      const handle = client.workflow.getHandle(started.workflowId, started.runId);
+      await expect.poll(async () => (await handle.query(statusQuery)).stage, { timeout: 30_000 }).toBe('export');
+      const status = await handle.query(statusQuery);
+      expect(status.stages.find((s) => s.name === 'collect')!.status).toBe('succeeded');
+
+      await handle.signal(abortSignal, { reason: 'operator changed their mind', by: 'test' });
+      const result = await started.result();
+      release(); // the held activity now sees an abandoned dataset and writes nothing
+
+      expect(result.status).toBe('aborted');
+      expect(result.stages.find((s) => s.name === 'export')!.status).toBe('cancelled');
+      const ds = await db
+        .selectFrom('datasets')
+        .selectAll()
+        .where('run_id', '=', started.runId)
+        .executeTakeFirstOrThrow();
+      expect(ds.status).toBe('abandoned');
+      expect([...(await listAll(store, ds.prefix))]).toEqual([]);
+      const watermark = await db
+        .selectFrom('models')
+        .select('watermark_seq')
+        .where('id', '=', model.id)
+        .executeTakeFirstOrThrow();
+      expect(watermark.watermark_seq).toBe(0);
+    } finally {
+      release();
+      await held.stop();
+    }
+  });
+
+  it('cleans up and records the run as cancelled when the workflow is cancelled', async () => {
+    const model = await createTestModel(db);
+    await seed(db, model, [{ subject: 'y', user: 'hello', assistant: 'hi' }], { y: true });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const { createActivities } = await import('../../src/activities');
+    const real = createActivities(deps);
+    const held = await startTestWorker({
+      deps,
+      activities: {
+        ...real,
+        exportDataset: async (input: Parameters<typeof real.exportDataset>[0]) => {
+          await gate;
+          return real.exportDataset(input);
+        },
+      },
+    });
+    try {
+      const started = await startPipeline(client, db, {
+        model: model.id,
+        taskQueue: held.taskQueue,
+        trigger: 'test',
+        requestedBy: 'test',
+      });
+      const handle = client.workflow.getHandle(started.workflowId, started.runId);
+      await expect.poll(async () => (await handle.query(statusQuery)).stage, { timeout: 30_000 }).toBe('export');
+      await handle.cancel();
+      await expect(started.result()).rejects.toBeInstanceOf(WorkflowFailedError);
+      release();
+      const dbRun = await db.selectFrom('runs').selectAll().where('id', '=', started.runId).executeTakeFirstOrThrow();
+      expect(dbRun.status).toBe('cancelled');
+      const ds = await db
+        .selectFrom('datasets')
+        .selectAll()
+        .where('run_id', '=', started.runId)
+        .executeTakeFirstOrThrow();
+      expect(ds.status).toBe('abandoned');
+    } finally {
+      release();
+      await held.stop();
+    }
+  });
+
+  it('fails fast, without retries, for a model that does not exist', async () => {
+    const handle = await client.workflow.start('TrainingPipeline', {
+      workflowId: uid('pipeline:missing-'),
+      taskQueue: worker.taskQueue,
+      args: [{ model: uid('missing-'), trigger: 'test', requestedBy: null, requestId: null }],
+    });
+    const err = await handle.result().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    const history = await handle.fetchHistory();
+    const attempts = history
+      .events!.filter((e) => e.activityTaskStartedEventAttributes)
+      .map((e) => e.activityTaskStartedEventAttributes!.attempt);
+    expect(attempts).toEqual([1]);
+  });
+
+  it('starts one pipeline for two concurrent requests for the same model', async () => {
+    const model = await createTestModel(db);
+    const [a, b] = await Promise.all([run(model.id), run(model.id)]);
+    expect(a.runId).toBe(b.runId);
+    await a.result();
+    const runs = await db.selectFrom('runs').selectAll().where('model_id', '=', model.id).execute();
+    expect(runs).toHaveLength(1);
+  });
+});
+
+async function listAll(store: BlobStore, prefix: string) {
+  const keys: string[] = [];
+  for await (const b of store.list(prefix)) keys.push(b.key);
+  return keys;
+}
