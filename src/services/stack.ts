@@ -11,6 +11,7 @@ import { createBlobStore } from '../storage';
 import type { BlobStore } from '../storage/blob-store';
 import { startEmbeddedPostgres, type RunningPostgres } from './embedded-postgres';
 import { startTemporalDevServer, type RunningTemporal } from './temporal-dev-server';
+import { installTemporalRuntime } from './temporal-runtime';
 import { bundleWorkflows, createCpuWorker, createGpuWorker } from './worker';
 import { readFileSync, existsSync } from 'node:fs';
 
@@ -131,6 +132,7 @@ export async function startWorkers(
   deps: { db: Db; store: BlobStore; log: Logger },
   which: { cpu: boolean; gpu: boolean },
 ): Promise<Worker[]> {
+  installTemporalRuntime(deps.log);
   const connection = await NativeConnection.connect({ address: temporalAddress(config) });
   stack.add('worker-connection', () => connection.close());
   const workers: Worker[] = [];

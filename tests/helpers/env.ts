@@ -14,11 +14,13 @@ import { insertInteractions, setConsent } from '../../src/db/queries/interaction
 import { upsertModel } from '../../src/db/queries/models';
 import { modelDefinitionSchema, type ModelDefinition } from '../../src/domain/model-config';
 import { createLogger } from '../../src/log';
+import { installTemporalRuntime } from '../../src/services/temporal-runtime';
 import { createCpuWorker } from '../../src/services/worker';
 import { FileBlobStore } from '../../src/storage';
 import type { BlobStore } from '../../src/storage/blob-store';
 
 export const testLog = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
+installTemporalRuntime(testLog, process.env.TEST_LOG_LEVEL ?? 'error');
 export const uid = (prefix = '') => `${prefix}${randomBytes(4).toString('hex')}`;
 
 /** A fresh, migrated database on the shared test server. */

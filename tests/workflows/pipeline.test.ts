@@ -273,7 +273,7 @@ describe('TrainingPipeline on the real Temporal dev server', () => {
     const history = await handle.fetchHistory();
     const attempts = history
       .events!.filter((e) => e.activityTaskStartedEventAttributes)
-      .map((e) => e.activityTaskStartedEventAttributes!.attempt);
+      .map((e) => e.activityTaskStartedEventAttributes!.attempt ?? 0);
     expect(attempts).toEqual([1]);
   });
 

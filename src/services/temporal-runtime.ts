@@ -1,0 +1,35 @@
+import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
+import type { Logger } from '../log';
+
+const LEVELS: Record<string, LogLevel> = {
+  trace: 'TRACE',
+  debug: 'DEBUG',
+  info: 'INFO',
+  warn: 'WARN',
+  error: 'ERROR',
+  fatal: 'ERROR',
+  silent: 'ERROR',
+};
+
+let installed = false;
+
+/**
+ * Sends the Temporal SDK's logs (its own and the Rust core's, forwarded) through our pino logger, so workers log
+ * one format with the same redaction. Must run before the first worker or native connection; later calls no-op.
+ */
+export function installTemporalRuntime(log: Logger, level = log.level): void {
+  if (installed) return;
+  installed = true;
+  const sdkLevel = LEVELS[level] ?? 'INFO';
+  const temporalLog = log.child({ component: 'temporal-sdk' });
+  Runtime.install({
+    logger: new DefaultLogger(sdkLevel, ({ level: l, message, meta }) => {
+      const method =
+        l === 'TRACE' ? 'trace' : l === 'DEBUG' ? 'debug' : l === 'INFO' ? 'info' : l === 'WARN' ? 'warn' : 'error';
+      temporalLog[method](meta ?? {}, message);
+    }),
+    telemetryOptions: {
+      logging: { filter: { core: sdkLevel === 'TRACE' ? 'DEBUG' : sdkLevel, other: 'ERROR' }, forward: {} },
+    },
+  });
+}
