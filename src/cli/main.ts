@@ -246,7 +246,9 @@ export function buildProgram(): Command {
     .description('start the embedded stack, seed the bundled sample, run one pipeline and print its result')
     .option('--keep', 'keep the stack running afterwards so the run can be browsed in the Temporal UI')
     .action(async (opts: { keep?: boolean }) => {
-      const { config, log } = setup();
+      const config = loadConfig();
+      // The demo prints its own story; logs only when something is wrong, unless LOG_LEVEL asks for more.
+      const log = createLogger(process.env.LOG_LEVEL ? config.logLevel : 'warn');
       await runDemo(config, log, { keep: !!opts.keep, serve });
     });
 
@@ -259,7 +261,8 @@ export async function main(argv = process.argv): Promise<void> {
   } catch (err) {
     const e = err as { code?: string; exitCode?: number };
     if (e.code?.startsWith('commander.')) {
-      process.exit(e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : (e.exitCode ?? 2));
+      // commander reports its usage errors with exit code 1; ours are 2 (bad input), help and version 0.
+      process.exit(e.exitCode === 0 || e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : 2);
     }
     if (err instanceof ConfigError || err instanceof UsageError) {
       console.error(`tuneloop: ${err.message}`);
