@@ -44,6 +44,15 @@ export async function runDemo(
   const started = Date.now();
   const out = (s: string) => process.stdout.write(s + '\n');
   const stack = new Stack(log);
+  // Ctrl-C during the demo stops the servers it started rather than leaving them behind.
+  const interrupted = () => {
+    out('\nInterrupted; stopping the stack…');
+    void stack.stop().finally(() => process.exit(130));
+  };
+  if (!opts.keep) {
+    process.once('SIGINT', interrupted);
+    process.once('SIGTERM', interrupted);
+  }
   try {
     out('Starting the embedded stack (PostgreSQL, Temporal dev server)…');
     const { temporal } = await startEmbeddedServices(config, stack, log);
@@ -134,6 +143,8 @@ export async function runDemo(
     }
     out('Run `npm run tuneloop -- up` to start the stack again and browse this run in the Temporal UI.');
   } finally {
+    process.removeListener('SIGINT', interrupted);
+    process.removeListener('SIGTERM', interrupted);
     await stack.stop();
   }
 }

