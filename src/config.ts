@@ -47,13 +47,18 @@ export const envSchema = z
     TUNELOOP_EMBEDDED_PG_PORT: withDefault(port, 54329),
     LOG_LEVEL: withDefault(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), 'info'),
   })
-  .superRefine((env, ctx) => {
-    if (env.TUNELOOP_STORE?.startsWith('s3://')) {
-      for (const key of ['S3_ENDPOINT', 'S3_ACCESS_KEY', 'S3_SECRET_KEY'] as const) {
-        if (!env[key]) ctx.addIssue({ code: 'custom', path: [key], message: `required when TUNELOOP_STORE is s3://` });
+  .superRefine(
+    (env, ctx) => {
+      if (env.TUNELOOP_STORE?.startsWith('s3://')) {
+        for (const key of ['S3_ENDPOINT', 'S3_ACCESS_KEY', 'S3_SECRET_KEY'] as const) {
+          if (!env[key])
+            ctx.addIssue({ code: 'custom', path: [key], message: `required when TUNELOOP_STORE is s3://` });
+        }
       }
-    }
-  });
+    },
+    // zod skips refinements once another key is bad; run anyway so every problem is reported in one pass.
+    { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
+  );
 
 export type Env = z.output<typeof envSchema>;
 
@@ -94,7 +99,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     throw new ConfigError(
       parsed.error.issues.map((i) => ({
         variable: String(i.path[0] ?? '(environment)'),
-        message: i.code === 'invalid_type' && i.input === undefined ? 'is required' : i.message,
+        // zod 4 leaves `input` off issues (so values, secrets included, never reach the message); look at the
+        // variable itself to tell "unset" from "not a number".
+        message:
+          i.code === 'invalid_type' && blankAsUnset(env[String(i.path[0])]) === undefined ? 'is required' : i.message,
       })),
     );
   }

@@ -38,8 +38,9 @@ export function createApp(deps: ApiDeps): express.Express {
     }),
   );
   app.use(createHealthRouter(deps));
-  app.use(express.json({ limit: deps.bodyLimit, strict: true }));
+  // Authenticate before reading a body: an anonymous caller gets a 401, never a parse of its payload.
   app.use('/v1', authenticate(deps.db));
+  app.use(express.json({ limit: deps.bodyLimit, strict: true }));
   app.use(createInteractionsRouter(deps));
   app.use(createSubjectsRouter(deps));
   app.use(createRunsRouter({ db: deps.db, temporal: deps.temporal, taskQueue: deps.taskQueue }));

@@ -76,14 +76,19 @@ export const interactionSchema = z
   });
 export type InteractionInput = z.output<typeof interactionSchema>;
 
-const bodySchema = z.union([
-  z
-    .object({
-      interactions: z.array(interactionSchema).min(1).max(MAX_BATCH, `a batch holds at most ${MAX_BATCH} interactions`),
-    })
-    .strict(),
-  interactionSchema,
-]);
+const batchSchema = z
+  .object({
+    interactions: z.array(interactionSchema).min(1).max(MAX_BATCH, `a batch holds at most ${MAX_BATCH} interactions`),
+  })
+  .strict();
+
+/**
+ * A body with `interactions` is a batch, anything else one interaction. The schema is chosen up front rather than
+ * with z.union: when every option of a union fails, zod reports only "body: Invalid input", losing the field at
+ * fault (`body.messages.1.role`) and the batch cap.
+ */
+const bodySchemaFor = (body: unknown) =>
+  typeof body === 'object' && body !== null && 'interactions' in body ? batchSchema : interactionSchema;
 
 export function toMessages(i: InteractionInput): ChatMessage[] {
   if (i.messages) return i.messages;
@@ -104,7 +109,7 @@ export function createInteractionsRouter({ db }: { db: Db }) {
 
   router.post('/v1/interactions', requireRole('app'), async (req, res) => {
     const p = principalOf(req);
-    const body = parse(bodySchema, req, 'body');
+    const body = parse(bodySchemaFor(req.body), req, 'body');
     const items = 'interactions' in body ? body.interactions : [body];
     items.forEach((it, i) =>
       assertModelAccess(p, it.model, 'interactions' in body ? `body.interactions.${i}.model` : 'body.model'),

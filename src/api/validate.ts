@@ -13,5 +13,25 @@ export function parse<T extends z.ZodType>(schema: T, req: Request, where: 'body
     const { error } = zodToHttp(res.error, where);
     throw new HttpError(400, error.code, error.message, error.field);
   }
+  const nul = nulPath(res.data, [where]);
+  if (nul) {
+    const field = nul.join('.');
+    throw new HttpError(400, 'invalid_request', `${field}: contains U+0000, which cannot be stored`, field);
+  }
   return res.data;
+}
+
+/**
+ * PostgreSQL text and jsonb cannot hold U+0000: left to the database it fails the insert as a 500. Walks the parsed
+ * (schema-shaped, so shallow) value and returns the path of the first string or key holding one.
+ */
+function nulPath(value: unknown, path: string[]): string[] | null {
+  if (typeof value === 'string') return value.includes('\u0000') ? path : null;
+  if (typeof value !== 'object' || value === null) return null;
+  for (const [k, v] of Object.entries(value)) {
+    if (k.includes('\u0000')) return [...path, k];
+    const found = nulPath(v, [...path, k]);
+    if (found) return found;
+  }
+  return null;
 }

@@ -259,7 +259,7 @@ export async function main(argv = process.argv): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {
-    const e = err as { code?: string; exitCode?: number };
+    const e = (err ?? {}) as { code?: string; exitCode?: number };
     if (e.code?.startsWith('commander.')) {
       // commander reports its usage errors with exit code 1; ours are 2 (bad input), help and version 0.
       process.exit(e.exitCode === 0 || e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : 2);

@@ -68,7 +68,8 @@ export const modelDefinitionSchema = z
     taskFormat: z.enum(TASK_FORMATS),
     systemPrompt: z.string().max(20_000).optional(),
     outputSchema: z.record(z.string(), z.unknown()).optional(),
-    config: pipelineConfigSchema.default(pipelineConfigSchema.parse({})),
+    // A factory, not a value: zod copies a default only shallowly, so a shared value would share `stages`.
+    config: pipelineConfigSchema.default(() => pipelineConfigSchema.parse({})),
   })
   .strict();
 export type ModelDefinition = z.output<typeof modelDefinitionSchema>;

