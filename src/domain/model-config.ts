@@ -16,16 +16,8 @@ export const STAGES = [
 export type StageName = (typeof STAGES)[number];
 
 /** Stages a model may switch off. collect and export are the spine of a run and always run. */
-export const OPTIONAL_STAGES = [
-  'anonymize',
-  'synthesize',
-  'score',
-  'train',
-  'evaluate',
-  'register',
-  'canary',
-  'promote',
-] as const;
+export type OptionalStage = Exclude<StageName, 'collect' | 'export'>;
+export const OPTIONAL_STAGES = STAGES.filter((s): s is OptionalStage => s !== 'collect' && s !== 'export');
 
 export const slug = z
   .string()
@@ -40,7 +32,7 @@ export const pipelineConfigSchema = z
     stages: z
       .object(
         Object.fromEntries(OPTIONAL_STAGES.map((s) => [s, z.boolean().optional()])) as Record<
-          (typeof OPTIONAL_STAGES)[number],
+          OptionalStage,
           z.ZodOptional<z.ZodBoolean>
         >,
       )

@@ -88,6 +88,27 @@ export async function startTestWorker(opts: {
   };
 }
 
+/**
+ * A worker whose export stage waits until `release()`: the run is observably in flight at `export`, for tests
+ * of status, abort and cancellation.
+ */
+export async function startHeldExportWorker(deps: ActivityDeps) {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const real = createActivities(deps);
+  const worker = await startTestWorker({
+    deps,
+    activities: {
+      ...real,
+      exportDataset: async (input: Parameters<typeof real.exportDataset>[0]) => {
+        await gate;
+        return real.exportDataset(input);
+      },
+    },
+  });
+  return { ...worker, release };
+}
+
 export async function createTestModel(db: Db, overrides: Partial<ModelDefinition> = {}): Promise<ModelDefinition> {
   const def = modelDefinitionSchema.parse({
     id: uid('m-'),

@@ -11,6 +11,7 @@ import {
   createTestStore,
   readText,
   seed,
+  startHeldExportWorker,
   startTestWorker,
   temporalClient,
   testLog,
@@ -168,20 +169,8 @@ describe('TrainingPipeline on the real Temporal dev server', () => {
     const model = await createTestModel(db);
     await seed(db, model, [{ subject: 'x', user: 'hello', assistant: 'hi' }], { x: true });
     // Hold the export stage so the run is observably in flight.
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    const { createActivities } = await import('../../src/activities');
-    const real = createActivities(deps);
-    const held = await startTestWorker({
-      deps,
-      activities: {
-        ...real,
-        exportDataset: async (input: Parameters<typeof real.exportDataset>[0]) => {
-          await gate;
-          return real.exportDataset(input);
-        },
-      },
-    });
+    const held = await startHeldExportWorker(deps);
+    const release = held.release;
     try {
       const started = await startPipeline(client, db, {
         model: model.id,
@@ -222,20 +211,8 @@ describe('TrainingPipeline on the real Temporal dev server', () => {
   it('cleans up and records the run as cancelled when the workflow is cancelled', async () => {
     const model = await createTestModel(db);
     await seed(db, model, [{ subject: 'y', user: 'hello', assistant: 'hi' }], { y: true });
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    const { createActivities } = await import('../../src/activities');
-    const real = createActivities(deps);
-    const held = await startTestWorker({
-      deps,
-      activities: {
-        ...real,
-        exportDataset: async (input: Parameters<typeof real.exportDataset>[0]) => {
-          await gate;
-          return real.exportDataset(input);
-        },
-      },
-    });
+    const held = await startHeldExportWorker(deps);
+    const release = held.release;
     try {
       const started = await startPipeline(client, db, {
         model: model.id,

@@ -3,7 +3,6 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { Worker } from '@temporalio/worker';
 import { describe, expect, inject, it } from 'vitest';
-import { createActivities } from '../../src/activities';
 import { temporalBinary } from '../../src/services/temporal-dev-server';
 import { startPipeline } from '../../src/services/pipeline-client';
 import { abortSignal, statusQuery } from '../../src/workflows/messages';
@@ -12,6 +11,7 @@ import {
   createTestModel,
   createTestStore,
   seed,
+  startHeldExportWorker,
   startTestWorker,
   temporalClient,
   testLog,
@@ -71,16 +71,7 @@ describe('replay of committed pipeline histories', () => {
       await writeFile(path.join(HISTORIES, 'pipeline-succeeded.json'), showHistory(ok.workflowId, ok.runId));
 
       // An aborted run: the abort arrives while export is held.
-      let release!: () => void;
-      const gate = new Promise<void>((r) => (release = r));
-      const real = createActivities(deps);
-      const held = await startTestWorker({
-        deps,
-        activities: {
-          ...real,
-          exportDataset: async (i: Parameters<typeof real.exportDataset>[0]) => (await gate, real.exportDataset(i)),
-        },
-      });
+      const held = await startHeldExportWorker(deps);
       await seed(db, model, [{ subject: 'a', user: 'q3', assistant: 'a3' }]);
       const ab = await startPipeline(client, db, {
         model: model.id,
@@ -92,7 +83,7 @@ describe('replay of committed pipeline histories', () => {
       await expect.poll(async () => (await h.query(statusQuery)).stage, { timeout: 30_000 }).toBe('export');
       await h.signal(abortSignal, { reason: 'recording an aborted run', by: 'recorder' });
       await ab.result();
-      release();
+      held.release();
       await held.stop();
       await writeFile(path.join(HISTORIES, 'pipeline-aborted.json'), showHistory(ab.workflowId, ab.runId));
     } finally {
