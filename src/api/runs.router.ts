@@ -83,7 +83,7 @@ export function createRunsRouter({ db, temporal, taskQueue }: RunsRouterDeps) {
   router.get('/v1/runs/:id', requireRole('app', 'operator'), async (req, res) => {
     const p = principalOf(req);
     const { id } = parse(idSchema, req, 'params');
-    const run = await getRun(db, id);
+    let run = await getRun(db, id);
     if (!run || (p.models && !p.models.includes(run.model_id)))
       throw new HttpError(404, 'run_not_found', `run ${id} not found`);
     let live: PipelineStatus | null = null;
@@ -93,6 +93,11 @@ export function createRunsRouter({ db, temporal, taskQueue }: RunsRouterDeps) {
       } catch (err) {
         req.log?.warn({ err }, 'status query failed; answering from the database');
       }
+    }
+    if (live && live.status !== 'running') {
+      // It ended between our two reads; the database has its final record.
+      run = (await getRun(db, id)) ?? run;
+      live = null;
     }
     res.json({
       run: { ...runView(run), ...(live ? { status: live.status, stage: live.stage, stages: live.stages } : {}) },

