@@ -7,7 +7,7 @@
  *
  * Prints a table and writes bench/results/export.json.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -95,6 +95,7 @@ async function naiveExport(db: Db, store: FileBlobStore, model: string, prefix: 
 
 async function main() {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'tuneloop-bench-'));
+  await chmod(dir, 0o755); // the embedded server runs as the `postgres` OS user when we are root
   const pg = await startEmbeddedPostgres({
     dir: path.join(dir, 'pg'),
     port: 54400 + Math.floor(Math.random() * 500),

@@ -105,34 +105,32 @@ export function createExportActivities(deps: ActivityDeps) {
         const items: Item[] = [];
 
         try {
-          for (let cursor = dataset.from_seq; ;) {
-            const page = await readPage(deps, input.model, cursor, dataset.to_seq);
-            if (page.length === 0) break;
-            for (const r of page) {
-              counts.considered++;
-              const decision = buildRow(
-                { id: r.id, seq: r.seq, source: r.source, messages: r.messages, feedback: r.feedback },
-                model.system_prompt,
-              );
-              if (decision.kind === 'negative') counts.negativeFeedback++;
-              if (decision.kind === 'invalid') counts.invalid++;
-              if (decision.kind !== 'sft') continue;
-              const text = serializeRow(decision.row);
-              const rowSha256 = sha256Hex(text);
-              if (seen.has(rowSha256)) {
-                counts.duplicatesDropped++;
-                continue;
-              }
-              seen.add(rowSha256);
-              const split = splitOf(r.id, config.validationShare);
-              await write(out[split], text + '\n');
-              items.push({ interactionId: r.id, split, line: ++lines[split], rowSha256 });
-              counts.exported++;
-              if (decision.corrected) counts.corrected++;
-              (sources[r.source] ??= { train: 0, validation: 0 })[split]++;
+          // One query, read through a server-side cursor: a snapshot of the range with consent as it is now,
+          // in seq order, PAGE rows at a time. (Keyset pages re-planned per page degrade to a full sort per
+          // page while a freshly loaded table has no statistics.)
+          for await (const r of rangeQuery(deps, input.model, dataset.from_seq, dataset.to_seq).stream(PAGE)) {
+            counts.considered++;
+            const decision = buildRow(
+              { id: r.id, seq: r.seq, source: r.source, messages: r.messages, feedback: r.feedback },
+              model.system_prompt,
+            );
+            if (decision.kind === 'negative') counts.negativeFeedback++;
+            if (decision.kind === 'invalid') counts.invalid++;
+            if (decision.kind !== 'sft') continue;
+            const text = serializeRow(decision.row);
+            const rowSha256 = sha256Hex(text);
+            if (seen.has(rowSha256)) {
+              counts.duplicatesDropped++;
+              continue;
             }
-            cursor = page.at(-1)!.seq;
-            heartbeat({ rows: counts.considered });
+            seen.add(rowSha256);
+            const split = splitOf(r.id, config.validationShare);
+            await write(out[split], text + '\n');
+            items.push({ interactionId: r.id, split, line: ++lines[split], rowSha256 });
+            counts.exported++;
+            if (decision.corrected) counts.corrected++;
+            (sources[r.source] ??= { train: 0, validation: 0 })[split]++;
+            if (counts.considered % PAGE === 0) heartbeat({ rows: counts.considered });
           }
         } finally {
           await Promise.all([close(out.train), close(out.validation)]);
@@ -229,7 +227,7 @@ function summaryOf(manifestKey: string, m: DatasetManifest): ExportSummary {
   };
 }
 
-interface PageRow {
+interface RangeRow {
   id: string;
   seq: number;
   source: string;
@@ -237,8 +235,8 @@ interface PageRow {
   feedback: FeedbackFacts[];
 }
 
-async function readPage(deps: ActivityDeps, model: string, afterSeq: number, toSeq: number): Promise<PageRow[]> {
-  const rows = await deps.db
+function rangeQuery(deps: ActivityDeps, model: string, afterSeq: number, toSeq: number) {
+  return deps.db
     .selectFrom('interactions as i')
     .innerJoin('subjects as s', 's.id', 'i.subject_id')
     .select([
@@ -257,9 +255,7 @@ async function readPage(deps: ActivityDeps, model: string, afterSeq: number, toS
     .where('i.seq', '<=', toSeq)
     .where('s.training_consent', '=', true)
     .orderBy('i.seq')
-    .limit(PAGE)
-    .execute();
-  return rows as PageRow[];
+    .$castTo<RangeRow>();
 }
 
 async function write(stream: WriteStream, chunk: string): Promise<void> {

@@ -1,5 +1,6 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
+import Cursor from 'pg-cursor';
 import type { Logger } from '../log';
 import type { Database } from './database';
 
@@ -32,7 +33,8 @@ export function createDb(connectionString: string, log: Logger, max = 10): Db {
   pool.on('connect', (client) => {
     client.on('error', (err) => log.warn({ err: errSummary(err) }, 'postgres client error'));
   });
-  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  // The cursor lets long reads (export) stream one query in chunks: `query.stream(n)`.
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool, cursor: Cursor }) });
 }
 
 function errSummary(err: Error & { code?: string }) {
