@@ -2,10 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp } from 'node:fs/promises';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
+import { expect, inject } from 'vitest';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { sql } from 'kysely';
 import pg from 'pg';
-import { inject } from 'vitest';
 import { createActivities, type ActivityDeps } from '../../src/activities';
 import type { ChatMessage } from '../../src/db/database';
 import { migrateToLatest } from '../../src/db/migrate';
@@ -14,10 +14,12 @@ import { insertInteractions, setConsent } from '../../src/db/queries/interaction
 import { upsertModel } from '../../src/db/queries/models';
 import { modelDefinitionSchema, type ModelDefinition } from '../../src/domain/model-config';
 import { createLogger } from '../../src/log';
+import { startPipeline } from '../../src/services/pipeline-client';
 import { installTemporalRuntime } from '../../src/services/temporal-runtime';
 import { createCpuWorker } from '../../src/services/worker';
 import { FileBlobStore } from '../../src/storage';
 import type { BlobStore } from '../../src/storage/blob-store';
+import { statusQuery } from '../../src/workflows/messages';
 
 export const testLog = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
 installTemporalRuntime(testLog, process.env.TEST_LOG_LEVEL ?? 'error');
@@ -107,6 +109,20 @@ export async function startHeldExportWorker(deps: ActivityDeps) {
     },
   });
   return { ...worker, release };
+}
+
+/** Starts a pipeline run of `model` on a held-export worker and waits until the run is in its export stage. */
+export async function startRunHeldAtExport(client: Client, db: Db, deps: ActivityDeps, model: string) {
+  const held = await startHeldExportWorker(deps);
+  const started = await startPipeline(client, db, {
+    model,
+    taskQueue: held.taskQueue,
+    trigger: 'test',
+    requestedBy: 'test',
+  });
+  const handle = client.workflow.getHandle(started.workflowId, started.runId);
+  await expect.poll(async () => (await handle.query(statusQuery)).stage, { timeout: 30_000 }).toBe('export');
+  return { held, started, handle };
 }
 
 export async function createTestModel(db: Db, overrides: Partial<ModelDefinition> = {}): Promise<ModelDefinition> {

@@ -11,7 +11,7 @@ import {
   createTestStore,
   readText,
   seed,
-  startHeldExportWorker,
+  startRunHeldAtExport,
   startTestWorker,
   temporalClient,
   testLog,
@@ -169,17 +169,9 @@ describe('TrainingPipeline on the real Temporal dev server', () => {
     const model = await createTestModel(db);
     await seed(db, model, [{ subject: 'x', user: 'hello', assistant: 'hi' }], { x: true });
     // Hold the export stage so the run is observably in flight.
-    const held = await startHeldExportWorker(deps);
+    const { held, started, handle } = await startRunHeldAtExport(client, db, deps, model.id);
     const release = held.release;
     try {
-      const started = await startPipeline(client, db, {
-        model: model.id,
-        taskQueue: held.taskQueue,
-        trigger: 'test',
-        requestedBy: 'test',
-      });
-      const handle = client.workflow.getHandle(started.workflowId, started.runId);
-      await expect.poll(async () => (await handle.query(statusQuery)).stage, { timeout: 30_000 }).toBe('export');
       const status = await handle.query(statusQuery);
       expect(status.stages.find((s) => s.name === 'collect')!.status).toBe('succeeded');
 
@@ -211,17 +203,9 @@ describe('TrainingPipeline on the real Temporal dev server', () => {
   it('cleans up and records the run as cancelled when the workflow is cancelled', async () => {
     const model = await createTestModel(db);
     await seed(db, model, [{ subject: 'y', user: 'hello', assistant: 'hi' }], { y: true });
-    const held = await startHeldExportWorker(deps);
+    const { held, started, handle } = await startRunHeldAtExport(client, db, deps, model.id);
     const release = held.release;
     try {
-      const started = await startPipeline(client, db, {
-        model: model.id,
-        taskQueue: held.taskQueue,
-        trigger: 'test',
-        requestedBy: 'test',
-      });
-      const handle = client.workflow.getHandle(started.workflowId, started.runId);
-      await expect.poll(async () => (await handle.query(statusQuery)).stage, { timeout: 30_000 }).toBe('export');
       await handle.cancel();
       await expect(started.result()).rejects.toBeInstanceOf(WorkflowFailedError);
       release();

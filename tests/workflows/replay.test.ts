@@ -5,13 +5,13 @@ import { Worker } from '@temporalio/worker';
 import { describe, expect, inject, it } from 'vitest';
 import { temporalBinary } from '../../src/services/temporal-dev-server';
 import { startPipeline } from '../../src/services/pipeline-client';
-import { abortSignal, statusQuery } from '../../src/workflows/messages';
+import { abortSignal } from '../../src/workflows/messages';
 import {
   createTestDb,
   createTestModel,
   createTestStore,
   seed,
-  startHeldExportWorker,
+  startRunHeldAtExport,
   startTestWorker,
   temporalClient,
   testLog,
@@ -71,16 +71,8 @@ describe('replay of committed pipeline histories', () => {
       await writeFile(path.join(HISTORIES, 'pipeline-succeeded.json'), showHistory(ok.workflowId, ok.runId));
 
       // An aborted run: the abort arrives while export is held.
-      const held = await startHeldExportWorker(deps);
       await seed(db, model, [{ subject: 'a', user: 'q3', assistant: 'a3' }]);
-      const ab = await startPipeline(client, db, {
-        model: model.id,
-        taskQueue: held.taskQueue,
-        trigger: 'test',
-        requestedBy: 'recorder',
-      });
-      const h = client.workflow.getHandle(ab.workflowId, ab.runId);
-      await expect.poll(async () => (await h.query(statusQuery)).stage, { timeout: 30_000 }).toBe('export');
+      const { held, started: ab, handle: h } = await startRunHeldAtExport(client, db, deps, model.id);
       await h.signal(abortSignal, { reason: 'recording an aborted run', by: 'recorder' });
       await ab.result();
       held.release();
