@@ -73,6 +73,8 @@ export interface FeedbackTable {
   rating: number | null;
   correction: string | null;
   comment: string | null;
+  /** The app's own id for this feedback: a retried POST with the same id is not stored twice. */
+  external_id: string | null;
   created_at: GeneratedTimestamp;
 }
 
@@ -113,6 +115,28 @@ export interface DatasetItemTable {
   split: 'train' | 'validation';
   line: number;
   row_sha256: string;
+}
+
+export interface ErasureDataset {
+  datasetId: string;
+  /** The erased subject's rows, by their bytes' sha256 (the dataset's rows are unique by it). */
+  rows: { split: 'train' | 'validation'; rowSha256: string }[];
+  rewritten: boolean;
+  objects: { key: string; sha256: string; bytes: number }[];
+}
+
+export interface ErasureTable {
+  id: Generated<string>;
+  app_id: string;
+  subject_hash: string;
+  requested_by: string;
+  status: 'pending' | 'done';
+  interactions: number;
+  feedback: number;
+  datasets: GeneratedJson<ErasureDataset[]>;
+  model_versions: GeneratedJson<{ id: string; version: string; model: string }[]>;
+  created_at: GeneratedTimestamp;
+  completed_at: NullableTimestamp;
 }
 
 export interface ModelVersionTable {
@@ -198,6 +222,7 @@ export interface Database {
   alias_history: AliasHistoryTable;
   api_keys: ApiKeyTable;
   audit_log: AuditLogTable;
+  erasures: ErasureTable;
 }
 
 export type Model = Selectable<ModelTable>;
