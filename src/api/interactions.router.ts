@@ -1,86 +1,15 @@
 import { Router } from 'express';
 import { z } from 'zod';
-import type { ChatMessage } from '../db/database';
 import type { Db } from '../db/pool';
+import { findInteractionsForFeedback, insertFeedback } from '../db/queries/feedback';
 import { insertInteractions } from '../db/queries/interactions';
 import { slug } from '../domain/model-config';
+import { feedbackSchema } from '../ingest/feedback';
+import { batchSchema, canonicalize, interactionSchema } from '../ingest/interaction';
+import { externalId } from '../ingest/text';
 import { assertModelAccess, principalOf, requireRole } from './auth';
 import { HttpError } from './errors';
 import { parse } from './validate';
-
-export const MAX_BATCH = 500;
-const text = z.string().min(1).max(100_000);
-
-const messageSchema = z
-  .object({ role: z.enum(['system', 'user', 'assistant']), content: z.string().max(100_000) })
-  .strict();
-
-/**
- * One interaction in any of the three shapes apps already log: chat `messages`, `prompt`/`completion`, or
- * `instruction`/`input`/`output`. Stored in one canonical form (chat messages).
- */
-export const interactionSchema = z
-  .object({
-    id: z.string().min(1).max(200).optional(),
-    model: slug,
-    subject: z.string().min(1).max(200),
-    messages: z.array(messageSchema).min(2).max(200).optional(),
-    prompt: text.optional(),
-    completion: text.optional(),
-    instruction: text.optional(),
-    input: z.string().max(100_000).optional(),
-    output: text.optional(),
-    metadata: z
-      .record(z.string().max(100), z.union([z.string().max(2000), z.number(), z.boolean(), z.null()]))
-      .refine((m) => Object.keys(m).length <= 50, 'at most 50 metadata keys')
-      .optional(),
-  })
-  .strict()
-  .superRefine((v, ctx) => {
-    const shapes = [
-      v.messages !== undefined,
-      v.prompt !== undefined || v.completion !== undefined,
-      v.instruction !== undefined || v.output !== undefined,
-    ];
-    const n = shapes.filter(Boolean).length;
-    if (n !== 1) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['messages'],
-        message: 'give exactly one of: messages | prompt+completion | instruction+output',
-      });
-      return;
-    }
-    if (shapes[1] && (v.prompt === undefined || v.completion === undefined)) {
-      ctx.addIssue({
-        code: 'custom',
-        path: [v.prompt === undefined ? 'prompt' : 'completion'],
-        message: 'prompt and completion go together',
-      });
-    }
-    if (shapes[2] && (v.instruction === undefined || v.output === undefined)) {
-      ctx.addIssue({
-        code: 'custom',
-        path: [v.instruction === undefined ? 'instruction' : 'output'],
-        message: 'instruction and output go together',
-      });
-    }
-    if (v.input !== undefined && !shapes[2])
-      ctx.addIssue({ code: 'custom', path: ['input'], message: 'input belongs with instruction' });
-    if (v.messages) {
-      if (v.messages.at(-1)?.role !== 'assistant')
-        ctx.addIssue({ code: 'custom', path: ['messages'], message: 'the last message must be the assistant turn' });
-      if (!v.messages.some((m) => m.role === 'user'))
-        ctx.addIssue({ code: 'custom', path: ['messages'], message: 'needs at least one user turn' });
-    }
-  });
-export type InteractionInput = z.output<typeof interactionSchema>;
-
-const batchSchema = z
-  .object({
-    interactions: z.array(interactionSchema).min(1).max(MAX_BATCH, `a batch holds at most ${MAX_BATCH} interactions`),
-  })
-  .strict();
 
 /**
  * A body with `interactions` is a batch, anything else one interaction. The schema is chosen up front rather than
@@ -90,23 +19,13 @@ const batchSchema = z
 const bodySchemaFor = (body: unknown) =>
   typeof body === 'object' && body !== null && 'interactions' in body ? batchSchema : interactionSchema;
 
-export function toMessages(i: InteractionInput): ChatMessage[] {
-  if (i.messages) return i.messages;
-  if (i.prompt !== undefined)
-    return [
-      { role: 'user', content: i.prompt },
-      { role: 'assistant', content: i.completion! },
-    ];
-  const user = i.input ? `${i.instruction}\n\n${i.input}` : i.instruction!;
-  return [
-    { role: 'user', content: user },
-    { role: 'assistant', content: i.output! },
-  ];
-}
+const feedbackParams = z.object({ id: externalId }).strict();
+const feedbackQuery = z.object({ model: slug.optional() }).strict();
 
 export function createInteractionsRouter({ db }: { db: Db }) {
   const router = Router();
 
+  // Validation lives in src/ingest so that `tuneloop import` applies exactly these rules.
   router.post('/v1/interactions', requireRole('app'), async (req, res) => {
     const p = principalOf(req);
     const body = parse(bodySchemaFor(req.body), req, 'body');
@@ -128,13 +47,60 @@ export function createInteractionsRouter({ db }: { db: Db }) {
     const results = await db.transaction().execute((trx) =>
       insertInteractions(
         trx,
-        items.map((it) => ({ ...it, appId: appOf.get(it.model)!, messages: toMessages(it), source: 'api' })),
+        items.map((it) => ({ ...canonicalize(it), appId: appOf.get(it.model)!, source: 'api' })),
       ),
     );
     const accepted = results.filter((r) => !r.duplicate).length;
     res
       .status(accepted > 0 ? 201 : 200)
       .json({ accepted, duplicates: results.length - accepted, interactions: results });
+  });
+
+  /**
+   * Feedback on an interaction, named by tuneloop's id or the app's own. An interaction that does not exist and one
+   * of another app get the same 404, so a key cannot probe for ids outside its reach.
+   */
+  router.post('/v1/interactions/:id/feedback', requireRole('app'), async (req, res) => {
+    const p = principalOf(req);
+    const { id } = parse(feedbackParams, req, 'params');
+    const { model } = parse(feedbackQuery, req, 'query');
+    const body = parse(feedbackSchema, req, 'body');
+    if (model) assertModelAccess(p, model, 'query.model');
+
+    const { feedback, duplicate, interaction } = await db.transaction().execute(async (trx) => {
+      const found = await findInteractionsForFeedback(trx, id, { appId: p.appId, models: p.models, model });
+      if (!found.length) throw new HttpError(404, 'interaction_not_found', `interaction ${id} not found`, 'params.id');
+      if (found.length > 1)
+        throw new HttpError(
+          409,
+          'ambiguous_interaction',
+          `interaction id ${id} is used by several models of this key; name the model with ?model=`,
+          'query.model',
+        );
+      const stored = await insertFeedback(trx, {
+        interactionId: found[0]!.id,
+        externalId: body.id ?? null,
+        thumbs: body.thumbs ?? null,
+        rating: body.rating ?? null,
+        correction: body.correction ?? null,
+        comment: body.comment ?? null,
+      });
+      return { ...stored, interaction: found[0]! };
+    });
+    res.status(duplicate ? 200 : 201).json({
+      duplicate,
+      feedback: {
+        id: feedback.id,
+        interaction: feedback.interaction_id,
+        model: interaction.model_id,
+        externalId: feedback.external_id,
+        thumbs: feedback.thumbs,
+        rating: feedback.rating,
+        correction: feedback.correction,
+        comment: feedback.comment,
+        createdAt: feedback.created_at,
+      },
+    });
   });
 
   return router;

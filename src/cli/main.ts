@@ -7,6 +7,7 @@ import { upsertModel } from '../db/queries/models';
 import { getRun, listRuns } from '../db/queries/runs';
 import { createApiKey } from '../api/auth';
 import { modelDefinitionSchema, slug } from '../domain/model-config';
+import { MAX_BATCH } from '../ingest/interaction';
 import { startPipeline } from '../services/pipeline-client';
 import {
   openDb,
@@ -18,6 +19,7 @@ import {
   startWorkers,
 } from '../services/stack';
 import { runDemo } from './demo';
+import { checkImportArguments, importInteractions, ImportRefused } from './import';
 
 /** Exit codes: 1 runtime failure, 2 bad input (arguments, files, configuration). */
 export class UsageError extends Error {}
@@ -60,6 +62,13 @@ const slugArg = (v: string) => {
   const r = slug.safeParse(v);
   if (!r.success) throw new InvalidArgumentError(r.error.issues[0]!.message);
   return v;
+};
+
+const intArg = (min: number, max: number) => (v: string) => {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n < min || n > max)
+    throw new InvalidArgumentError(`expected a whole number from ${min} to ${max}`);
+  return n;
 };
 
 export function buildProgram(): Command {
@@ -237,6 +246,44 @@ export function buildProgram(): Command {
         if (!runs.length) console.log('no runs yet');
         for (const r of runs) {
           console.log(`${r.started_at.toISOString()}  ${r.model_id.padEnd(20)} ${r.status.padEnd(18)} ${r.id}`);
+        }
+      }),
+    );
+
+  program
+    .command('import <file>')
+    .description('import interactions an app already has: a JSON-lines file, one interaction per line, in any shape')
+    .requiredOption('--model <id>', 'the model they belong to (a line may name it too, but no other)', slugArg)
+    .option('--strict', 'import nothing if any line is bad (default: skip bad lines and report them)')
+    .option('--report <file>', 'also write the outcome as JSON: { imported, duplicates, rejected: [{ line, error }] }')
+    .option('--batch <n>', `interactions per transaction, 1 to 5000`, intArg(1, 5000), MAX_BATCH)
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Each line is one interaction, validated as POST /v1/interactions does: "subject" and one of "messages",',
+        '"prompt"/"completion" or "instruction"/"input"/"output"; "id" (the app\'s own) makes re-imports skip it.',
+        'Rejected lines are listed on stderr as "line N: field: problem".',
+        '',
+        'Exit codes: 0 done (bad lines, if any, were skipped and reported), 1 crash (database, I/O),',
+        '            2 bad arguments, unknown model, or under --strict a bad line (nothing imported).',
+      ].join('\n'),
+    )
+    .action((file: string, opts: { model: string; strict?: boolean; report?: string; batch: number }) =>
+      oneShot(async ({ config, log, stack }) => {
+        const options = { file, model: opts.model, strict: !!opts.strict, batch: opts.batch, report: opts.report };
+        try {
+          // Arguments first: a wrong path should not wait for a database.
+          await checkImportArguments(options);
+          const db = await openDb(config, stack, log, { migrate: true });
+          const r = await importInteractions(db, options, { warn: (line) => console.error(line), log });
+          const rate = r.seconds > 0 ? Math.round(r.lines / r.seconds) : r.lines;
+          console.log(
+            `imported ${r.imported} interactions into ${r.model}: ${r.duplicates} duplicates, ` +
+              `${r.rejectedCount} rejected lines, ${r.lines} lines in ${r.seconds} s (${rate} lines/s)`,
+          );
+        } catch (err) {
+          throw err instanceof ImportRefused ? new UsageError(err.message) : err;
         }
       }),
     );

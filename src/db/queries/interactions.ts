@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { sql, type Transaction } from 'kysely';
 import type { ChatMessage, Database } from '../database';
 
@@ -18,53 +19,130 @@ export interface StoredInteraction {
   duplicate: boolean;
 }
 
-/** Stores interactions (creating their subjects, without consent) inside the caller's transaction. */
+/**
+ * Stores interactions (creating their subjects, without consent) inside the caller's transaction, and answers per
+ * item, in input order, the stored id and whether the item was a duplicate: of a row stored before (same model and
+ * app id), or of an earlier item of the same call.
+ *
+ * Set-based: a handful of statements whatever the batch size (subjects upserted at once; one multi-row insert;
+ * one look-up of the duplicates). Rows travel as one array parameter per column through unnest(), so the statement
+ * text and its parameter count stay the same for 1 row or 5 000, far from PostgreSQL's 65 535-parameter limit.
+ */
 export async function insertInteractions(
   trx: Transaction<Database>,
   items: InteractionToStore[],
 ): Promise<StoredInteraction[]> {
-  const out: StoredInteraction[] = [];
-  for (const it of items) {
-    const subject = await trx
-      .insertInto('subjects')
-      .values({
-        app_id: it.appId,
-        external_id: it.subject,
-        training_consent: null,
-        consent_policy_version: null,
-        consent_updated_at: null,
-      })
-      .onConflict((oc) => oc.columns(['app_id', 'external_id']).doUpdateSet({ external_id: sql`excluded.external_id` }))
-      .returning('id')
-      .executeTakeFirstOrThrow();
-    const inserted = await trx
-      .insertInto('interactions')
-      .values({
-        model_id: it.model,
-        subject_id: subject.id,
-        external_id: it.id ?? null,
-        source: it.source,
-        messages: JSON.stringify(it.messages),
-        metadata: JSON.stringify(it.metadata ?? {}),
-        model_version_id: null,
-        latency_ms: null,
-      })
-      .onConflict((oc) => oc.columns(['model_id', 'external_id']).doNothing())
-      .returning('id')
-      .executeTakeFirst();
-    if (inserted) {
-      out.push({ id: inserted.id, externalId: it.id ?? null, duplicate: false });
-      continue;
+  if (!items.length) return [];
+  const subjectIds = await upsertSubjects(trx, items);
+
+  // An app id seen earlier in the call is a duplicate of that item: stored once, answered for each.
+  const firstOf = new Map<string, number>();
+  const rows: { index: number; id: string }[] = [];
+  items.forEach((it, index) => {
+    if (it.id !== undefined) {
+      const key = JSON.stringify([it.model, it.id]);
+      if (firstOf.has(key)) return;
+      firstOf.set(key, index);
     }
-    const existing = await trx
-      .selectFrom('interactions')
-      .select('id')
-      .where('model_id', '=', it.model)
-      .where('external_id', '=', it.id!)
-      .executeTakeFirstOrThrow();
-    out.push({ id: existing.id, externalId: it.id ?? null, duplicate: true });
+    // Ids are made here so that each returned row maps back to its item, app id or not.
+    rows.push({ index, id: randomUUID() });
+  });
+  // Insert order is lock order: rows with an app id go first, sorted by (model, app id), so that concurrent batches
+  // naming the same ids in different orders wait for each other instead of deadlocking. seq follows this order.
+  const keyOf = (r: { index: number }) => {
+    const it = items[r.index]!;
+    return it.id === undefined ? null : JSON.stringify([it.model, it.id]);
+  };
+  rows.sort((a, b) => {
+    const [ka, kb] = [keyOf(a), keyOf(b)];
+    if (ka === null || kb === null) return ka === kb ? a.index - b.index : ka === null ? 1 : -1;
+    return ka < kb ? -1 : ka > kb ? 1 : 0;
+  });
+  const cols = {
+    id: rows.map((r) => r.id),
+    model: rows.map((r) => items[r.index]!.model),
+    subject: rows.map((r) => subjectIds.get(subjectKey(items[r.index]!))!),
+    externalId: rows.map((r) => items[r.index]!.id ?? null),
+    source: rows.map((r) => items[r.index]!.source),
+    messages: rows.map((r) => JSON.stringify(items[r.index]!.messages)),
+    metadata: rows.map((r) => JSON.stringify(items[r.index]!.metadata ?? {})),
+  };
+  // `with ordinality ... order by` makes the insert (and seq, the watermark axis) follow the order of `rows`.
+  const inserted = await sql<{ id: string }>`
+    insert into interactions (id, model_id, subject_id, external_id, source, messages, metadata)
+    select id, model_id, subject_id, external_id, source, messages, metadata
+    from unnest(${cols.id}::uuid[], ${cols.model}::text[], ${cols.subject}::uuid[], ${cols.externalId}::text[],
+                ${cols.source}::text[], ${cols.messages}::jsonb[], ${cols.metadata}::jsonb[])
+      with ordinality as u(id, model_id, subject_id, external_id, source, messages, metadata, ord)
+    order by ord
+    on conflict (model_id, external_id) do nothing
+    returning id`.execute(trx);
+  const stored = new Set(inserted.rows.map((r) => r.id));
+
+  // Rows not stored met an earlier row with the same (model, app id): find those rows' ids.
+  const missed = rows.filter((r) => !stored.has(r.id)).map((r) => items[r.index]!);
+  const existing = new Map<string, string>();
+  if (missed.length) {
+    const found = await sql<{ id: string; model_id: string; external_id: string }>`
+      select i.id, i.model_id, i.external_id
+      from interactions i
+      join unnest(${missed.map((m) => m.model)}::text[], ${missed.map((m) => m.id!)}::text[]) as u(model_id, external_id)
+        on i.model_id = u.model_id and i.external_id = u.external_id`.execute(trx);
+    for (const r of found.rows) existing.set(JSON.stringify([r.model_id, r.external_id]), r.id);
   }
-  return out;
+
+  const ownId = new Map(rows.map((r) => [r.index, r.id]));
+  return items.map((it, index) => {
+    const mine = ownId.get(index);
+    if (mine !== undefined && stored.has(mine)) return { id: mine, externalId: it.id ?? null, duplicate: false };
+    const key = JSON.stringify([it.model, it.id]);
+    const first = firstOf.get(key);
+    const id = existing.get(key) ?? (first !== undefined ? ownId.get(first) : undefined);
+    // Only when a concurrent erasure deleted the earlier row between the insert and the look-up: fail the request
+    // (the app retries) rather than answer with an id that no longer exists.
+    if (id === undefined) throw new Error(`interaction ${it.id} of model ${it.model} was neither stored nor found`);
+    return { id, externalId: it.id ?? null, duplicate: true };
+  });
+}
+
+const subjectKey = (it: { appId: string; subject: string }) => JSON.stringify([it.appId, it.subject]);
+
+/**
+ * The subject id of every (app, subject) in `items`, inserting the new ones (without consent). Existing subjects are
+ * read `for key share`: an erasure cannot delete one between this and the interactions' insert that points at it.
+ * `on conflict do nothing` rather than `do update`: it does not rewrite an existing subject row on every batch.
+ */
+async function upsertSubjects(trx: Transaction<Database>, items: InteractionToStore[]): Promise<Map<string, string>> {
+  const ids = new Map<string, string>();
+  // Sorted: concurrent batches sharing new subjects then take their insert locks in the same order. In input order,
+  // two batches naming the same users in different orders deadlock (PostgreSQL aborts one of them).
+  let pending = [...new Map(items.map((it) => [subjectKey(it), { appId: it.appId, subject: it.subject }]))]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([, v]) => v);
+  // A subject deleted between the insert (which saw it) and the read (which no longer does) is inserted on the next
+  // pass; the loop ends because each pass either stores or finds every subject a concurrent erasure leaves alone.
+  for (let attempt = 0; pending.length; attempt++) {
+    if (attempt === 5) throw new Error('subjects keep disappearing while being stored');
+    const apps = pending.map((p) => p.appId);
+    const subjects = pending.map((p) => p.subject);
+    const inserted = await sql<{ id: string; app_id: string; external_id: string }>`
+      insert into subjects (app_id, external_id)
+      select * from unnest(${apps}::text[], ${subjects}::text[])
+      on conflict (app_id, external_id) do nothing
+      returning id, app_id, external_id`.execute(trx);
+    for (const r of inserted.rows) ids.set(subjectKey({ appId: r.app_id, subject: r.external_id }), r.id);
+    pending = pending.filter((p) => !ids.has(subjectKey(p)));
+    if (!pending.length) break;
+    const found = await sql<{ id: string; app_id: string; external_id: string }>`
+      select s.id, s.app_id, s.external_id
+      from subjects s
+      join unnest(${pending.map((p) => p.appId)}::text[], ${pending.map((p) => p.subject)}::text[])
+        as u(app_id, external_id) on s.app_id = u.app_id and s.external_id = u.external_id
+      for key share of s`.execute(trx);
+    for (const r of found.rows) ids.set(subjectKey({ appId: r.app_id, subject: r.external_id }), r.id);
+    pending = pending.filter((p) => !ids.has(subjectKey(p)));
+  }
+  return ids;
 }
 
 /** Sets a subject's training consent (creating the subject) and records the event. */
