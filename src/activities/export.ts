@@ -1,20 +1,23 @@
-import { once } from 'node:events';
-import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { sql } from 'kysely';
-import { buildRow, exportConfigHash, serializeRow, sha256Hex, splitOf, type FeedbackFacts } from '../dataset/rows';
-import type { ChatMessage } from '../db/database';
+import { pipeline } from 'node:stream/promises';
+import { from as copyFrom } from 'pg-copy-streams';
+import { exportConfigHash, serializeRow, splitOf } from '../dataset/rows';
 import { getModel } from '../db/queries/models';
+import { pgPoolOf } from '../db/pool';
 import { parsePipelineConfig } from '../domain/model-config';
-import type { BlobInfo } from '../storage/blob-store';
+import { DigestStream, type BlobInfo } from '../storage/blob-store';
+import type { AnonymizedLine, AnonymizeSummary } from './anonymize';
 import { activityLog, heartbeat, type ActivityDeps } from './deps';
-import { FailureType, permanentFailure } from './failures';
+import { FailureType, permanentFailure, retryableFailure } from './failures';
+import { linesOf, lineWriter, withWorkDir } from './staging';
 
 export interface ExportInput {
   runId: string;
   model: string;
   datasetId: string;
+  /** What the anonymize stage wrote: export reads only redacted rows. */
+  anonymized: AnonymizeSummary;
 }
 
 export interface SplitSummary {
@@ -40,8 +43,13 @@ export interface DatasetManifest {
     negativeFeedback: number;
     invalid: number;
     corrected: number;
+    /** Rows whose subject withdrew consent or was erased between anonymize and export. */
+    withdrawnDuringRun: number;
   };
   sources: Record<string, { train: number; validation: number }>;
+  anonymization: { engineVersion: string; entities: Record<string, number> };
+  /** Appended by each erasure that rewrote this dataset. */
+  erasures?: { id: string; at: string; rowsRemoved: number }[];
 }
 
 export interface ExportSummary {
@@ -52,20 +60,15 @@ export interface ExportSummary {
   counts: DatasetManifest['counts'];
 }
 
-const PAGE = 500;
-
-interface Item {
-  interactionId: string;
-  split: 'train' | 'validation';
-  line: number;
-  rowSha256: string;
-}
+const BATCH = 500;
 
 /**
- * export: streams the collected range (consent re-checked now, so a withdrawal or erasure since collect is
- * honoured) into train/validation JSONL objects and a manifest written last, then records every row's
- * lineage and marks the dataset ready in one transaction. Keys derive from the dataset id, so a retry after
- * a crash rewrites the same objects with the same bytes and leaves exactly one dataset behind.
+ * export: streams the anonymized rows into train/validation JSONL objects and a manifest written last, then
+ * records every row's lineage (COPY) and marks the dataset ready in one transaction. Consent is checked again
+ * per batch, so a withdrawal or erasure since anonymize is honoured; an erasure that lands while this commits
+ * makes the lineage insert fail on its foreign key, and the retry exports without the erased rows. Keys derive
+ * from the dataset id, so a retry after a crash rewrites the same objects and leaves exactly one dataset behind.
+ * Memory is bounded by the dedup set (16 bytes a row); rows and lineage are staged on local disk.
  */
 export function createExportActivities(deps: ActivityDeps) {
   return {
@@ -78,7 +81,11 @@ export function createExportActivities(deps: ActivityDeps) {
         .executeTakeFirst();
       if (!dataset)
         throw permanentFailure(FailureType.DATASET_INVALID, `dataset ${input.datasetId} was never collected`);
-      if (dataset.status === 'ready') return summaryOf(dataset.manifest_key!, dataset.manifest as DatasetManifest);
+      const workPrefix = `${dataset.prefix}work/`;
+      if (dataset.status === 'ready') {
+        await deps.store.deletePrefix(workPrefix); // a crash after the commit may have left it
+        return summaryOf(dataset.manifest_key!, dataset.manifest as DatasetManifest);
+      }
       if (dataset.status === 'abandoned') {
         throw permanentFailure(FailureType.DATASET_INVALID, `dataset ${input.datasetId} was abandoned`);
       }
@@ -86,63 +93,83 @@ export function createExportActivities(deps: ActivityDeps) {
       if (!model) throw permanentFailure(FailureType.MODEL_NOT_FOUND, `model ${input.model} does not exist`);
       const config = parsePipelineConfig(model.config);
 
-      await mkdir(deps.tmpDir, { recursive: true });
-      const work = await mkdtemp(path.join(deps.tmpDir, `export-${input.datasetId}-`));
-      try {
-        const files = { train: path.join(work, 'train.jsonl'), validation: path.join(work, 'validation.jsonl') };
-        const out = { train: createWriteStream(files.train), validation: createWriteStream(files.validation) };
-        const lines = { train: 0, validation: 0 };
-        const counts = {
-          considered: 0,
+      return withWorkDir(deps, `export-${input.datasetId}`, async (work) => {
+        const out = {
+          train: lineWriter(path.join(work, 'train.jsonl')),
+          validation: lineWriter(path.join(work, 'validation.jsonl')),
+        };
+        const lineage = lineWriter(path.join(work, 'lineage.tsv'));
+        const a = input.anonymized;
+        const counts: DatasetManifest['counts'] = {
+          considered: a.considered,
           exported: 0,
           duplicatesDropped: 0,
-          negativeFeedback: 0,
-          invalid: 0,
+          negativeFeedback: a.negativeFeedback,
+          invalid: a.invalid,
           corrected: 0,
+          withdrawnDuringRun: 0,
         };
         const sources: DatasetManifest['sources'] = {};
         const seen = new Set<string>();
-        const items: Item[] = [];
 
-        try {
-          // One query, read through a server-side cursor: a snapshot of the range with consent as it is now,
-          // in seq order, PAGE rows at a time. (Keyset pages re-planned per page degrade to a full sort per
-          // page while a freshly loaded table has no statistics.)
-          for await (const r of rangeQuery(deps, input.model, dataset.from_seq, dataset.to_seq).stream(PAGE)) {
-            counts.considered++;
-            const decision = buildRow(
-              { id: r.id, seq: r.seq, source: r.source, messages: r.messages, feedback: r.feedback },
-              model.system_prompt,
-            );
-            if (decision.kind === 'negative') counts.negativeFeedback++;
-            if (decision.kind === 'invalid') counts.invalid++;
-            if (decision.kind !== 'sft') continue;
-            const text = serializeRow(decision.row);
-            const rowSha256 = sha256Hex(text);
-            if (seen.has(rowSha256)) {
+        const flush = async (batch: AnonymizedLine[]) => {
+          const still = await stillConsented(
+            deps,
+            batch.map((r) => r.id),
+          );
+          for (const r of batch) {
+            if (!still.has(r.id)) {
+              counts.withdrawnDuringRun++;
+              continue;
+            }
+            const text = serializeRow({ messages: r.messages });
+            const digest = createHash('sha256').update(text).digest();
+            const dedupKey = digest.toString('latin1', 0, 16);
+            if (seen.has(dedupKey)) {
               counts.duplicatesDropped++;
               continue;
             }
-            seen.add(rowSha256);
+            seen.add(dedupKey);
             const split = splitOf(r.id, config.validationShare);
-            await write(out[split], text + '\n');
-            items.push({ interactionId: r.id, split, line: ++lines[split], rowSha256 });
+            await out[split].write(text);
+            await lineage.write([dataset.id, r.id, split, String(out[split].lines), digest.toString('hex')].join('\t'));
             counts.exported++;
-            if (decision.corrected) counts.corrected++;
+            if (r.corrected) counts.corrected++;
             (sources[r.source] ??= { train: 0, validation: 0 })[split]++;
-            if (counts.considered % PAGE === 0) heartbeat({ rows: counts.considered });
           }
+          heartbeat({ rows: counts.exported + counts.duplicatesDropped + counts.withdrawnDuringRun });
+        };
+
+        const digest = new DigestStream();
+        try {
+          const source = (await deps.store.get(a.key)).pipe(digest);
+          let batch: AnonymizedLine[] = [];
+          for await (const line of linesOf(source)) {
+            if (line === '') continue;
+            batch.push(JSON.parse(line) as AnonymizedLine);
+            if (batch.length === BATCH) {
+              await flush(batch);
+              batch = [];
+            }
+          }
+          if (batch.length) await flush(batch);
         } finally {
-          await Promise.all([close(out.train), close(out.validation)]);
+          await Promise.all([out.train.close(), out.validation.close(), lineage.close()]);
+        }
+        if (digest.result().sha256 !== a.sha256) {
+          throw permanentFailure(
+            FailureType.DATASET_INVALID,
+            `${a.key} does not match the sha256 anonymize recorded (${digest.result().sha256} ≠ ${a.sha256})`,
+          );
         }
 
         // Objects first, manifest last: a dataset without its manifest does not exist.
         const put = async (name: 'train' | 'validation'): Promise<SplitSummary> => {
-          const info: BlobInfo = await deps.store.put(`${dataset.prefix}${name}.jsonl`, createReadStream(files[name]), {
+          const info: BlobInfo = await deps.store.put(`${dataset.prefix}${name}.jsonl`, out[name].read(), {
             contentType: 'application/jsonl',
           });
           heartbeat({ uploaded: name });
-          return { key: info.key, count: lines[name], bytes: info.size, sha256: info.sha256 };
+          return { key: info.key, count: out[name].lines, bytes: info.size, sha256: info.sha256 };
         };
         const manifest: DatasetManifest = {
           format: 'tuneloop.dataset/v1',
@@ -155,66 +182,91 @@ export function createExportActivities(deps: ActivityDeps) {
             systemPrompt: model.system_prompt,
             validationShare: config.validationShare,
             format: 'chat-messages',
+            piiEngine: a.engineVersion,
           }),
           splits: { train: await put('train'), validation: await put('validation') },
           counts,
           sources,
+          anonymization: { engineVersion: a.engineVersion, entities: a.entities },
         };
         const manifestKey = `${dataset.prefix}manifest.json`;
         await deps.store.put(manifestKey, JSON.stringify(manifest, null, 2) + '\n', {
           contentType: 'application/json',
         });
 
-        const committed = await deps.db.transaction().execute(async (trx) => {
-          // Serialises with a concurrent retry of this activity and with the run's cleanup, which lock the row.
-          const current = await trx
-            .selectFrom('datasets')
-            .select('status')
-            .where('id', '=', dataset.id)
-            .forUpdate()
-            .executeTakeFirstOrThrow();
-          if (current.status === 'ready') return true;
-          if (current.status !== 'collected') return false;
-          await trx.deleteFrom('dataset_items').where('dataset_id', '=', dataset.id).execute();
-          for (let i = 0; i < items.length; i += 1000) {
-            await trx
-              .insertInto('dataset_items')
-              .values(
-                items.slice(i, i + 1000).map((it) => ({
-                  dataset_id: dataset.id,
-                  interaction_id: it.interactionId,
-                  split: it.split,
-                  line: it.line,
-                  row_sha256: it.rowSha256,
-                })),
-              )
-              .execute();
-          }
-          await trx
-            .updateTable('datasets')
-            .set({
-              status: 'ready',
-              manifest_key: manifestKey,
-              manifest: JSON.stringify(manifest),
-              config_hash: manifest.configHash,
-              ready_at: sql<Date>`now()`,
-            })
-            .where('id', '=', dataset.id)
-            .execute();
-          return true;
-        });
+        const committed = await commit(deps, dataset.id, manifestKey, manifest, lineage.read);
         if (!committed) {
           // The run was aborted while this attempt was uploading: take back what it wrote.
           await deps.store.deletePrefix(dataset.prefix);
           throw permanentFailure(FailureType.DATASET_INVALID, `dataset ${dataset.id} was abandoned during export`);
         }
+        await deps.store.deletePrefix(workPrefix);
         log.info({ counts, manifestKey }, 'dataset exported');
         return summaryOf(manifestKey, manifest);
-      } finally {
-        await rm(work, { recursive: true, force: true });
-      }
+      });
     },
   };
+}
+
+/** The ids of `ids` whose interaction still exists and whose subject still consents to training. */
+async function stillConsented(deps: ActivityDeps, ids: string[]): Promise<Set<string>> {
+  const rows = await deps.db
+    .selectFrom('interactions as i')
+    .innerJoin('subjects as s', 's.id', 'i.subject_id')
+    .select('i.id')
+    .where('i.id', 'in', ids)
+    .where('s.training_consent', '=', true)
+    .execute();
+  return new Set(rows.map((r) => r.id));
+}
+
+/**
+ * Lineage and readiness in one transaction. The dataset row is locked first, which serialises with a
+ * concurrent retry of this activity and with the run's cleanup. Returns false when the dataset was abandoned.
+ */
+async function commit(
+  deps: ActivityDeps,
+  datasetId: string,
+  manifestKey: string,
+  manifest: DatasetManifest,
+  lineage: () => NodeJS.ReadableStream,
+): Promise<boolean> {
+  const client = await pgPoolOf(deps.db).connect();
+  let broken = false;
+  try {
+    await client.query('begin');
+    const { rows } = await client.query<{ status: string }>('select status from datasets where id = $1 for update', [
+      datasetId,
+    ]);
+    const status = rows[0]?.status;
+    if (status !== 'collected') {
+      await client.query('rollback');
+      return status === 'ready';
+    }
+    await client.query('delete from dataset_items where dataset_id = $1', [datasetId]);
+    await pipeline(
+      lineage(),
+      client.query(copyFrom('copy dataset_items (dataset_id, interaction_id, split, line, row_sha256) from stdin')),
+    );
+    await client.query(
+      `update datasets set status = 'ready', manifest_key = $2, manifest = $3, config_hash = $4, ready_at = now()
+       where id = $1`,
+      [datasetId, manifestKey, JSON.stringify(manifest), manifest.configHash],
+    );
+    await client.query('commit');
+    return true;
+  } catch (err) {
+    await client.query('rollback').catch(() => (broken = true));
+    if ((err as { code?: string }).code === '23503') {
+      throw retryableFailure(
+        FailureType.DATASET_CONFLICT,
+        `an interaction of dataset ${datasetId} was erased while it was being exported; exporting again`,
+      );
+    }
+    throw err;
+  } finally {
+    client.release(broken);
+  }
 }
 
 function summaryOf(manifestKey: string, m: DatasetManifest): ExportSummary {
@@ -225,44 +277,4 @@ function summaryOf(manifestKey: string, m: DatasetManifest): ExportSummary {
     validation: m.splits.validation,
     counts: m.counts,
   };
-}
-
-interface RangeRow {
-  id: string;
-  seq: number;
-  source: string;
-  messages: ChatMessage[];
-  feedback: FeedbackFacts[];
-}
-
-function rangeQuery(deps: ActivityDeps, model: string, afterSeq: number, toSeq: number) {
-  return deps.db
-    .selectFrom('interactions as i')
-    .innerJoin('subjects as s', 's.id', 'i.subject_id')
-    .select([
-      'i.id',
-      'i.seq',
-      'i.source',
-      'i.messages',
-      sql<FeedbackFacts[]>`coalesce((
-        select json_agg(json_build_object('thumbs', f.thumbs, 'rating', f.rating, 'correction', f.correction,
-                                          'createdAt', to_char(f.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
-                        order by f.created_at, f.id)
-        from feedback f where f.interaction_id = i.id), '[]'::json)`.as('feedback'),
-    ])
-    .where('i.model_id', '=', model)
-    .where('i.seq', '>', afterSeq)
-    .where('i.seq', '<=', toSeq)
-    .where('s.training_consent', '=', true)
-    .orderBy('i.seq')
-    .$castTo<RangeRow>();
-}
-
-async function write(stream: WriteStream, chunk: string): Promise<void> {
-  if (!stream.write(chunk)) await once(stream, 'drain');
-}
-
-async function close(stream: WriteStream): Promise<void> {
-  if (stream.closed) return;
-  await new Promise<void>((resolve, reject) => stream.end((err?: Error | null) => (err ? reject(err) : resolve())));
 }

@@ -8,6 +8,8 @@ export const FailureType = {
   MODEL_NOT_FOUND: 'MODEL_NOT_FOUND',
   DATASET_INVALID: 'DATASET_INVALID',
   STORE_INTEGRITY: 'STORE_INTEGRITY',
+  /** Data changed under a stage (an erasure during export); the retry sees the new state. */
+  DATASET_CONFLICT: 'DATASET_CONFLICT',
 } as const;
 export type FailureType = (typeof FailureType)[keyof typeof FailureType];
 
@@ -19,6 +21,10 @@ export const PERMANENT_FAILURES: readonly FailureType[] = [
 
 export function permanentFailure(type: FailureType, message: string, details?: unknown): ApplicationFailure {
   return ApplicationFailure.create({ type, message, nonRetryable: true, details: details ? [details] : [] });
+}
+
+export function retryableFailure(type: FailureType, message: string): ApplicationFailure {
+  return ApplicationFailure.create({ type, message, nonRetryable: false });
 }
 
 /**

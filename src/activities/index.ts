@@ -1,5 +1,7 @@
+import { createAnonymizeActivities } from './anonymize';
 import { createCollectActivities } from './collect';
 import type { ActivityDeps } from './deps';
+import { createErasureActivities } from './erasure';
 import { createExportActivities } from './export';
 import { createRunActivities } from './run';
 
@@ -13,7 +15,9 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...createRunActivities(deps),
     ...createCollectActivities(deps),
+    ...createAnonymizeActivities(deps),
     ...createExportActivities(deps),
+    ...createErasureActivities(deps),
   };
 }
 

@@ -18,6 +18,8 @@ export interface ApiDeps {
   log: Logger;
   taskQueue: string;
   bodyLimit: string;
+  /** How long an erasure request waits for its datasets to be rewritten before answering 202. */
+  erasureWaitMs?: number;
 }
 
 export function createApp(deps: ApiDeps): express.Express {

@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
@@ -134,6 +135,18 @@ export async function runDemo(
       out(
         `  validation  ${result.dataset.validation.key}  ${result.dataset.validation.count} rows, ${result.dataset.validation.bytes} bytes, sha256 ${result.dataset.validation.sha256.slice(0, 16)}…`,
       );
+    }
+    if (result.dataset) {
+      // Show what anonymize did: the first stored row with a placeholder, as the trainer will read it.
+      const text = await new Response(
+        Readable.toWeb(await store.get(result.dataset.train.key)) as ReadableStream,
+      ).text();
+      const redacted = text.split('\n').find((l) => /<[A-Z_]+_\d+>/.test(l));
+      if (redacted) {
+        const row = JSON.parse(redacted) as { messages: { role: string; content: string }[] };
+        out('\nA redacted row, as stored:');
+        for (const m of row.messages) out(`  ${m.role.padEnd(10)} ${m.content}`);
+      }
     }
     out(`\nDone in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
     if (opts.keep) {

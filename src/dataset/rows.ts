@@ -75,6 +75,8 @@ export function exportConfigHash(cfg: {
   systemPrompt: string | null;
   validationShare: number;
   format: string;
+  /** The PII engine's version: a new engine redacts differently, so the bytes change. */
+  piiEngine: string;
 }): string {
   return sha256Hex(JSON.stringify({ v: 1, ...cfg }));
 }

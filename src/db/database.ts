@@ -120,7 +120,7 @@ export interface DatasetItemTable {
 export interface ErasureDataset {
   datasetId: string;
   /** The erased subject's rows, by their bytes' sha256 (the dataset's rows are unique by it). */
-  rows: { split: 'train' | 'validation'; rowSha256: string }[];
+  rows: { split: 'train' | 'validation'; rowSha256: string; source: string }[];
   rewritten: boolean;
   objects: { key: string; sha256: string; bytes: number }[];
 }

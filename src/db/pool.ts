@@ -6,6 +6,15 @@ import type { Database } from './database';
 
 export type Db = Kysely<Database>;
 
+const pools = new WeakMap<Db, pg.Pool>();
+
+/** The pg pool under a Db, for what kysely does not speak: COPY streams. */
+export function pgPoolOf(db: Db): pg.Pool {
+  const pool = pools.get(db);
+  if (!pool) throw new Error('this Db was not made by createDb');
+  return pool;
+}
+
 // int8 (bigserial seq, byte counts) as JS numbers: all our values stay far below 2^53.
 const types = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
@@ -34,7 +43,9 @@ export function createDb(connectionString: string, log: Logger, max = 10): Db {
     client.on('error', (err) => log.warn({ err: errSummary(err) }, 'postgres client error'));
   });
   // The cursor lets long reads (export) stream one query in chunks: `query.stream(n)`.
-  return new Kysely<Database>({ dialect: new PostgresDialect({ pool, cursor: Cursor }) });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool, cursor: Cursor }) });
+  pools.set(db, pool);
+  return db;
 }
 
 function errSummary(err: Error & { code?: string }) {

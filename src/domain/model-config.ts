@@ -15,9 +15,17 @@ export const STAGES = [
 ] as const;
 export type StageName = (typeof STAGES)[number];
 
-/** Stages a model may switch off. collect and export are the spine of a run and always run. */
-export type OptionalStage = Exclude<StageName, 'collect' | 'export'>;
-export const OPTIONAL_STAGES = STAGES.filter((s): s is OptionalStage => s !== 'collect' && s !== 'export');
+/**
+ * Stages every run has. collect and export are the spine; anonymize is how nothing personal leaves PostgreSQL,
+ * so no model config can switch it off.
+ */
+export const REQUIRED_STAGES = ['collect', 'anonymize', 'export'] as const;
+type RequiredStage = (typeof REQUIRED_STAGES)[number];
+const isRequired = (s: StageName): s is RequiredStage => (REQUIRED_STAGES as readonly string[]).includes(s);
+
+/** Stages a model may switch off. */
+export type OptionalStage = Exclude<StageName, RequiredStage>;
+export const OPTIONAL_STAGES = STAGES.filter((s): s is OptionalStage => !isRequired(s));
 
 export const slug = z
   .string()
@@ -30,12 +38,19 @@ export const pipelineConfigSchema = z
     /** A run with fewer exportable rows than this ends as `insufficient_data` instead of training. */
     minExamples: z.number().int().min(1).default(1),
     stages: z
-      .object(
-        Object.fromEntries(OPTIONAL_STAGES.map((s) => [s, z.boolean().optional()])) as Record<
+      .object({
+        ...(Object.fromEntries(OPTIONAL_STAGES.map((s) => [s, z.boolean().optional()])) as Record<
           OptionalStage,
           z.ZodOptional<z.ZodBoolean>
-        >,
-      )
+        >),
+        // Named so the error says why rather than "unrecognized key".
+        ...(Object.fromEntries(
+          REQUIRED_STAGES.map((s) => [
+            s,
+            z.never({ error: `${s} runs in every pipeline and cannot be switched off` }).optional(),
+          ]),
+        ) as Record<RequiredStage, z.ZodOptional<z.ZodNever>>),
+      })
       .strict()
       .default({}),
     thresholds: z

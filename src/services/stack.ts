@@ -1,9 +1,11 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import net from 'node:net';
 import path from 'node:path';
 import type { Server } from 'node:http';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { createApp } from '../api/app';
+import { resumePendingErasures } from './erasure-client';
 import type { Config } from '../config';
 import { migrateToLatest } from '../db/migrate';
 import { createDb, type Db } from '../db/pool';
@@ -124,9 +126,27 @@ export async function startApi(
   });
   server.keepAliveTimeout = 5_000;
   stack.add('api', () => closeServer(server));
+  resumeErasuresInBackground(config, stack, deps);
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.api.port;
   return { server, url: `http://${config.api.host}:${port}` };
+}
+
+/** Starts the workflows of erasures left pending by a crash, retrying until the workflow engine answers. */
+function resumeErasuresInBackground(config: Config, stack: Stack, deps: { db: Db; temporal: Client; log: Logger }) {
+  const stop = new AbortController();
+  stack.add('erasure-resume', async () => stop.abort());
+  void (async () => {
+    for (let attempt = 0; !stop.signal.aborted; attempt++) {
+      try {
+        await resumePendingErasures(deps.db, deps.temporal, config.taskQueue, deps.log);
+        return;
+      } catch (err) {
+        deps.log.warn({ err: (err as Error).message }, 'could not resume pending erasures yet; retrying');
+        await sleep(Math.min(30_000, 1_000 * 2 ** attempt), undefined, { signal: stop.signal }).catch(() => undefined);
+      }
+    }
+  })();
 }
 
 /** Stops accepting, lets requests in flight finish, and cuts idle keep-alive sockets; hard deadline 10 s. */

@@ -24,8 +24,19 @@ export function installTemporalRuntime(log: Logger, level = log.level): void {
   const temporalLog = log.child({ component: 'temporal-sdk' });
   Runtime.install({
     logger: new DefaultLogger(sdkLevel, ({ level: l, message, meta }) => {
-      const method =
-        l === 'TRACE' ? 'trace' : l === 'DEBUG' ? 'debug' : l === 'INFO' ? 'info' : l === 'WARN' ? 'warn' : 'error';
+      // An activity-only worker (the GPU worker) is meant to have no workflows; the SDK warns about it anyway.
+      const expected = message.startsWith('No workflows registered');
+      const method = expected
+        ? 'debug'
+        : l === 'TRACE'
+          ? 'trace'
+          : l === 'DEBUG'
+            ? 'debug'
+            : l === 'INFO'
+              ? 'info'
+              : l === 'WARN'
+                ? 'warn'
+                : 'error';
       temporalLog[method](meta ?? {}, message);
     }),
     telemetryOptions: {

@@ -1,2 +1,3 @@
 // The workflow bundle's entry point: every workflow type the worker serves.
 export { TrainingPipeline } from './pipeline';
+export { EraseSubject } from './erasure';

@@ -56,3 +56,7 @@ export interface PipelineResult extends PipelineStatus {
 
 export const statusQuery = defineQuery<PipelineStatus>('status');
 export const abortSignal = defineSignal<[{ reason: string; by?: string | null }]>('abort');
+
+export const ERASURE_WORKFLOW_TYPE = 'EraseSubject';
+/** One erasure workflow per erasure record; starting it twice joins the first. */
+export const erasureWorkflowId = (erasureId: string) => `erasure:${erasureId}`;

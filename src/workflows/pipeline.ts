@@ -10,10 +10,11 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import type { AnonymizeSummary } from '../activities/anonymize';
 import type { CollectSummary } from '../activities/collect';
 import type { ExportSummary } from '../activities/export';
 import type { RunOutcome, RunPlan } from '../activities/run';
-import { STAGES, type StageName } from '../domain/model-config';
+import { REQUIRED_STAGES, STAGES, type StageName } from '../domain/model-config';
 import {
   abortSignal,
   MODEL_SEARCH_ATTRIBUTE,
@@ -58,7 +59,6 @@ const objects = proxyActivities<Activities>({
 
 /** Stages whose activities do not exist yet. They are reported as skipped with this reason, never pretended. */
 const NOT_BUILT: Partial<Record<StageName, string>> = {
-  anonymize: 'not built yet: the PII engine arrives with the data-plane work',
   synthesize: 'not built yet',
   score: 'not built yet',
   train: 'not built yet: the trainer arrives with the GPU worker',
@@ -101,6 +101,7 @@ export async function TrainingPipeline(input: PipelineInput): Promise<PipelineRe
   const report = (name: StageName) => state.stages.find((s) => s.name === name)!;
   const now = () => new Date().toISOString();
   let collected: CollectSummary | null = null;
+  let anonymized: AnonymizeSummary | null = null;
   let exported: ExportSummary | null = null;
 
   async function runStage<T>(name: StageName, fn: () => Promise<T>, summarize: (r: T) => Record<string, unknown>) {
@@ -181,7 +182,9 @@ export async function TrainingPipeline(input: PipelineInput): Promise<PipelineRe
   try {
     for (const name of STAGES) {
       if (state.abortRequested) break;
-      const enabled = name === 'collect' || name === 'export' || plan.config.stages[name] !== false;
+      const enabled =
+        (REQUIRED_STAGES as readonly StageName[]).includes(name) ||
+        plan.config.stages[name as keyof typeof plan.config.stages] !== false;
       if (!enabled) {
         skip(name, 'switched off in the model config');
         continue;
@@ -197,11 +200,25 @@ export async function TrainingPipeline(input: PipelineInput): Promise<PipelineRe
           () => meta.collect({ runId, model: input.model }),
           (c) => ({ ...c }),
         );
+      } else if (name === 'anonymize') {
+        const c = collected!;
+        anonymized = await runStage(
+          'anonymize',
+          () => objects.anonymize({ runId, model: input.model, datasetId: c.datasetId }),
+          (a) => ({
+            key: a.key,
+            rows: a.rows,
+            considered: a.considered,
+            entities: a.entities,
+            engine: a.engineVersion,
+          }),
+        );
       } else if (name === 'export') {
         const c = collected!;
+        const a = anonymized!;
         exported = await runStage(
           'export',
-          () => objects.exportDataset({ runId, model: input.model, datasetId: c.datasetId }),
+          () => objects.exportDataset({ runId, model: input.model, datasetId: c.datasetId, anonymized: a }),
           (e) => ({ manifestKey: e.manifestKey, train: e.train.count, validation: e.validation.count, ...e.counts }),
         );
         if (exported.counts.exported < plan.config.minExamples) {

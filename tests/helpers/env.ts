@@ -1,12 +1,16 @@
 import { randomBytes } from 'node:crypto';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtemp } from 'node:fs/promises';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { expect, inject } from 'vitest';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { sql } from 'kysely';
+import type { z } from 'zod';
 import pg from 'pg';
 import { createActivities, type ActivityDeps } from '../../src/activities';
+import { createApp, type ApiDeps } from '../../src/api/app';
 import type { ChatMessage } from '../../src/db/database';
 import { migrateToLatest } from '../../src/db/migrate';
 import { createDb, type Db } from '../../src/db/pool';
@@ -15,6 +19,7 @@ import { upsertModel } from '../../src/db/queries/models';
 import { modelDefinitionSchema, type ModelDefinition } from '../../src/domain/model-config';
 import { createLogger } from '../../src/log';
 import { startPipeline } from '../../src/services/pipeline-client';
+import { closeServer } from '../../src/services/stack';
 import { installTemporalRuntime } from '../../src/services/temporal-runtime';
 import { createCpuWorker } from '../../src/services/worker';
 import { FileBlobStore } from '../../src/storage';
@@ -125,7 +130,10 @@ export async function startRunHeldAtExport(client: Client, db: Db, deps: Activit
   return { held, started, handle };
 }
 
-export async function createTestModel(db: Db, overrides: Partial<ModelDefinition> = {}): Promise<ModelDefinition> {
+export async function createTestModel(
+  db: Db,
+  overrides: Partial<z.input<typeof modelDefinitionSchema>> = {},
+): Promise<ModelDefinition> {
   const def = modelDefinitionSchema.parse({
     id: uid('m-'),
     app: uid('app-'),
@@ -184,4 +192,38 @@ export async function readText(store: BlobStore, key: string): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of await store.get(key)) chunks.push(Buffer.from(c as Buffer));
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/** The real express app on a free loopback port. */
+export async function startTestApi(deps: Omit<ApiDeps, 'log' | 'bodyLimit'> & { bodyLimit?: string }) {
+  const app = createApp({ log: testLog, bodyLimit: '64kb', ...deps });
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve(s));
+    s.once('error', reject);
+  });
+  const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    baseUrl,
+    /** A JSON request with a bearer key; the reply's body parsed when it is JSON. */
+    async call(method: string, path: string, key: string, body?: unknown) {
+      const res = await fetch(`${baseUrl}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${key}`,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await res.text();
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests assert response bodies field by field
+      let json: any = null;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        // not JSON
+      }
+      return { status: res.status, headers: res.headers, json, text };
+    },
+    close: () => closeServer(server),
+  };
 }

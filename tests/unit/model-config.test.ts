@@ -56,7 +56,7 @@ describe('modelDefinitionSchema', () => {
   it.each([
     ['the top level', { ...minimal, owner: 'me' }, ''],
     ['config', { ...minimal, config: { validationshare: 0.2 } }, 'config'],
-    ['config.stages', { ...minimal, config: { stages: { collect: false } } }, 'config.stages'],
+    ['config.stages', { ...minimal, config: { stages: { trian: false } } }, 'config.stages'],
     ['config.thresholds', { ...minimal, config: { thresholds: { minWinRate: 0.6 } } }, 'config.thresholds'],
   ])('rejects an unknown key at %s', (_where, raw, path) => {
     // Act
@@ -66,6 +66,16 @@ describe('modelDefinitionSchema', () => {
     expect(r.success).toBe(false);
     expect(r.error!.issues).toEqual([expect.objectContaining({ code: 'unrecognized_keys' })]);
     expect(r.error!.issues[0]!.path.join('.')).toBe(path);
+  });
+
+  it.each(['collect', 'anonymize', 'export'])('refuses to switch off the %s stage, saying why', (stage) => {
+    // Act
+    const r = modelDefinitionSchema.safeParse({ ...minimal, config: { stages: { [stage]: false } } });
+
+    // Assert
+    expect(r.success).toBe(false);
+    expect(r.error!.issues[0]!.path.join('.')).toBe(`config.stages.${stage}`);
+    expect(r.error!.issues[0]!.message).toBe(`${stage} runs in every pipeline and cannot be switched off`);
   });
 
   it.each([

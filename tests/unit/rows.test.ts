@@ -245,7 +245,7 @@ describe('splitOf', () => {
 });
 
 describe('exportConfigHash', () => {
-  const base = { systemPrompt: 'Be brief.', validationShare: 0.1, format: 'chat' };
+  const base = { systemPrompt: 'Be brief.', validationShare: 0.1, format: 'chat', piiEngine: 'pii-1' };
 
   it('is stable for the same inputs', () => {
     // Act
@@ -262,6 +262,7 @@ describe('exportConfigHash', () => {
     ['systemPrompt (to null)', { systemPrompt: null }],
     ['validationShare', { validationShare: 0.2 }],
     ['format', { format: 'completion' }],
+    ['piiEngine', { piiEngine: 'pii-2' }],
   ])('changes when %s changes', (_label, change) => {
     // Act
     const changed = exportConfigHash({ ...base, ...change });

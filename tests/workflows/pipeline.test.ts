@@ -2,6 +2,8 @@ import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ActivityDeps } from '../../src/activities';
 import type { Db } from '../../src/db/pool';
+import { insertInteractions, setConsent } from '../../src/db/queries/interactions';
+import { PII_ENGINE_VERSION } from '../../src/pii';
 import { startPipeline } from '../../src/services/pipeline-client';
 import type { BlobStore } from '../../src/storage/blob-store';
 import { abortSignal, statusQuery, type PipelineResult } from '../../src/workflows/messages';
@@ -64,11 +66,11 @@ describe('TrainingPipeline on the real Temporal dev server', () => {
       db,
       model,
       [
-        { subject: 'alice', user: 'q1 from alice', assistant: 'a1' },
-        { subject: 'alice', user: 'q2 from alice', assistant: 'a2' },
-        { subject: 'bob', user: 'q1 from bob', assistant: 'b1' },
-        { subject: 'carol', user: 'q1 from carol', assistant: 'c1' },
-        { subject: 'dave', user: 'q1 from dave', assistant: 'd1' },
+        { subject: 'alice', user: 'q1-a', assistant: 'a1' },
+        { subject: 'alice', user: 'q2-a', assistant: 'a2' },
+        { subject: 'bob', user: 'q1-b', assistant: 'b1' },
+        { subject: 'carol', user: 'q1-c', assistant: 'c1' },
+        { subject: 'dave', user: 'q1-d', assistant: 'd1' },
       ],
       { alice: true, bob: false, dave: true, carol: null },
     );
@@ -79,7 +81,7 @@ describe('TrainingPipeline on the real Temporal dev server', () => {
     // Assert: rows are exactly alice's and dave's, each led by the model's system prompt
     expect(first.status).toBe('succeeded');
     const rows = await datasetLines(first);
-    expect(rows.map((r) => r.messages[1]!.content).sort()).toEqual(['q1 from alice', 'q1 from dave', 'q2 from alice']);
+    expect(rows.map((r) => r.messages[1]!.content).sort()).toEqual(['q1-a', 'q1-d', 'q2-a']);
     expect(rows.every((r) => r.messages[0]!.role === 'system' && r.messages[0]!.content === model.systemPrompt)).toBe(
       true,
     );
@@ -102,9 +104,10 @@ describe('TrainingPipeline on the real Temporal dev server', () => {
     const dbRun = await db.selectFrom('runs').selectAll().where('id', '=', first.runId).executeTakeFirstOrThrow();
     expect(dbRun.status).toBe('succeeded');
 
-    // Stages not built yet say so; switched-off stages say that.
+    // anonymize ran over every consented row; stages not built yet say so.
     const byName = Object.fromEntries(first.stages.map((s) => [s.name, s]));
     expect(byName.train).toMatchObject({ status: 'skipped', reason: expect.stringContaining('not built yet') });
+    expect(byName.anonymize).toMatchObject({ status: 'succeeded', summary: { rows: 3, considered: 3 } });
     expect(byName.export!.status).toBe('succeeded');
 
     // Act 2: new arrivals, including from a subject who consents only now
@@ -112,8 +115,8 @@ describe('TrainingPipeline on the real Temporal dev server', () => {
       db,
       model,
       [
-        { subject: 'alice', user: 'q3 from alice', assistant: 'a3' },
-        { subject: 'erin', user: 'q1 from erin', assistant: 'e1' },
+        { subject: 'alice', user: 'q3-a', assistant: 'a3' },
+        { subject: 'erin', user: 'q1-e', assistant: 'e1' },
       ],
       { erin: true },
     );
@@ -122,10 +125,55 @@ describe('TrainingPipeline on the real Temporal dev server', () => {
     // Assert 2: only what arrived since the first run
     expect(second.status).toBe('succeeded');
     expect((await datasetLines(second)).map((r) => r.messages[1]!.content).sort()).toEqual([
-      'q1 from erin',
-      'q3 from alice',
+      'q1-e',
+      'q3-a',
     ]);
     expect(second.dataset!.id).not.toBe(first.dataset!.id);
+  });
+
+  it('redacts personal data before anything reaches the store, with one placeholder per value across turns', async () => {
+    // Arrange: a conversation that names the user in two turns and gives an email and a phone number.
+    const model = await createTestModel(db, { config: { validationShare: 0 } });
+    await db.transaction().execute(async (trx) => {
+      await setConsent(trx, { appId: model.app, subject: 'u1', training: true, policyVersion: 'v1' });
+      await insertInteractions(trx, [
+        {
+          appId: model.app,
+          model: model.id,
+          subject: 'u1',
+          source: 'api',
+          messages: [
+            { role: 'user', content: 'Hi, I am Sarah Connolly, email sarah.connolly@example.org, phone 07700 900123.' },
+            { role: 'assistant', content: 'Thanks Sarah Connolly. How many squats did you do, at what heart rate?' },
+            { role: 'user', content: '3x12 at 152 bpm. Sarah Connolly again: Romans 8:28 keeps me going.' },
+            { role: 'assistant', content: 'Great work, keep the 152 bpm cap.' },
+          ],
+        },
+      ]);
+    });
+
+    // Act
+    const result = await (await run(model.id)).result();
+
+    // Assert: nothing personal in any stored object; the same person is the same placeholder in every turn.
+    expect(result.status).toBe('succeeded');
+    const stored: string[] = [];
+    for await (const o of store.list(`datasets/${model.id}/`)) stored.push(await readText(store, o.key));
+    const everything = stored.join('\n');
+    expect(everything).not.toMatch(/Sarah|Connolly|sarah\.connolly@example\.org|07700 900123/);
+    const [row] = await datasetLines(result);
+    const person = row!.messages[1]!.content.match(/<PERSON_\d+>/)![0];
+    expect(row!.messages[2]!.content).toContain(person);
+    expect(row!.messages[3]!.content).toContain(person);
+    expect(row!.messages[1]!.content).toMatch(/<EMAIL_1>/);
+    expect(row!.messages[1]!.content).toMatch(/<PHONE_1>/);
+    // Numbers that are not personal survive.
+    expect(row!.messages[3]!.content).toContain('3x12 at 152 bpm');
+    expect(row!.messages[3]!.content).toContain('Romans 8:28');
+    const anonymize = result.stages.find((s) => s.name === 'anonymize')!;
+    expect(anonymize.summary).toMatchObject({ rows: 1, entities: { PERSON: 3, EMAIL: 1, PHONE: 1 } });
+    const manifest = JSON.parse(await readText(store, result.dataset!.manifestKey));
+    expect(manifest.anonymization).toMatchObject({ engineVersion: PII_ENGINE_VERSION, entities: { EMAIL: 1 } });
   });
 
   it('drops exact duplicates and ends as insufficient_data when nothing new arrived, keeping the watermark', async () => {

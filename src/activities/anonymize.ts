@@ -1,0 +1,163 @@
+import path from 'node:path';
+import { sql } from 'kysely';
+import { buildRow, type FeedbackFacts } from '../dataset/rows';
+import type { ChatMessage } from '../db/database';
+import { getModel } from '../db/queries/models';
+import { createRedactor, PII_ENGINE_VERSION } from '../pii';
+import { activityLog, heartbeat, type ActivityDeps } from './deps';
+import { FailureType, permanentFailure } from './failures';
+import { lineWriter, withWorkDir } from './staging';
+
+export interface AnonymizeInput {
+  runId: string;
+  model: string;
+  datasetId: string;
+}
+
+export interface AnonymizeSummary {
+  /** The redacted rows, one JSON object a line ({@link AnonymizedLine}), in the dataset's work folder. */
+  key: string;
+  sha256: string;
+  bytes: number;
+  rows: number;
+  considered: number;
+  negativeFeedback: number;
+  invalid: number;
+  corrected: number;
+  /** Redacted values by type, over every text field of the range. */
+  entities: Record<string, number>;
+  engineVersion: string;
+}
+
+/** One redacted row as the anonymize stage hands it to export: the training row and where it came from. */
+export interface AnonymizedLine {
+  id: string;
+  source: string;
+  corrected: boolean;
+  messages: ChatMessage[];
+}
+
+export const anonymizedKeyFor = (prefix: string) => `${prefix}work/anonymized.jsonl`;
+
+const FETCH = 500;
+
+/**
+ * anonymize: the only stage that reads interaction text out of PostgreSQL. It streams the collected range
+ * (consented subjects only, feedback joined) through one server-side cursor, applies feedback (a correction
+ * replaces the answer; negative feedback without one keeps the row out), redacts every text the app sent —
+ * each turn and the correction, one redactor per interaction so `<PERSON_1>` is the same person in every
+ * turn — and writes the redacted rows to the dataset's work folder. The model's own system prompt is
+ * operator text and is added after redaction. A retry rewrites the same key.
+ */
+export function createAnonymizeActivities(deps: ActivityDeps) {
+  return {
+    async anonymize(input: AnonymizeInput): Promise<AnonymizeSummary> {
+      const log = activityLog(deps, { model: input.model, datasetId: input.datasetId });
+      const dataset = await deps.db
+        .selectFrom('datasets')
+        .selectAll()
+        .where('id', '=', input.datasetId)
+        .executeTakeFirst();
+      if (!dataset)
+        throw permanentFailure(FailureType.DATASET_INVALID, `dataset ${input.datasetId} was never collected`);
+      if (dataset.status !== 'collected')
+        throw permanentFailure(FailureType.DATASET_INVALID, `dataset ${input.datasetId} is ${dataset.status}`);
+      const model = await getModel(deps.db, input.model);
+      if (!model) throw permanentFailure(FailureType.MODEL_NOT_FOUND, `model ${input.model} does not exist`);
+
+      return withWorkDir(deps, `anonymize-${input.datasetId}`, async (dir) => {
+        const out = lineWriter(path.join(dir, 'anonymized.jsonl'));
+        const counts = { considered: 0, negativeFeedback: 0, invalid: 0, corrected: 0 };
+        const entities: Record<string, number> = {};
+        try {
+          const rows = rangeQuery(deps, input.model, dataset.from_seq, dataset.to_seq).stream(FETCH);
+          for await (const r of rows) {
+            counts.considered++;
+            const redactor = createRedactor();
+            const redact = (text: string) => {
+              const { text: redacted, entities: found } = redactor.redact(text);
+              for (const e of found) entities[e.type] = (entities[e.type] ?? 0) + 1;
+              return redacted;
+            };
+            const decision = buildRow(
+              {
+                id: r.id,
+                seq: r.seq,
+                source: r.source,
+                messages: r.messages.map((m) => ({ role: m.role, content: redact(m.content) })),
+                feedback: r.feedback.map((f) => ({
+                  ...f,
+                  correction: f.correction === null ? null : redact(f.correction),
+                })),
+              },
+              model.system_prompt,
+            );
+            if (decision.kind === 'negative') counts.negativeFeedback++;
+            if (decision.kind === 'invalid') counts.invalid++;
+            if (decision.kind !== 'sft') continue;
+            if (decision.corrected) counts.corrected++;
+            const line: AnonymizedLine = {
+              id: r.id,
+              source: r.source,
+              corrected: decision.corrected,
+              messages: decision.row.messages,
+            };
+            await out.write(JSON.stringify(line));
+            if (counts.considered % FETCH === 0) heartbeat({ rows: counts.considered });
+          }
+        } finally {
+          await out.close();
+        }
+        const key = anonymizedKeyFor(dataset.prefix);
+        const info = await deps.store.put(key, out.read(), { contentType: 'application/jsonl' });
+        const summary: AnonymizeSummary = {
+          key,
+          sha256: info.sha256,
+          bytes: info.size,
+          rows: out.lines,
+          ...counts,
+          entities,
+          engineVersion: PII_ENGINE_VERSION,
+        };
+        log.info({ rows: summary.rows, entities }, 'anonymized');
+        return summary;
+      });
+    },
+  };
+}
+
+interface RangeRow {
+  id: string;
+  seq: number;
+  source: string;
+  messages: ChatMessage[];
+  feedback: FeedbackFacts[];
+}
+
+/**
+ * The collected range, consented subjects only, in seq order, with each interaction's feedback. Read through a
+ * server-side cursor: one plan, linear whatever the table statistics say (keyset pages re-planned per page
+ * degrade to a sort of the whole remaining range per page on a freshly loaded table).
+ */
+function rangeQuery(deps: ActivityDeps, model: string, afterSeq: number, toSeq: number) {
+  return deps.db
+    .selectFrom('interactions as i')
+    .innerJoin('subjects as s', 's.id', 'i.subject_id')
+    .select([
+      'i.id',
+      'i.seq',
+      'i.source',
+      'i.messages',
+      sql<FeedbackFacts[]>`coalesce((
+        select json_agg(json_build_object('thumbs', f.thumbs, 'rating', f.rating, 'correction', f.correction,
+                                          'createdAt', to_char(f.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+                        order by f.created_at, f.id)
+        from feedback f where f.interaction_id = i.id), '[]'::json)`.as('feedback'),
+    ])
+    .where('i.model_id', '=', model)
+    .where('i.seq', '>', afterSeq)
+    .where('i.seq', '<=', toSeq)
+    .where('s.training_consent', '=', true)
+    .orderBy('i.seq')
+    .$castTo<RangeRow>();
+}

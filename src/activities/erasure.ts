@@ -1,0 +1,139 @@
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import type { ErasureDataset } from '../db/database';
+import { pgPoolOf } from '../db/pool';
+import type { DatasetManifest } from './export';
+import { activityLog, heartbeat, type ActivityDeps } from './deps';
+import { linesOf, lineWriter, withWorkDir } from './staging';
+
+export interface ErasureResult {
+  erasureId: string;
+  status: 'done';
+  datasets: { datasetId: string; rowsRemoved: number; objects: ErasureDataset['objects'] }[];
+}
+
+const SPLITS = ['train', 'validation'] as const;
+
+/**
+ * The object half of an erasure: every stored dataset that held the subject's rows is rewritten without
+ * them (same keys, atomic puts), its manifest gets the new sizes, counts and checksums, and the remaining rows'
+ * lineage gets their new line numbers. One dataset at a time under its row lock, so two erasures (or an export
+ * commit) never interleave on one dataset; a dataset already marked rewritten is skipped, and re-filtering a
+ * rewritten object removes nothing, so a retry after a crash at any point converges.
+ */
+export function createErasureActivities(deps: ActivityDeps) {
+  return {
+    async rewriteErasedDatasets(input: { erasureId: string }): Promise<ErasureResult> {
+      const log = activityLog(deps, { erasureId: input.erasureId });
+      const erasure = await deps.db
+        .selectFrom('erasures')
+        .select(['id', 'status', 'datasets'])
+        .where('id', '=', input.erasureId)
+        .executeTakeFirstOrThrow();
+      for (const target of erasure.datasets) {
+        if (target.rewritten) continue;
+        await rewriteOne(deps, erasure.id, target);
+        heartbeat({ datasetId: target.datasetId });
+      }
+      const done = await deps.db
+        .updateTable('erasures')
+        .set({ status: 'done', completed_at: new Date() })
+        .where('id', '=', erasure.id)
+        .returning('datasets')
+        .executeTakeFirstOrThrow();
+      log.info({ datasets: done.datasets.length }, 'erasure complete');
+      return {
+        erasureId: erasure.id,
+        status: 'done',
+        datasets: done.datasets.map((d) => ({
+          datasetId: d.datasetId,
+          rowsRemoved: d.rows.length,
+          objects: d.objects,
+        })),
+      };
+    },
+  };
+}
+
+async function rewriteOne(deps: ActivityDeps, erasureId: string, target: ErasureDataset): Promise<void> {
+  const client = await pgPoolOf(deps.db).connect();
+  let broken = false;
+  try {
+    await client.query('begin');
+    const { rows } = await client.query<{ status: string; manifest: DatasetManifest | null; manifest_key: string }>(
+      'select status, manifest, manifest_key from datasets where id = $1 for update',
+      [target.datasetId],
+    );
+    const ds = rows[0];
+    const objects: ErasureDataset['objects'] = [];
+    if (ds?.status === 'ready' && ds.manifest) {
+      const manifest = ds.manifest;
+      const remove = new Set(target.rows.map((r) => r.rowSha256));
+      await withWorkDir(deps, `erase-${target.datasetId}`, async (dir) => {
+        for (const split of SPLITS) {
+          const summary = manifest.splits[split];
+          const out = lineWriter(path.join(dir, `${split}.jsonl`));
+          const moved: { sha: string; line: number }[] = [];
+          let original = 0;
+          try {
+            for await (const line of linesOf(await deps.store.get(summary.key))) {
+              if (line === '') continue;
+              original++;
+              const sha = createHash('sha256').update(line).digest('hex');
+              if (remove.has(sha)) continue;
+              await out.write(line);
+              if (out.lines !== original) moved.push({ sha, line: out.lines });
+            }
+          } finally {
+            await out.close();
+          }
+          const info = await deps.store.put(summary.key, out.read(), { contentType: 'application/jsonl' });
+          manifest.splits[split] = { key: info.key, count: out.lines, bytes: info.size, sha256: info.sha256 };
+          objects.push({ key: info.key, sha256: info.sha256, bytes: info.size });
+          for (let i = 0; i < moved.length; i += 5000) {
+            const chunk = moved.slice(i, i + 5000);
+            await client.query(
+              `update dataset_items d set line = v.line
+               from unnest($2::text[], $3::int[]) as v(sha, line)
+               where d.dataset_id = $1 and d.split = $4 and d.row_sha256 = v.sha`,
+              [target.datasetId, chunk.map((m) => m.sha), chunk.map((m) => m.line), split],
+            );
+          }
+        }
+      });
+      // Accounting comes from the erasure record, applied once: the manifest in the database changes only in
+      // the transaction that marks this dataset rewritten.
+      for (const r of target.rows) {
+        const s = manifest.sources[r.source];
+        if (s) s[r.split] = Math.max(0, s[r.split] - 1);
+      }
+      manifest.counts.exported = manifest.splits.train.count + manifest.splits.validation.count;
+      manifest.erasures = [
+        ...(manifest.erasures ?? []),
+        { id: erasureId, at: new Date().toISOString(), rowsRemoved: target.rows.length },
+      ];
+      await deps.store.put(ds.manifest_key, JSON.stringify(manifest, null, 2) + '\n', {
+        contentType: 'application/json',
+      });
+      await client.query('update datasets set manifest = $2 where id = $1', [
+        target.datasetId,
+        JSON.stringify(manifest),
+      ]);
+    }
+    // An abandoned dataset's objects are already gone; a missing one has nothing to rewrite.
+    await client.query(
+      `update erasures set datasets = (
+         select jsonb_agg(case when d->>'datasetId' = $2
+                               then d || jsonb_build_object('rewritten', true, 'objects', $3::jsonb) else d end)
+         from jsonb_array_elements(datasets) d)
+       where id = $1`,
+      [erasureId, target.datasetId, JSON.stringify(objects)],
+    );
+    await client.query('commit');
+  } catch (err) {
+    await client.query('rollback').catch(() => (broken = true));
+    throw err;
+  } finally {
+    client.release(broken);
+  }
+}

@@ -1,0 +1,320 @@
+import type { Client } from '@temporalio/client';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ActivityDeps } from '../../src/activities';
+import type { DatasetManifest } from '../../src/activities/export';
+import { createApiKey } from '../../src/api/auth';
+import { sha256Hex } from '../../src/dataset/rows';
+import { eraseSubjectRecords } from '../../src/db/queries/erasure';
+import type { Db } from '../../src/db/pool';
+import type { ModelDefinition } from '../../src/domain/model-config';
+import { resumePendingErasures, startErasure } from '../../src/services/erasure-client';
+import { startPipeline } from '../../src/services/pipeline-client';
+import type { BlobStore } from '../../src/storage/blob-store';
+import {
+  createTestDb,
+  createTestModel,
+  createTestStore,
+  readText,
+  seed,
+  startRunHeldAtExport,
+  startTestApi,
+  startTestWorker,
+  temporalClient,
+  testLog,
+  tmpDir,
+} from '../helpers/env';
+
+/**
+ * Erasure against the real database, store, Temporal server and API: the subject's raw data goes, every stored
+ * dataset that held their rows is rewritten with new checksums, versions trained on them are flagged, and an
+ * erasure while a pipeline is running never lets their rows into that run's dataset.
+ */
+
+let db: Db;
+let drop: () => Promise<void>;
+let store: BlobStore;
+let client: Client;
+let closeClient: () => Promise<void>;
+let worker: Awaited<ReturnType<typeof startTestWorker>>;
+let deps: ActivityDeps;
+let api: Awaited<ReturnType<typeof startTestApi>>;
+let adminKey: string;
+
+beforeAll(async () => {
+  ({ db, drop } = await createTestDb());
+  store = await createTestStore();
+  ({ client, close: closeClient } = await temporalClient());
+  deps = { db, store, log: testLog, tmpDir: await tmpDir() };
+  worker = await startTestWorker({ deps });
+  api = await startTestApi({ db, temporal: client, store, taskQueue: worker.taskQueue });
+  ({ key: adminKey } = await createApiKey(db, { name: 'root', role: 'admin', appId: null, models: [] }));
+});
+
+afterAll(async () => {
+  await api?.close();
+  await worker?.stop();
+  await closeClient?.();
+  await drop?.();
+});
+
+const lines = async (key: string) => (await readText(store, key)).split('\n').filter(Boolean);
+
+async function completedRun(model: ModelDefinition) {
+  const started = await startPipeline(client, db, {
+    model: model.id,
+    taskQueue: worker.taskQueue,
+    trigger: 'test',
+    requestedBy: 'test',
+  });
+  const result = await started.result();
+  expect(result.status).toBe('succeeded');
+  return result.dataset!;
+}
+
+/** Six rows from three subjects, all consenting; "eve" writes two, one of them naming herself. */
+async function seedThree(model: ModelDefinition) {
+  return seed(
+    db,
+    model,
+    [
+      { subject: 'eve', user: 'how many squats today?', assistant: 'Three sets of twelve.' },
+      { subject: 'eve', user: 'I am Eve Marlowe, my knee hurts', assistant: 'Rest it for two days, Eve.' },
+      { subject: 'ann', user: 'plan for a 5k?', assistant: 'Run three times a week.' },
+      { subject: 'ann', user: 'rest days?', assistant: 'Two a week.' },
+      { subject: 'bob', user: 'protein?', assistant: 'About 1.6 g per kg.' },
+      { subject: 'bob', user: 'stretching?', assistant: 'After every run.' },
+    ],
+    { eve: true, ann: true, bob: true },
+  );
+}
+
+describe('DELETE /v1/subjects/:id', () => {
+  it('erases raw data, rewrites the datasets that held the subject, flags versions and audits it', async () => {
+    // Arrange: a finished run whose dataset holds eve's two rows, and a model version trained on it.
+    const model = await createTestModel(db, { config: { validationShare: 0.3 } });
+    await seedThree(model);
+    const ds = await completedRun(model);
+    const before = [...(await lines(ds.train.key)), ...(await lines(ds.validation.key))];
+    expect(before).toHaveLength(6);
+    const version = await db
+      .insertInto('model_versions')
+      .values({
+        model_id: model.id,
+        version: 'v1',
+        run_id: null,
+        dataset_id: ds.id,
+        status: 'candidate',
+        adapter_key: null,
+        ollama_tag: null,
+        metrics: null,
+      })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+
+    // Act
+    const res = await api.call('DELETE', `/v1/subjects/eve?app=${model.app}`, adminKey);
+
+    // Assert: the answer says what it touched.
+    expect(res.status).toBe(200);
+    const e = res.json.erasure;
+    expect(e).toMatchObject({ status: 'done', interactionsDeleted: 2, feedbackDeleted: 0 });
+    expect(e.datasets).toEqual([{ id: ds.id, rowsRemoved: 2, rewritten: true, objects: expect.any(Array) }]);
+    expect(e.modelVersionsFlagged).toEqual([{ id: version.id, version: 'v1', model: model.id }]);
+
+    // Raw data is gone.
+    const left = await db
+      .selectFrom('subjects')
+      .select('id')
+      .where('app_id', '=', model.app)
+      .where('external_id', '=', 'eve')
+      .execute();
+    expect(left).toEqual([]);
+    const texts = await sql<{
+      t: string;
+    }>`select messages::text as t from interactions where model_id = ${model.id}`.execute(db);
+    expect(texts.rows).toHaveLength(4);
+    expect(texts.rows.map((r) => r.t).join()).not.toMatch(/squats|knee/);
+
+    // The stored objects no longer hold eve's rows; the others are untouched and in order.
+    const after = [...(await lines(ds.train.key)), ...(await lines(ds.validation.key))];
+    expect(after).toHaveLength(4);
+    expect(after.join('\n')).not.toMatch(/squats|knee|Marlowe/);
+    expect(after).toEqual(before.filter((l) => !/squats|knee|Marlowe|<PERSON_/.test(l)));
+
+    // Manifest (object and database copy) has the new sizes and checksums; lineage matches the new lines.
+    const manifest = JSON.parse(await readText(store, ds.manifestKey)) as DatasetManifest;
+    for (const split of ['train', 'validation'] as const) {
+      const stat = (await store.stat(manifest.splits[split].key))!;
+      expect(manifest.splits[split]).toMatchObject({ sha256: stat.sha256, bytes: stat.size });
+      expect(manifest.splits[split].count).toBe((await lines(manifest.splits[split].key)).length);
+      const items = await db
+        .selectFrom('dataset_items')
+        .select(['line', 'row_sha256'])
+        .where('dataset_id', '=', ds.id)
+        .where('split', '=', split)
+        .orderBy('line')
+        .execute();
+      const objectLines = await lines(manifest.splits[split].key);
+      expect(items.map((i) => i.row_sha256)).toEqual(objectLines.map((l) => sha256Hex(l)));
+      expect(items.map((i) => i.line)).toEqual(objectLines.map((_, i) => i + 1));
+    }
+    expect(manifest.counts.exported).toBe(4);
+    expect(manifest.erasures).toEqual([{ id: e.id, at: expect.any(String), rowsRemoved: 2 }]);
+    const dbManifest = await db
+      .selectFrom('datasets')
+      .select('manifest')
+      .where('id', '=', ds.id)
+      .executeTakeFirstOrThrow();
+    expect(dbManifest.manifest).toEqual(manifest);
+
+    // Flag on the version, audit entry without the subject's id, and the record readable later.
+    const flagged = await db
+      .selectFrom('model_versions')
+      .select('erasure_flags')
+      .where('id', '=', version.id)
+      .executeTakeFirstOrThrow();
+    expect(flagged.erasure_flags).toEqual([{ erasureId: e.id, at: expect.any(String) }]);
+    const entry = await db
+      .selectFrom('audit_log')
+      .selectAll()
+      .where('action', '=', 'subject.erase')
+      .where('target_id', '=', e.id)
+      .executeTakeFirstOrThrow();
+    expect(JSON.stringify(entry)).not.toContain('eve');
+    const again = await api.call('GET', `/v1/erasures/${e.id}`, adminKey);
+    expect(again.json).toEqual(res.json);
+
+    // A later run never sees the subject again.
+    await seed(db, model, [{ subject: 'ann', user: 'new question', assistant: 'new answer' }]);
+    const next = await completedRun(model);
+    expect(next.train.count + next.validation.count).toBe(1);
+  });
+
+  it('answers 404 for an unknown subject, 403 for non-admin keys, 400 without an app, and writes nothing', async () => {
+    const model = await createTestModel(db);
+    await seed(db, model, [{ subject: 'zed', user: 'hi', assistant: 'hello' }], { zed: true });
+    const { key: appKey } = await createApiKey(db, { name: 'app', role: 'app', appId: model.app, models: [model.id] });
+    const erasures = async () =>
+      Number((await sql<{ n: string }>`select count(*) n from erasures`.execute(db)).rows[0]!.n);
+    const n = await erasures();
+
+    expect((await api.call('DELETE', `/v1/subjects/nobody?app=${model.app}`, adminKey)).status).toBe(404);
+    expect((await api.call('DELETE', `/v1/subjects/zed?app=${model.app}`, appKey)).status).toBe(403);
+    const noApp = await api.call('DELETE', '/v1/subjects/zed', adminKey);
+    expect(noApp.status).toBe(400);
+    expect(noApp.json.error.field).toBe('query.app');
+    expect((await api.call('DELETE', '/v1/subjects/zed?app=no-such-app', adminKey)).status).toBe(404);
+
+    expect(await erasures()).toBe(n);
+    const still = await db.selectFrom('interactions').select('id').where('model_id', '=', model.id).execute();
+    expect(still).toHaveLength(1);
+  });
+});
+
+describe('erasure while a pipeline is running', () => {
+  it('keeps the subject out of the dataset when the erasure lands between anonymize and export', async () => {
+    // Arrange: a run held at export, so anonymize has already read eve's rows.
+    const model = await createTestModel(db);
+    await seedThree(model);
+    const { held, started } = await startRunHeldAtExport(client, db, deps, model.id);
+    try {
+      // Act
+      const res = await api.call('DELETE', `/v1/subjects/eve?app=${model.app}`, adminKey);
+      expect(res.status).toBe(200);
+      held.release();
+      const result = await started.result();
+
+      // Assert
+      expect(result.status).toBe('succeeded');
+      const all = [...(await lines(result.dataset!.train.key)), ...(await lines(result.dataset!.validation.key))];
+      expect(all).toHaveLength(4);
+      expect(all.join('\n')).not.toMatch(/squats|knee|Marlowe/);
+      const manifest = JSON.parse(await readText(store, result.dataset!.manifestKey)) as DatasetManifest;
+      expect(manifest.counts.withdrawnDuringRun).toBe(2);
+      // The redacted working copy is gone once the dataset is ready.
+      const work: string[] = [];
+      for await (const o of store.list(`datasets/${model.id}/${result.dataset!.id}/work/`)) work.push(o.key);
+      expect(work).toEqual([]);
+    } finally {
+      held.release();
+      await held.stop();
+    }
+  });
+
+  it('re-exports without the subject when the erasure commits while export is writing lineage', async () => {
+    // Arrange: a run held at export; then the erasure's transaction deletes eve's rows but does not commit yet.
+    // The export's consent check cannot see an uncommitted delete, so it writes eve's rows and then blocks on the
+    // lineage foreign key, waiting for the erasure.
+    const model = await createTestModel(db);
+    await seedThree(model);
+    const { held, started } = await startRunHeldAtExport(client, db, deps, model.id);
+    const trx = await db.startTransaction().execute();
+    let committed = false;
+    try {
+      const record = await eraseSubjectRecords(trx, { appId: model.app, subject: 'eve', actor: 'test' });
+      expect(record).toMatchObject({ interactions: 2, datasets: [] });
+      held.release();
+      await expect
+        .poll(
+          async () => {
+            const r = await sql<{ n: string }>`select count(*) n from pg_stat_activity
+              where wait_event_type = 'Lock' and query ilike 'copy dataset_items%'`.execute(db);
+            return Number(r.rows[0]!.n);
+          },
+          { timeout: 30_000, interval: 100 },
+        )
+        .toBe(1);
+
+      // Act
+      await trx.commit().execute();
+      committed = true;
+      const result = await started.result();
+
+      // Assert
+      expect(result.status).toBe('succeeded');
+      const all = [...(await lines(result.dataset!.train.key)), ...(await lines(result.dataset!.validation.key))];
+      expect(all).toHaveLength(4);
+      expect(all.join('\n')).not.toMatch(/squats|knee/);
+      const items = await db
+        .selectFrom('dataset_items')
+        .select('interaction_id')
+        .where('dataset_id', '=', result.dataset!.id)
+        .execute();
+      expect(items).toHaveLength(4);
+    } finally {
+      if (!committed) await trx.rollback().execute();
+      held.release();
+      await held.stop();
+    }
+  });
+});
+
+describe('an erasure interrupted after its database half', () => {
+  it('is completed by resumePendingErasures, and a second run of its workflow changes nothing', async () => {
+    // Arrange: the database half committed, no workflow started (the API died in between).
+    const model = await createTestModel(db, { config: { validationShare: 0 } });
+    await seedThree(model);
+    const ds = await completedRun(model);
+    const record = (await db
+      .transaction()
+      .execute((trx) => eraseSubjectRecords(trx, { appId: model.app, subject: 'bob', actor: 'test' })))!;
+    expect(record.status).toBe('pending');
+    expect(await lines(ds.train.key)).toHaveLength(6);
+
+    // Act
+    expect(await resumePendingErasures(db, client, worker.taskQueue, testLog)).toBeGreaterThanOrEqual(1);
+    const result = await (await startErasure(client, { erasureId: record.id, taskQueue: worker.taskQueue })).result();
+
+    // Assert
+    expect(result.datasets).toEqual([{ datasetId: ds.id, rowsRemoved: 2, objects: expect.any(Array) }]);
+    const after = await lines(ds.train.key);
+    expect(after).toHaveLength(4);
+    expect(after.join('\n')).not.toMatch(/protein|stretching/);
+    const sha = (await store.stat(ds.train.key))!.sha256;
+    await deps.db.updateTable('erasures').set({ status: 'pending' }).where('id', '=', record.id).execute();
+    const { createErasureActivities } = await import('../../src/activities/erasure');
+    await createErasureActivities(deps).rewriteErasedDatasets({ erasureId: record.id });
+    expect((await store.stat(ds.train.key))!.sha256).toBe(sha);
+  });
+});
