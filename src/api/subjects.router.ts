@@ -7,13 +7,14 @@ import { audit } from '../db/queries/audit';
 import { eraseSubjectRecords } from '../db/queries/erasure';
 import { setConsent } from '../db/queries/interactions';
 import { slug } from '../domain/model-config';
+import { externalId, text } from '../ingest/text';
 import { startErasure } from '../services/erasure-client';
 import { actorOf, principalOf, requireRole, type Principal } from './auth';
 import { HttpError } from './errors';
 import { parse } from './validate';
 
-const consentSchema = z.object({ training: z.boolean(), policyVersion: z.string().min(1).max(100) }).strict();
-const paramsSchema = z.object({ id: z.string().min(1).max(200) }).strict();
+const consentSchema = z.object({ training: z.boolean(), policyVersion: text(100) }).strict();
+const paramsSchema = z.object({ id: externalId }).strict();
 const querySchema = z.object({ app: slug.optional() }).strict();
 
 export interface SubjectsRouterDeps {

@@ -318,3 +318,23 @@ describe('an erasure interrupted after its database half', () => {
     expect((await store.stat(ds.train.key))!.sha256).toBe(sha);
   });
 });
+
+describe('consent input', () => {
+  it('refuses a lone surrogate or a control character in the subject id or policy version, writing nothing', async () => {
+    const model = await createTestModel(db);
+    const { key } = await createApiKey(db, { name: 'app', role: 'app', appId: model.app, models: [model.id] });
+    const count = async () =>
+      Number((await sql<{ n: string }>`select count(*) n from consent_events`.execute(db)).rows[0]!.n);
+    const n = await count();
+
+    const bad = await api.call('PUT', '/v1/subjects/u1/consent', key, { training: true, policyVersion: 'v1\ud800' });
+    expect(bad.status).toBe(400);
+    expect(bad.json.error.field).toBe('body.policyVersion');
+    const ctl = await api.call('PUT', `/v1/subjects/${encodeURIComponent('u\u0001')}/consent`, key, {
+      training: true,
+      policyVersion: 'v1',
+    });
+    expect(ctl.status).toBe(400);
+    expect(await count()).toBe(n);
+  });
+});
