@@ -124,10 +124,7 @@ describe('TrainingPipeline on the real Temporal dev server', () => {
 
     // Assert 2: only what arrived since the first run
     expect(second.status).toBe('succeeded');
-    expect((await datasetLines(second)).map((r) => r.messages[1]!.content).sort()).toEqual([
-      'q1-e',
-      'q3-a',
-    ]);
+    expect((await datasetLines(second)).map((r) => r.messages[1]!.content).sort()).toEqual(['q1-e', 'q3-a']);
     expect(second.dataset!.id).not.toBe(first.dataset!.id);
   });
 
