@@ -1,45 +1,11 @@
-import { findAddresses, findPostcodes } from './address';
 import type { Candidate } from './candidate';
-import {
-  findCards,
-  findDatesOfBirth,
-  findEmailsAndHandles,
-  findIbans,
-  findIps,
-  findNhsAndSsn,
-  findPhones,
-  findUrls,
-} from './patterns';
-import { findPersons, type PersonOptions } from './person';
-import { findScriptureRefs } from './scripture';
+import type { PersonOptions } from './person';
+import { scanCandidates } from './scanner';
 import type { PiiEntity } from './types';
 
-const HAS_DIGIT = /\d/;
-
-/** Every candidate from every recognizer, overlaps included. Recognizers whose trigger is absent are skipped. */
+/** Every candidate from every recognizer, overlaps included. */
 export function findCandidates(text: string, opts: PersonOptions = {}): Candidate[] {
-  const out: Candidate[] = [];
-  if (text.length === 0) return out;
-  const hasAt = text.includes('@');
-  const hasDot = text.includes('.');
-  const hasDigit = HAS_DIGIT.test(text);
-  if (hasAt) findEmailsAndHandles(text, out);
-  if (hasDot) findUrls(text, out);
-  if (hasDigit) {
-    findCards(text, out);
-    findIbans(text, out);
-    findNhsAndSsn(text, out);
-    findIps(text, out);
-    findPhones(text, out);
-    findDatesOfBirth(text, out);
-    findAddresses(text, out);
-    findPostcodes(text, out);
-    findScriptureRefs(text, out);
-  } else if (text.includes(':')) {
-    findIps(text, out); // IPv6 like "::ffff" can be all letters
-  }
-  findPersons(text, out, opts);
-  return out;
+  return text.length === 0 ? [] : scanCandidates(text, opts.knownNames);
 }
 
 /**
@@ -49,22 +15,37 @@ export function findCandidates(text: string, opts: PersonOptions = {}): Candidat
  */
 export function resolve(text: string, candidates: Candidate[]): PiiEntity[] {
   if (candidates.length === 0) return [];
+  if (candidates.length === 1) {
+    const c = candidates[0]!;
+    return c.type && c.end > c.start ? [{ type: c.type, start: c.start, end: c.end }] : [];
+  }
   const sorted = [...candidates].sort(
     (a, b) => b.priority - a.priority || b.end - b.start - (a.end - a.start) || a.start - b.start,
   );
-  const taken = new Uint8Array(text.length);
   const kept: PiiEntity[] = [];
+  if (sorted.length <= 16) {
+    // Few candidates (the usual case): compare spans directly.
+    const taken: Candidate[] = [];
+    for (const c of sorted) {
+      if (c.end <= c.start || taken.some((t) => t.start < c.end && c.start < t.end)) continue;
+      taken.push(c);
+      if (c.type) kept.push({ type: c.type, start: c.start, end: c.end });
+    }
+    return kept.sort((a, b) => a.start - b.start);
+  }
+  // Many candidates (long texts): per-character occupancy keeps this linear.
+  const occupied = new Uint8Array(text.length);
   for (const c of sorted) {
     if (c.end <= c.start) continue;
     let free = true;
     for (let i = c.start; i < c.end; i++) {
-      if (taken[i]) {
+      if (occupied[i]) {
         free = false;
         break;
       }
     }
     if (!free) continue;
-    taken.fill(1, c.start, c.end);
+    occupied.fill(1, c.start, c.end);
     if (c.type) kept.push({ type: c.type, start: c.start, end: c.end });
   }
   return kept.sort((a, b) => a.start - b.start);

@@ -91,7 +91,51 @@ aurora alessia federica jakub szymon filip antoni zuzanna hanna oliwia maja lena
 tomek ania ola jürgen jörg björn sören søren åsa maëlle anaïs célia océane mathéo théo noé loïc gaël hélène
 élodie émilie andré françois jérôme renée dmitri yaroslav oksana olena taras bohdan anastasiia nikita artem
 aleksei alexei sveta katya natasha mikhail yuri irina galina ayşe zeynep mehmet emre burak elif hakan deniz
-văn thị đức hữu ngọc thanh quang tuấn hương phương trang thảo duc huong phuong
+văn thị đức hữu
+abbie adaline addison adriel alaina alayna alec aleena alexia alexandria alfonso alia allie alondra alvin amani
+amaya amelie amira ana-maria anabel analia anastacia andreea annika ansley antonella ariadne arianna arielle armani
+arturo aryan ashlyn aspen athena aubree aubrey audrey augustus avalon averie ayden aylin beau beckett bella-rose
+benedikt bennett bethan bianka blaine bodhi braden braxton brayden brenna briar bridie brody bronwen bryce brynn
+cadence caden caitlyn callie camden camryn carmela carolyn carson casper cassidy cecil celeste cerys chanel
+charis charley charlie-rose chase chaya cheyenne ciaran clarissa clementine cody colton conall cooper cora-lee corey
+cormac cristiano cyrus dakota dalia damon dana-marie danica dante darcy darius dawson deacon delaney delilah denise
+desiree devin dexter diya dominick donovan dorian drake duncan eamonn easton eden eleanor elena elianna eliot
+eliza-jane ellis elodie eloise elowen emerson emery emilia-rose emmett ennis enya ephraim esmeralda estelle ethel
+evangeline everett evelyn-rose ezekiel fabio faye felipe fernanda fiadh finnley fletcher flynn francesca frida
+gaia gareth garrett genesis gianna giselle gracie-mae grayson greer gulliver gwendolyn hadassah harlow harley
+harrison hattie haven heidi hollie-mae hudson hunter-james ibrahim idris iker ilyas imran indie iona isabela
+isaiah isadora ivy-rose izzy jacinta jaden jagger jaiden jamal jameson jasper jaxon jayla jaylen jemima jenson
+jensen jessie joaquin jocelyn johanna jolene jonah jordyn josephine josiah jovan judah juniper kaden kaia kailey
+kairo kaiya kaleb kamila kane karim karter kasey kayden keegan keeley kelsey kendall kendra kenji kenzie khalil
+kian kiera kingsley kinsley kit koa kobe kyla kylie laila lainey landon lane lacey laurel layla-rose leilani
+lennon lennox leona leonie levi lexie liliana lincoln lionel lorelai lorenzo luca lucian lucille lyla lyra
+macy madeline madelyn maeve magnus maisy makenzie malachi malakai marcel marcus mariana marley marlowe mateo
+matilda-rose maxwell mckenzie meadow mikayla milana miles millie milo mira miriam mohammad-ali monroe morgan-lee
+nadia nash nathalie nayeli nevaeh nico nikolai nina noa noelle nolan nyla octavia olive-mae oliwier orion orla
+otis paisley paloma parker pascale paxton payton penelope peyton phoenix pierce piper poppy-mae presley priya
+quentin quinn raegan raelynn raiden raphael reagan reese reid remi remington rhea rhys riley-jay river-james
+roisin roman ronan rory rosalie rowan ruby-mae rylan ryder sabrina sadie saffron salome samson santiago sawyer
+scarlet selena serenity shiloh sienna silas sloane sofia-rose solomon sonny-james stella stevie sullivan sutton
+sybil talia tatum teagan tessa thalia theodora thiago tilly titus tobias tommy-lee toby tristan tucker tyson
+valentina vanessa vera vivienne wade walker warren waylon wesley weston wilder willa winston wren-rose wyatt
+xander ximena yara yasmin yusra zachariah zaid zain zander zane zara zayden zelda zion zoey zuri
+aarush advik anvi arya ayansh dhruv hrithik ishan kabir krish myra navya nirav parth pranav riya rudra saanvi
+sai shaurya siddharth tanvi vivaan yash zoya aisha-bibi amna anum ayesha-rose farhan hamza haroon hina iman
+jibril khadijah laiba maham mariam mehwish nabeel naveed nida rabia rehana saad sadia sameer sanaa shahid sumaira
+tahir waqar yasir zeeshan chinedu chibuzo chidi chika chinonso ebere ejike ekene emeka ifeanyi ikenna kamsi
+nnamdi obi onyeka uche uzoma adaeze amara chiamaka chioma ifunanya nneka obiageli oge ngozi adunni ayodeji
+babatunde bisi dayo folasade funmi gbenga jide kehinde kunle lola olu segun taiwo tolu wale yinka abena adwoa
+akosua ama efua esi kojo kwaku kwabena yaw kofi nana thandeka themba zodwa nkosi lwazi palesa lindiwe zinhle
+nomsa ayanda siyabonga mandla bheki kagiso refilwe tumelo amani baraka jabari jamila kamau njeri wambui wanjiku
+akinyi otieno achieng wairimu mwangi haile kidus liya meron saba selam tsion yonas bereket
+wei-ling xiao mei-lin jia hui ying chen-yu zhi hao li-na yu-xuan jun-hao kai-wen minh-anh thu huong lan linh-chi
+quynh trang tuan duc hieu khanh bao ngoc phuc hoa mai an-nhien haruki hiro kaito kenta ren riku sora takumi yuto
+yuna hina aoi mei-ling rin sakura-ko miyu nanami seo-yeon ji-woo min-jun seo-jun ha-eun do-yun ji-ho eun-ji
+hye-jin soo-ah jae-won
+aleksander bartosz dominik grzegorz jakub jan-pawel kamil krzysztof maciej marek michal michał patryk pawel piotr
+przemek rafal szymon tomek wojtek agata agnieszka alicja anna-maria basia dorota ewelina gosia iwona joanna kasia
+kinga magda marta monika natalia paulina sylwia zofia zuzia oana ioana andrei bogdan cristian florin mihai radu
+sorin vlad alina bianca cristina diana elena irina roxana simona sofia-maria ngọc thanh quang tuấn hương phương trang thảo duc huong phuong
 `;
 
 /**
@@ -105,7 +149,10 @@ cole drew gene earl dean chip buck rod nick norm max sunny bud rusty dusty sandy
 clay forest glen lane reed rocky sonny star violet jasmine olive hazel pearl rusty jean bonnie charity patience
 prudence constance mercy felicity harmony melody verity trinity angel angela christian christy kim kay jan sam
 taylor jordan morgan ryan paige page eve ed al les su li an bo sage rain skye blue miles earnest ernest august sterling dallas austin paris india georgia virginia
-florence chelsea brooklyn victoria regan carol carl lou tom tim jo sid val van rick ricky josh robin robins wren
+florence chelsea brooklyn victoria regan carol jo val van rick ricky josh robin robins wren
+grant blessing genesis haven serenity phoenix walker scarlet pierce wade warren wilder meadow cadence juniper saffron
+paisley laurel heather basil poppy willow viola marina margarita aria briar kit tucker cooper drake deacon emery
+piper sawyer jasper aspen beau
 `;
 
 /**
@@ -178,6 +225,7 @@ export const LOWERCASE_UNSAFE = `
 al ali ana an bea dana eli ida jan kai kay ken kim lee les li lina lois luna maja mina mo nell noel nur ola rana
 reza sami sana sasha seren siti tess tina toni ugo vera viola wei xin yaa jun hai linh minh mei nina nora ada
 asa ava bo cara carmen dawn dale ed elsa ena eva iris jo lola lou mae ray rey rosa sol taj tam teo val van
+matt sally ken ebony roman clement noel randy hank bola yaw jay
 `;
 
 /** Family names that are also common English words: a surname on its own only after a title or a given name. */
@@ -187,7 +235,8 @@ hart gill knight marshall mason porter turner walker fisher butler cooper carter
 grant hall field ford bishop little love joy best rich wells banks stone rivers brooks hope gray grey golden shepherd
 sharp swift short strong wise street church chase cross page steel frost snow winter summers may march english
 french north south west east lamb fish bird crane drake hawk wolf bush lee park ryan james thomas lewis morgan
-owen jordan taylor bailey riley scott kelly grant
+owen jordan taylor bailey riley scott kelly grant burns booth cox foster griffin lynch miller smith wright
+barker berg bates parry peters rogers van la
 `;
 
 /** Capitalised words that name an institution, not a person, when they follow a name (Khan Academy). */
@@ -199,16 +248,100 @@ stadium arena hall house museum library gallery cafe café restaurant hotel stud
 
 /** Fictional characters (lowercase, full or single), excluded in a text about books, films or stories. */
 export const FICTIONAL_NAMES = [
-  'harry potter', 'hermione', 'hermione granger', 'ron weasley', 'matilda', 'honey', 'miss honey', 'trunchbull',
-  'willy wonka', 'charlie bucket', 'bfg', 'sophie', 'james', 'danny', 'fantastic mr fox', 'alice', 'dorothy', 'heidi',
-  'pippi', 'juliet', 'romeo', 'hamlet', 'macbeth', 'ophelia', 'oliver twist', 'scrooge', 'tiny tim', 'pip',
-  'atticus', 'atticus finch', 'scout', 'boo radley', 'gatsby', 'jay gatsby', 'elizabeth bennet', 'darcy',
-  'mr darcy', 'jane eyre', 'frankenstein', 'dracula', 'sherlock', 'sherlock holmes', 'watson', 'katniss', 'peeta',
-  'elsa', 'anna', 'olaf', 'moana', 'simba', 'shrek', 'pinocchio', 'cinderella', 'rapunzel', 'ariel', 'belle', 'aslan',
-  'lucy', 'edmund', 'peter', 'susan', 'gollum', 'bilbo', 'frodo', 'paddington', 'winnie', 'piglet', 'eeyore',
-  'tigger', 'peppa', 'george', 'gruffalo', 'greg heffley', 'tracy beaker', 'horrid henry', 'percy jackson',
-  'annabeth', 'wednesday', 'mowgli', 'bagheera', 'baloo', 'charlotte', 'wilbur', 'fern', 'stanley yelnats',
-  'holden', 'gandalf', 'dumbledore', 'snape', 'voldemort', 'hagrid', 'neville', 'luna', 'draco',
+  'harry potter',
+  'hermione',
+  'hermione granger',
+  'ron weasley',
+  'matilda',
+  'honey',
+  'miss honey',
+  'trunchbull',
+  'willy wonka',
+  'charlie bucket',
+  'bfg',
+  'sophie',
+  'james',
+  'danny',
+  'fantastic mr fox',
+  'alice',
+  'dorothy',
+  'heidi',
+  'pippi',
+  'juliet',
+  'romeo',
+  'hamlet',
+  'macbeth',
+  'ophelia',
+  'oliver twist',
+  'scrooge',
+  'tiny tim',
+  'pip',
+  'atticus',
+  'atticus finch',
+  'scout',
+  'boo radley',
+  'gatsby',
+  'jay gatsby',
+  'elizabeth bennet',
+  'darcy',
+  'mr darcy',
+  'jane eyre',
+  'frankenstein',
+  'dracula',
+  'sherlock',
+  'sherlock holmes',
+  'watson',
+  'katniss',
+  'peeta',
+  'elsa',
+  'anna',
+  'olaf',
+  'moana',
+  'simba',
+  'shrek',
+  'pinocchio',
+  'cinderella',
+  'rapunzel',
+  'ariel',
+  'belle',
+  'aslan',
+  'lucy',
+  'edmund',
+  'peter',
+  'susan',
+  'gollum',
+  'bilbo',
+  'frodo',
+  'paddington',
+  'winnie',
+  'piglet',
+  'eeyore',
+  'tigger',
+  'peppa',
+  'george',
+  'gruffalo',
+  'greg heffley',
+  'tracy beaker',
+  'horrid henry',
+  'percy jackson',
+  'annabeth',
+  'wednesday',
+  'mowgli',
+  'bagheera',
+  'baloo',
+  'charlotte',
+  'wilbur',
+  'fern',
+  'stanley yelnats',
+  'holden',
+  'gandalf',
+  'dumbledore',
+  'snape',
+  'voldemort',
+  'hagrid',
+  'neville',
+  'luna',
+  'draco',
 ];
 
 /** Capitalised words that are not names: pronouns, greetings, days, months, faith terms, places, brands. */

@@ -3,7 +3,7 @@
  * the token with Set lookups: regexes anchored at the end of a context string cost too much on every capitalised
  * word.
  */
-import { isLetterAt, isWordCharAt } from './text-utils';
+import { foldCode, HashFlags, isLetterAt, isWordCharAt, wordHash } from './text-utils';
 
 export type Cue = 'intro' | 'iam' | 'relation' | 'title' | 'greeting' | 'weak' | 'chain' | 'none';
 
@@ -43,11 +43,125 @@ const WEAK_WORDS = set(`with and & to from told tell tells asked ask asks met me
   beat beats joined join hugging`);
 const CALL_VERBS = set(`call calls called calling`);
 
-/** Up to four words before `start`, nearest first, lowercased; stops at a sentence boundary or a newline. */
-export function wordsBefore(text: string, start: number): string[] {
-  const out: string[] = [];
+/** Every word that starts a strong, "I am" or greeting cue: a cheap filter before the cues are read in full. */
+export const UNKNOWN_NAME_CUE_WORDS: readonly string[] = [
+  ...TITLES,
+  ...RELATIONS,
+  ...INTRO_WORDS,
+  ...GREETINGS,
+  "i'm",
+  'i’m',
+  'im',
+  'am',
+  "name's",
+  'name’s',
+  'as',
+  'by',
+  'you',
+  'done',
+  'luck',
+  'birthday',
+];
+
+const SKIP_TO_RELATION = set('is was are were called named');
+
+// Words are compared by hash (the scanner's wordHash): no substring or lowercase copy per word read.
+const TITLE = 1;
+const RELATION = 2;
+const POSSESSIVE = 4;
+const REL_ADJ = 8;
+const INTRO = 16;
+const GREETING = 32;
+const WEAK = 64;
+const CALL = 128;
+const SKIP_REL = 256;
+const STRICT_TITLE = 512;
+const CUE_FLAGS = new HashFlags(1 << 12);
+for (const [words, flag] of [
+  [TITLES, TITLE],
+  [RELATIONS, RELATION],
+  [POSSESSIVES, POSSESSIVE],
+  [RELATION_ADJECTIVES, REL_ADJ],
+  [INTRO_WORDS, INTRO],
+  [GREETINGS, GREETING],
+  [WEAK_WORDS, WEAK],
+  [CALL_VERBS, CALL],
+  [SKIP_TO_RELATION, SKIP_REL],
+  [STRICT_TITLES, STRICT_TITLE],
+] as const) {
+  for (const w of words) CUE_FLAGS.add(wordHash(w), flag);
+}
+/** Hashes of single words the cues compare against. */
+export const W = Object.fromEntries(
+  [
+    'is',
+    'was',
+    'are',
+    'were',
+    'called',
+    'named',
+    'name',
+    "name's",
+    'me',
+    'as',
+    'known',
+    'by',
+    'goes',
+    'go',
+    'and',
+    '&',
+    'i',
+    "i'm",
+    'im',
+    'am',
+    'its',
+    "it's",
+    "here's",
+    'this',
+    'it',
+    'you',
+    'thank',
+    'birthday',
+    'happy',
+    'done',
+    'well',
+    'luck',
+    'good',
+    'like',
+    'did',
+  ].map((w) => [w, wordHash(w)]),
+) as Record<string, number>;
+
+/** A strict honorific (mr, mrs, ms, mx), after which even a lowercase word is a surname. */
+export function isStrictTitle(h: number): boolean {
+  return (CUE_FLAGS.get(h) & STRICT_TITLE) !== 0;
+}
+
+function mayBeRelation(w: number[]): boolean {
+  for (const h of w) if ((CUE_FLAGS.get(h) & (RELATION | REL_ADJ | SKIP_REL)) !== 0) return true;
+  return false;
+}
+
+const isEdgeMark = (c: number) => c === 45 || c === 39 || c === 0x2019;
+
+/** Hash of text[j, i) lowercased, without leading or trailing hyphens and apostrophes. */
+function hashRange(text: string, j: number, i: number): number {
+  while (j < i && isEdgeMark(text.charCodeAt(j))) j++;
+  while (i > j && isEdgeMark(text.charCodeAt(i - 1))) i--;
+  let h = 0;
+  for (let k = j; k < i; k++) h = (Math.imul(h, 31) + foldCode(text.charCodeAt(k))) | 0;
+  return h;
+}
+
+/**
+ * Hashes of up to four words before `start`, nearest first; stops at a sentence boundary or a newline. Past the
+ * second word it reads on only when a relation may be in them ("my little brother Sam").
+ */
+export function wordsBefore(text: string, start: number): number[] {
+  const out: number[] = [];
   let i = start;
   while (out.length < 4 && i > 0) {
+    if (out.length === 2 && !mayBeRelation(out)) return out;
     // Skip separators between words.
     while (i > 0) {
       const c = text.charCodeAt(i - 1);
@@ -63,61 +177,55 @@ export function wordsBefore(text: string, start: number): string[] {
       if (out.length > 0 || c !== 46) return out;
       let j = i - 1;
       while (j > 0 && isLetterAt(text, j - 1)) j--;
-      const w = text.slice(j, i - 1).toLowerCase();
-      if (!TITLES.has(w)) return out;
-      out.push(w);
+      const h = hashRange(text, j, i - 1);
+      if ((CUE_FLAGS.get(h) & TITLE) === 0) return out;
+      out.push(h);
       i = j;
       continue;
     }
     let j = i;
     while (j > 0) {
       const d = text.charCodeAt(j - 1);
-      if (isWordCharAt(text, j - 1) || d === 38 || d === 47 || d === 45) j--;
+      const ascii = (d >= 97 && d <= 122) || (d >= 65 && d <= 90) || (d >= 48 && d <= 57);
+      if (ascii || d === 39 || d === 38 || d === 47 || d === 45 || (d >= 0xc0 && isWordCharAt(text, j - 1))) j--;
       else break;
     }
     if (j === i) return out;
-    out.push(trimWord(text.slice(j, i).toLowerCase()));
+    out.push(hashRange(text, j, i));
     i = j;
   }
   return out;
 }
 
-function trimWord(w: string): string {
-  let s = 0;
-  let e = w.length;
-  while (s < e && (w[s] === '-' || w[s] === "'" || w[s] === '’')) s++;
-  while (e > s && (w[e - 1] === '-' || w[e - 1] === "'" || w[e - 1] === '’')) e--;
-  return s === 0 && e === w.length ? w : w.slice(s, e);
-}
-
 const CHAIN_CUE = /^(?:\s*,\s*|\s+(?:and|&|or|n|an|plus|with|\+)\s+|\s*\/\s*)$/;
 
 /** The cue in front of a token starting at `start`; `lastNameEnd` is where the previous accepted name ended. */
-export function cueBefore(text: string, start: number, lastNameEnd: number, w: string[]): Cue {
+export function cueBefore(text: string, start: number, lastNameEnd: number, w: number[]): Cue {
   if (lastNameEnd >= 0 && start - lastNameEnd <= 6 && CHAIN_CUE.test(text.slice(lastNameEnd, start))) return 'chain';
-  const [w1 = '', w2 = ''] = w;
-  if (TITLES.has(w1)) return 'title';
+  const w1 = w[0] ?? 0;
+  const w2 = w[1] ?? 0;
+  const f1 = CUE_FLAGS.get(w1);
+  if ((f1 & TITLE) !== 0) return 'title';
   // my son Tom / my little brother Sam / our eldest daughter, Grace / my son is Tom / my kids are Aarav and …
-  const r = w1 === 'is' || w1 === 'was' || w1 === 'are' || w1 === 'were' || w1 === 'called' || w1 === 'named' ? 1 : 0;
-  if (RELATIONS.has(w[r] ?? '')) {
+  const r = (f1 & SKIP_REL) !== 0 ? 1 : 0;
+  if ((CUE_FLAGS.get(w[r] ?? 0) & RELATION) !== 0) {
     let p = r + 1;
-    while (p < r + 3 && RELATION_ADJECTIVES.has(w[p] ?? '')) p++;
-    if (POSSESSIVES.has(w[p] ?? '')) return 'relation';
+    while (p < r + 3 && (CUE_FLAGS.get(w[p] ?? 0) & REL_ADJ) !== 0) p++;
+    if ((CUE_FLAGS.get(w[p] ?? 0) & POSSESSIVE) !== 0) return 'relation';
   }
-  if (INTRO_WORDS.has(w1)) return 'intro';
-  if ((w1 === 'is' || w1 === 'was') && w2 === 'name') return 'intro';
-  if (w1 === "name's" || w1 === 'name’s' || (w1 === 'me' && CALL_VERBS.has(w2)) || (w1 === 'as' && w2 === 'known'))
+  if ((f1 & INTRO) !== 0) return 'intro';
+  if ((w1 === W.is || w1 === W.was) && w2 === W.name) return 'intro';
+  if (w1 === W["name's"] || (w1 === W.me && (CUE_FLAGS.get(w2) & CALL) !== 0) || (w1 === W.as && w2 === W.known))
     return 'intro';
-  if (w1 === 'by' && (w2 === 'goes' || w2 === 'go')) return 'intro';
+  if (w1 === W.by && (w2 === W.goes || w2 === W.go)) return 'intro';
   // me and Dev / Sarah and I are handled as relations: "me and X" is said of people.
-  if ((w1 === 'and' || w1 === '&') && (w2 === 'me' || w2 === 'i')) return 'relation';
-  if (w1 === "i'm" || w1 === 'i’m' || w1 === 'im' || (w1 === 'am' && w2 === 'i')) return 'iam';
-  if (w1 === 'its' && (w.length === 1 || GREETINGS.has(w2))) return 'iam'; // "hey its mark again"
-
-  if (w1 === "it's" || w1 === 'it’s' || w1 === "here's" || (w1 === 'is' && (w2 === 'this' || w2 === 'it')))
-    return 'iam';
-  if (GREETINGS.has(w1) || (w1 === 'you' && w2 === 'thank') || (w1 === 'birthday' && w2 === 'happy')) return 'greeting';
-  if ((w1 === 'done' && w2 === 'well') || (w1 === 'luck' && w2 === 'good')) return 'greeting';
-  if (WEAK_WORDS.has(w1)) return 'weak';
+  if ((w1 === W.and || w1 === W['&']) && (w2 === W.me || w2 === W.i)) return 'relation';
+  if (w1 === W["i'm"] || w1 === W.im || (w1 === W.am && w2 === W.i)) return 'iam';
+  if (w1 === W.its && (w.length === 1 || (CUE_FLAGS.get(w2) & GREETING) !== 0)) return 'iam'; // "hey its mark again"
+  if (w1 === W["it's"] || w1 === W["here's"] || (w1 === W.is && (w2 === W.this || w2 === W.it))) return 'iam';
+  if ((f1 & GREETING) !== 0 || (w1 === W.you && w2 === W.thank) || (w1 === W.birthday && w2 === W.happy))
+    return 'greeting';
+  if ((w1 === W.done && w2 === W.well) || (w1 === W.luck && w2 === W.good)) return 'greeting';
+  if ((f1 & WEAK) !== 0) return 'weak';
   return 'none';
 }

@@ -19,9 +19,8 @@ import {
   SURNAMES,
   WORD_NAMES,
 } from './names-data';
-import { cueBefore, STRICT_TITLES, wordsBefore, type Cue } from './person-cues';
-import { isScriptureContext } from './scripture';
-import { isUpperAt, isWordCharAt } from './text-utils';
+import { cueBefore, isStrictTitle, UNKNOWN_NAME_CUE_WORDS, W, wordsBefore, type Cue } from './person-cues';
+import { foldCode, isLetterAt, isUpperAt, isWordCharAt, wordHash } from './text-utils';
 
 const words = (s: string) => new Set(s.split(/\s+/).filter(Boolean));
 const WORD_NAME_SET = words(WORD_NAMES);
@@ -37,18 +36,81 @@ const INSTITUTION_SET = words(INSTITUTION_WORDS);
 const NOT_NAME_SET = new Set([...words(NOT_NAMES)].filter((w) => !WORD_NAME_SET.has(w) && !FIRST_SET.has(w)));
 const LOWER_UNSAFE_SET = words(LOWERCASE_UNSAFE);
 /** Word-names that are adjectives first: "i'm rich" is never a name. */
-const ADJECTIVE_NAMES = words('rich frank sunny rusty dusty misty sandy earnest august sterling blue stormy honey young');
+const ADJECTIVE_NAMES = words(
+  'rich frank sunny rusty dusty misty sandy earnest august sterling blue stormy honey young',
+);
 const PARTICLES = words('van von de der den da di du del della dos das le la al el bin ibn bint ben ter ten ap st');
+const IS_WAS_AFTER = /^\s+(?:is|was)\b/i;
+const NAME_PARTS = /[\s.]+/;
+/** Words right before an unknown capitalised word that can make it a name (cue words of every kind). */
+const CUE_BEFORE_HASHES = new Set(
+  [
+    ...UNKNOWN_NAME_CUE_WORDS,
+    'and',
+    '&',
+    'is',
+    'was',
+    'are',
+    'were',
+    'called',
+    'named',
+    'me',
+    'its',
+    "it's",
+    'it’s',
+  ].map(wordHash),
+);
+/** Words right after an unknown capitalised word that can make it a name ("X and I", "X is my son"). */
+const CUE_AFTER_HASHES = new Set(
+  ['and', '&', 'is', 'are', 'was', 'were', 'in', 'from', 'here', 'but', 'by'].map(wordHash),
+);
+
+/** Cheap pre-check: is there anything around an unknown capitalised word that decide() could read as a cue? */
+function mayBeUnknownName(text: string, tok: Token, lastNameEnd: number): boolean {
+  if (lastNameEnd >= 0 && tok.start - lastNameEnd <= 6) return true; // a list of names
+  // The word before (skipping spaces, commas, quotes).
+  let i = tok.start;
+  while (i > 0 && /[\s,"“:(]/.test(text[i - 1]!)) i--;
+  let j = i;
+  while (j > 0 && (isLetterAt(text, j - 1) || text[j - 1] === "'" || text[j - 1] === '’' || text[j - 1] === '&')) j--;
+  if (j < i) {
+    let h = 0;
+    for (let k = j; k < i; k++) h = (Math.imul(h, 31) + foldCode(text.charCodeAt(k))) | 0;
+    if (CUE_BEFORE_HASHES.has(h)) return true;
+  }
+  if (j > 0 && text[j - 1] === '.' && i === j) return false;
+  // What follows: a comma, an emoji or punctuation (self-introductions), a capitalised word, or a cue word.
+  let e = tok.end + possessiveLen(text, tok.end);
+  const c = text.charCodeAt(e);
+  if (e >= text.length || (c !== 32 && c !== 0xa0)) return true;
+  while (e < text.length && (text.charCodeAt(e) === 32 || text.charCodeAt(e) === 0xa0)) e++;
+  if (e >= text.length || !isLetterAt(text, e)) return true;
+  if (isUpperAt(text, e)) return true;
+  let h = 0;
+  while (e < text.length && isLetterAt(text, e)) h = (Math.imul(h, 31) + foldCode(text.charCodeAt(e++))) | 0;
+  return CUE_AFTER_HASHES.has(h);
+}
+const HERE_AFTER = /^,? here\b/i;
+const SPACES = /\s+/g;
+const NEXT_WORD = /^\s+([\p{L}\p{M}'’-]+)/u;
+const PUNCT_AFTER = /^\s*[.!?,]/;
+const VOCATIVE_COMMA = /^,\s/;
+const COMMA_AFTER = /^\s*[,!]/;
+const PLACE_PREPOSITIONS = new Set('from in at to near visit visited'.split(' ').map(wordHash));
+
 /** Word-names that are abstract nouns first: a person only with a cue in front or a speech verb after. */
 const ABSTRACT_NAMES = words(`joy hope grace faith mercy charity patience prudence destiny chance harmony melody trinity
   verity felicity constance honor honour liberty serenity peace love`);
-const SPEECH_AFTER = /^\s+(?:said|says|told|tells|texted|texts|asked|asks|replied|messaged|emailed)\b/i;
+// "Faith said", "Faith from group said": speech verbs go with people, not abstract nouns.
+const SPEECH_AFTER =
+  /^(?:\s+from\s+[\p{L}]+(?:\s+[\p{L}]+)?)?\s+(?:said|says|told|tells|texted|texts|asked|asks|replied|messaged|emailed|rang|called)\b/iu;
+const IRREGULAR_PAST = words(`bought got made took came went said told gave ran won lost sent left kept felt thought
+  brought found saw wrote drove rode sang swam began broke chose ate fell forgot grew knew met paid sat slept spoke
+  spent stood taught understood woke wore hit hurt let put read set shut cut quit did had sold`);
 const RELATIONS_AFTER_RE =
   /^(?:\s+(?:and|&)\s+\p{Lu}[\p{L}\p{M}'’-]+)?,?\s+(?:is|are|was|were|'s|’s)\s+(?:my|our|his|her|their)\s+(?:[\p{L}\d-]+\s+){0,2}?(?:son|sons|daughter|daughters|kids?|children|girls?|boys?|twins?|wife|husband|partner|friend|friends|mum|mom|dad|brother|sister|cousin|niece|nephew|grandson|granddaughter|boss|coach|teacher|neighbou?r|colleague|flatmate|roommate|carer|therapist|baby|babies|fianc[ée]e?|girlfriend|boyfriend|bestie)\b/u;
 const PERSON_PHRASE_AFTER =
   /^\s+(?:in|from)\s+(?:my|our|his|her|their)\s+(?:class|team|group|year|form|school|office|club|squad|unit|ward|street|building|church|family|running club|gym|work|job|course|uni|cell group|small group|book club|choir)\b|^\s+(?:and|&)\s+(?:i|me)\b/i;
-const DETERMINERS = words(`the a an my your his her our their this that these those its to of i you we they it he she
-  no any some every each what which`);
 
 /** A given name that is not also a common word (used by the URL recognizer for personal-site hosts). */
 export function isKnownFirstName(s: string): boolean {
@@ -78,18 +140,26 @@ function makeToken(text: string, start: number, raw: string): Token {
   return { start, end: start + t.length, text: t, lower: t.toLowerCase(), cap: isUpperAt(t, 0) };
 }
 
-const NEXT_TOKEN_RE = /[ \u00a0]{1,2}([\p{L}\p{M}]+(?:['’\-][\p{L}\p{M}]+)*)/uy;
-
 /** The token right after `from`, separated by one or two spaces only. */
 function adjacentToken(text: string, from: number): Token | null {
-  NEXT_TOKEN_RE.lastIndex = from;
-  const m = NEXT_TOKEN_RE.exec(text);
-  if (!m) return null;
-  return makeToken(text, from + m[0].length - m[1]!.length, m[1]!);
+  // One or two spaces, then a word (letters, with inner apostrophes and hyphens).
+  let s = from;
+  while (s < text.length && s - from < 2 && (text.charCodeAt(s) === 32 || text.charCodeAt(s) === 0xa0)) s++;
+  if (s === from || !isLetterAt(text, s)) return null;
+  let e = s + 1;
+  for (;;) {
+    if (isLetterAt(text, e)) e++;
+    else {
+      const c = text.charCodeAt(e);
+      if ((c === 39 || c === 0x2019 || c === 45) && isLetterAt(text, e + 1)) e += 2;
+      else break;
+    }
+  }
+  return makeToken(text, s, text.slice(s, e));
 }
 
 /** Sentence-initial: only spaces, quotes or brackets between the token and the start of text or a . ! ? newline. */
-function isSentenceInitial(text: string, start: number): boolean {
+export function isSentenceInitial(text: string, start: number): boolean {
   for (let i = start - 1; i >= 0; i--) {
     const c = text[i]!;
     if (c === ' ' || c === '"' || c === '“' || c === "'" || c === '‘' || c === '(' || c === '*' || c === '-') continue;
@@ -99,7 +169,10 @@ function isSentenceInitial(text: string, start: number): boolean {
 }
 
 function allCaps(t: string): boolean {
-  return t.length > 1 && t === t.toUpperCase() && t !== t.toLowerCase();
+  if (t.length < 2) return false;
+  const c = t.charCodeAt(1);
+  if (c >= 97 && c <= 122) return false; // the usual case, decided without allocating
+  return t === t.toUpperCase() && t !== t.toLowerCase();
 }
 
 /** A capitalised token that may continue a name (surname, middle name). */
@@ -118,95 +191,141 @@ const END_OF_NAME =
   /^(?:\s*$|\s*[,.!?;:)(—–-]|\s+(?:and|but|from|here|by|in|&|too|lol|x+|again|btw|haha|hehe|lmao)\b|\s*[^\p{L}\p{N}\s])/u;
 
 // Words that mark a biblical, historical or royal figure in front of or after a name.
-const FIGURE_BEFORE_CUE =
-  /\b(?:king|queen|prince|princess|emperor|empress|tsar|czar|pope|saint|st\.?|lord|lady|duke|duchess|pharaoh|sultan|kaiser|apostle|prophet|prophetess|patriarch|disciple|evangelist|high priest|pontius|virgin|brother of|son of|daughter of|wife of|book of|gospel of|gospel according to|letter to|letters of|story of|life of|god of|days of|time of|house of|tribe of|line of|like|as did)\s+$/;
+// Words in front of a name that mark a royal, saintly, biblical or historical figure ("King David", "St Paul",
+// "the gospel of John"). One word, or two words read in order.
+const FIGURE_BEFORE_WORDS = words(`king queen prince princess emperor empress tsar czar pope saint st st. lord lady duke
+  duchess pharaoh sultan kaiser apostle prophet prophetess patriarch disciple evangelist pontius virgin`);
+const FIGURE_BEFORE_PAIRS = [
+  'high priest',
+  'brother of',
+  'son of',
+  'daughter of',
+  'wife of',
+  'book of',
+  'gospel of',
+  'letter to',
+  'letters of',
+  'story of',
+  'life of',
+  'god of',
+  'days of',
+  'time of',
+  'house of',
+  'tribe of',
+  'line of',
+  'according to',
+  'epistle to',
+  'reign of',
+  'wives of',
+];
+const FIGURE_BEFORE = new Set([...FIGURE_BEFORE_WORDS].map(wordHash));
+/** Two-word cues by their last word's hash, then the word before it ("son of": of → son). */
+const FIGURE_BEFORE_2 = new Map<number, Set<number>>();
+for (const pair of FIGURE_BEFORE_PAIRS) {
+  const [w1, w0] = pair.split(' ') as [string, string];
+  const h0 = wordHash(w0);
+  if (!FIGURE_BEFORE_2.has(h0)) FIGURE_BEFORE_2.set(h0, new Set());
+  FIGURE_BEFORE_2.get(h0)!.add(wordHash(w1));
+}
 const BIBLICAL_AFTER_CUE =
   /^(?:'s|’s)?,?\s+(?:the\s+(?:apostle|baptist|evangelist|prophet|elder|great|king|beloved|tishbite|levite|priest|scribe|disciple|tentmaker|psalmist|patriarch|judge|younger|less|zealot|tax collector|hittite|dealer|son of|wife of|mother of|father of)|of\s+(?:nazareth|arimathea|tarsus|bethany|galilee|israel|judah|egypt|cyrene|canaan|jerusalem|babylon|patmos|assisi|hippo|thyatira|magdala)|magdalene|iscariot|\d{1,3}\s*:\s*\d)\b/i;
-const REGNAL_AFTER = /^\s+(?:I{1,3}|IV|VI{0,3}|IX|XI{0,3}|XIV|XVI?)(?![\p{L}'’])/u;
-const FICTION_CONTEXT =
-  /\b(?:character|characters|novel|novels|book|books|story|stories|author|film|movie|chapter|poem|play|fairy ?tale|read|reading|dahl|rowling|shakespeare|tolkien|dickens|protagonist|heroine|villain|fictional|fiction|cartoon|disney|pixar|series|episode|hogwarts|wizard|witch)\b/i;
+const REGNAL_AFTER = /^ (?:I{1,3}|IV|VI{0,3}|IX|XI{0,3}|XIV|XVI?)(?![\p{L}'’])/u;
+/** Every leading part of a famous full name ("taylor" of "taylor swift"), to know when to read the next word. */
+const FAMOUS_PREFIXES = new Set(
+  FAMOUS_FULL_NAMES.flatMap((n) =>
+    n
+      .split(' ')
+      .slice(0, -1)
+      .map((_, i, ws) => ws.slice(0, i + 1).join(' ')),
+  ),
+);
+/** Words that make a text about books, films or stories (fictional names and author credits are not PII there). */
+export const FICTION_CONTEXT_WORDS = `character characters novel novels book books story stories author film movie
+  chapter poem play fairytale tale read reading dahl rowling shakespeare tolkien dickens protagonist heroine villain
+  fictional fiction cartoon disney pixar series episode hogwarts wizard witch`
+  .split(/\s+/)
+  .filter(Boolean);
+/** Hashes of biblical names, for the scanner's count of distinct biblical names in a text. */
+export const BIBLICAL_HASHES: ReadonlySet<number> = new Set([...BIBLICAL_SET].map(wordHash));
 
 export interface PersonOptions {
   /** Lowercased name tokens already accepted in this scope (earlier turns); mentions of them are names again. */
   knownNames?: ReadonlySet<string>;
 }
 
-// Tokens worth a closer look: capitalised words (single letters too, for initials), the word after "my name is"
-// or after "mr"/"mrs"/"ms", and lowercase given names (as a trie, so other positions fail on the first character).
-const CAP_TOKEN = String.raw`\p{Lu}[\p{L}\p{M}]*(?:['’\-][\p{L}\p{M}]+)*`;
-const LOWER_WORD = String.raw`\p{Ll}[\p{L}\p{M}]*(?:['’\-][\p{L}\p{M}]+)*`;
-const INTRO_TOKEN = String.raw`name(?:'s|’s| is| was)[ \t]{1,3}(${LOWER_WORD})`;
-const TITLE_TOKEN = String.raw`\b(?:mrs?|ms|mx)\.?[ \t]{1,2}(${LOWER_WORD})`;
-
-function trieSource(list: Iterable<string>): string {
-  interface Node {
-    end?: boolean;
-    next: Map<string, Node>;
-  }
-  const root: Node = { next: new Map() };
-  for (const w of list) {
-    let n = root;
-    for (const ch of w) {
-      let c = n.next.get(ch);
-      if (!c) n.next.set(ch, (c = { next: new Map() }));
-      n = c;
-    }
-    n.end = true;
-  }
-  const emit = (n: Node): string => {
-    const alts = [...n.next].map(([ch, c]) => ch.replace(/[.*+?^${}()|[\]\\\-/]/g, '\\$&') + emit(c));
-    if (alts.length === 0) return '';
-    const body = alts.length === 1 ? alts[0]! : `(?:${alts.join('|')})`;
-    return n.end ? `(?:${body})?` : body;
-  };
-  return emit(root);
-}
-
-const LOWER_TOKEN = String.raw`(?:${trieSource([...FIRST_SET, ...WORD_NAME_SET])})(?:['’]s)?(?![\p{L}\p{M}])`;
-const INTEREST_RE = new RegExp(`${CAP_TOKEN}|${INTRO_TOKEN}|${TITLE_TOKEN}|${LOWER_TOKEN}`, 'gu');
-
-function interestRegexWith(known: ReadonlySet<string>): RegExp {
-  const extra = [...known].filter((k) => /^\p{Ll}[\p{L}\p{M}'’-]*$/u.test(k) && !FIRST_SET.has(k) && !WORD_NAME_SET.has(k));
-  if (extra.length === 0) return INTEREST_RE;
-  const known_ = String.raw`(?:${trieSource(extra)})(?:['’]s)?(?![\p{L}\p{M}])`;
-  return new RegExp(`${CAP_TOKEN}|${INTRO_TOKEN}|${TITLE_TOKEN}|${LOWER_TOKEN}|${known_}`, 'gu');
-}
+/** Hashes of lowercase given names (and word-names): the scanner sends a lowercase word here only on a hit. */
+export const LOWER_NAME_HASHES: ReadonlySet<number> = new Set([...FIRST_SET, ...WORD_NAME_SET].map(wordHash));
+/** Hashes of every listed name (given, word-name, surname): a capitalised word at a sentence start needs one. */
+export const ANY_NAME_HASHES: ReadonlySet<number> = new Set(
+  [...FIRST_SET, ...WORD_NAME_SET, ...SURNAME_SET].map(wordHash),
+);
+/** Hashes of capitalised words that are never names on their own (I, The, Monday, God). */
+export const NOT_NAME_HASHES: ReadonlySet<number> = new Set([...NOT_NAME_SET].map(wordHash));
 
 // "R. de Vries", "J. K. Smith": initials, optional particles, a capitalised surname.
 const INITIALS_RE =
   /\p{Lu}\.\s?(?:\p{Lu}\.\s?)?((?:(?:de|van|von|der|den|du|da|di|le|la|ter|ten|del|dos)\s){0,2})(\p{Lu}[\p{Ll}\p{M}'’-]+)/uy;
 
-class Scan {
-  private scripture: boolean | undefined;
-  private fiction: boolean | undefined;
-  private biblical: number | undefined;
-  readonly known: Set<string>;
+/** Person detection state for one text: lazily computed contexts and the names accepted so far. */
+/** What the scanner learned about the whole text, which some person decisions depend on. */
+export interface TextContext {
+  /** Scripture words or a "Book 3:16" reference anywhere in the text. */
+  scripture: boolean;
+  /** Words about books, films and stories anywhere in the text. */
+  fiction: boolean;
+  /** Distinct biblical names written capitalised (Ruth … Naomi, Abraham … Isaac). */
+  biblicalNames: number;
+  /** The text has double quotes (titles of books and films are quoted). */
+  quotes: boolean;
+}
+
+/** Person decisions for one text, made after the scan, in text order, with the names accepted so far. */
+export class PersonScan {
+  private readonly local = new Set<string>();
   lastNameEnd = -10;
 
   constructor(
     readonly text: string,
-    known: ReadonlySet<string> | undefined,
-  ) {
-    this.known = new Set(known);
+    readonly out: Candidate[],
+    private readonly prior: ReadonlySet<string> | undefined,
+    private readonly context: TextContext,
+  ) {}
+
+  isKnown(lower: string): boolean {
+    return this.local.has(lower) || (this.prior?.has(lower) ?? false);
+  }
+
+  /** Names accepted in this text that no list holds ("Oluwadamilare"): their other mentions are looked up too. */
+  unlisted(): string[] {
+    if (this.local.size === 0) return [];
+    return [...this.local].filter(
+      (w) => w.length > 1 && !FIRST_SET.has(w) && !WORD_NAME_SET.has(w) && !SURNAME_SET.has(w) && !/[.]/.test(w),
+    );
+  }
+
+  /** Looks at the word `raw` starting at `start`; on a name, records it and returns where it ends, else -1. */
+  tokenAt(start: number, raw: string): number {
+    const tok = makeToken(this.text, start, raw);
+    const span = tok.text.length === 1 ? initials(this, tok) : decide(this, tok);
+    if (!span) return -1;
+    this.out.push({ type: 'PERSON', start: span.start, end: span.end, priority: PRIORITY.PERSON });
+    for (const part of this.text.slice(span.start, span.end).toLowerCase().split(NAME_PARTS))
+      if (part) this.local.add(part);
+    this.lastNameEnd = span.end;
+    return span.end;
   }
 
   inScripture(): boolean {
-    return (this.scripture ??= isScriptureContext(this.text));
+    return this.context.scripture;
   }
   inFiction(): boolean {
-    return (this.fiction ??= FICTION_CONTEXT.test(this.text));
+    return this.context.fiction;
   }
-  /** Distinct biblical names written capitalised in the text (Ruth … Naomi, Abraham … Isaac). */
+  hasQuotes(): boolean {
+    return this.context.quotes;
+  }
   biblicalNames(): number {
-    if (this.biblical === undefined) {
-      const seen = new Set<string>();
-      for (const m of this.text.matchAll(/\p{Lu}\p{Ll}+/gu)) {
-        const w = m[0].toLowerCase();
-        if (BIBLICAL_SET.has(w)) seen.add(w);
-      }
-      this.biblical = seen.size;
-    }
-    return this.biblical;
+    return this.context.biblicalNames;
   }
   /** The sentence that starts at `from` speaks to "you". */
   secondPersonAfter(from: number): boolean {
@@ -216,28 +335,7 @@ class Scan {
   }
 }
 
-export function findPersons(text: string, out: Candidate[], opts: PersonOptions = {}): void {
-  const scan = new Scan(text, opts.knownNames);
-  const re = scan.known.size > 0 ? interestRegexWith(scan.known) : INTEREST_RE;
-  re.lastIndex = 0;
-  for (let m = re.exec(text); m; m = re.exec(text)) {
-    const group = m[1] ?? m[2];
-    const start = group === undefined ? m.index : m.index + m[0].length - group.length;
-    if (start > 0 && isWordCharAt(text, start - 1)) continue; // inside a word (iPhone, atom)
-    const tok = makeToken(text, start, group ?? m[0]);
-    const span = tok.text.length === 1 ? initials(scan, tok) : decide(scan, tok);
-    if (!span) {
-      if (group !== undefined) re.lastIndex = tok.end;
-      continue;
-    }
-    out.push({ type: 'PERSON', start: span.start, end: span.end, priority: PRIORITY.PERSON });
-    for (const part of text.slice(span.start, span.end).toLowerCase().split(/[\s.]+/)) if (part) scan.known.add(part);
-    scan.lastNameEnd = span.end;
-    re.lastIndex = span.end;
-  }
-}
-
-function initials(scan: Scan, tok: Token): { start: number; end: number } | null {
+function initials(scan: PersonScan, tok: Token): { start: number; end: number } | null {
   const { text } = scan;
   if (!tok.cap || text[tok.end] !== '.') return null;
   if (tok.start > 0 && text[tok.start - 1] === '.') return null;
@@ -254,11 +352,11 @@ function initials(scan: Scan, tok: Token): { start: number; end: number } | null
   return excluded(scan, tok, end, 2, cue, before, text.slice(end, end + 40)) ? null : { start: tok.start, end };
 }
 
-function decide(scan: Scan, tok: Token): { start: number; end: number } | null {
-  const { text, known } = scan;
+function decide(scan: PersonScan, tok: Token): { start: number; end: number } | null {
+  const { text } = scan;
   const { lower, cap } = tok;
   if (allCaps(tok.text) && !FIRST_SET.has(lower)) return null;
-  const isKnown = known.has(lower);
+  const isKnown = scan.isKnown(lower);
   if (NOT_NAME_SET.has(lower) && !isKnown) return null;
   const isFirst = FIRST_SET.has(lower);
   const isWordName = WORD_NAME_SET.has(lower);
@@ -267,6 +365,10 @@ function decide(scan: Scan, tok: Token): { start: number; end: number } | null {
   // A capitalised word in no list at the start of a sentence has no cue in front of it: not a name. This is
   // most capitalised tokens, so it is settled before any cue is read.
   if (cap && initial && !isFirst && !isWordName && !isSurname && !isKnown) return null;
+  // A capitalised word in no list mid-sentence ("Paris", "Chromebook") is a name only after a cue word, before
+  // a relation or a surname, or in a list of names. Most are places and things: settle them without reading cues.
+  if (cap && !isFirst && !isWordName && !isSurname && !isKnown && !mayBeUnknownName(text, tok, scan.lastNameEnd))
+    return null;
 
   const before = wordsBefore(text, tok.start);
   const cue: Cue = cueBefore(text, tok.start, scan.lastNameEnd, before);
@@ -275,7 +377,6 @@ function decide(scan: Scan, tok: Token): { start: number; end: number } | null {
   const after = text.slice(tok.end, tok.end + 40);
   const next = adjacentToken(text, afterAt);
   const nextName = next && canContinue(next) && afterAt === tok.end ? next : null;
-  const personAfter = () => RELATIONS_AFTER_RE.test(after) || PERSON_PHRASE_AFTER.test(after);
   if (next && next.cap && INSTITUTION_SET.has(next.lower)) return null; // Khan Academy, Patel Pharmacy
 
   let ok: boolean;
@@ -287,7 +388,8 @@ function decide(scan: Scan, tok: Token): { start: number; end: number } | null {
         cue === 'iam' ||
         cue === 'chain' ||
         (cue === 'greeting' && END_OF_NAME.test(after)) ||
-        personAfter() ||
+        (cue === 'weak' && !initial) ||
+        personAfter(after) ||
         (nextName !== null && SURNAME_SET.has(nextName.lower)) ||
         SPEECH_AFTER.test(after);
     else if (isWordName)
@@ -297,9 +399,9 @@ function decide(scan: Scan, tok: Token): { start: number; end: number } | null {
         cue === 'chain' ||
         (cue === 'greeting' && END_OF_NAME.test(after)) ||
         (cue === 'weak' && !initial) ||
-        personAfter() ||
+        personAfter(after) ||
         (nextName !== null && (SURNAME_SET.has(nextName.lower) || !initial)) ||
-        (NAME_VERB_AFTER.test(after) && !/^\s+(?:is|was)\b/i.test(after));
+        (NAME_VERB_AFTER.test(after) && !IS_WAS_AFTER.test(after));
     else if (isSurname)
       ok =
         strong ||
@@ -311,15 +413,15 @@ function decide(scan: Scan, tok: Token): { start: number; end: number } | null {
         strong ||
         (cue === 'iam' && END_OF_NAME.test(after)) ||
         (cue === 'chain' && !initial) ||
-        (!initial && personAfter()) ||
-        (cue === 'greeting' && /^\s*[,!]/.test(after)) ||
+        (!initial && personAfter(after)) ||
+        (cue === 'greeting' && COMMA_AFTER.test(after)) ||
         // An unknown word before a known surname: "Chidubem Okafor" (not "from São Paulo", not a German compound).
         (nextName !== null &&
           !initial &&
           tok.text.length <= 12 &&
           SURNAME_SET.has(nextName.lower) &&
           !SURNAME_WORD_SET.has(nextName.lower) &&
-          !['from', 'in', 'at', 'to', 'near', 'visit', 'visited'].includes(before[0] ?? ''));
+          !PLACE_PREPOSITIONS.has(before[0] ?? 0));
   } else if (isFirst) ok = !LOWER_UNSAFE_SET.has(lower) || strong || cue === 'iam' || cue === 'greeting';
   else if (isWordName)
     ok =
@@ -327,17 +429,14 @@ function decide(scan: Scan, tok: Token): { start: number; end: number } | null {
       (cue === 'iam' && !ADJECTIVE_NAMES.has(lower) && END_OF_NAME.test(after)) ||
       (before.length === 0 && PAST_VERB_AFTER.test(after) && !ADJECTIVE_NAMES.has(lower));
   else if (isKnown) ok = !LOWER_UNSAFE_SET.has(lower);
-  else
-    ok =
-      (cue === 'intro' || (cue === 'title' && STRICT_TITLES.has(before[0]!.replace(/\.$/, '')))) &&
-      lower.length > 1;
+  else ok = (cue === 'intro' || (cue === 'title' && isStrictTitle(before[0] ?? 0))) && lower.length > 1;
   if (!ok) return null;
 
   // Extend over surnames and middle names: capitalised tokens, particles before a capitalised token, or lowercase
   // surnames in a lowercase name ("sarah jones").
   let end = tok.end;
   let count = 1;
-  let cur = afterAt === tok.end ? adjacentToken(text, afterAt) : null; // "Noah's Chromebook" is not a surname
+  let cur = afterAt === tok.end ? next : null; // "Noah's Chromebook" is not a surname
   while (cur && count < 4) {
     if (cap && PARTICLES.has(cur.lower) && !cur.cap) {
       const after2 = adjacentToken(text, cur.end);
@@ -365,40 +464,68 @@ function decide(scan: Scan, tok: Token): { start: number; end: number } | null {
 
 /** Biblical, historical, royal, fictional and famous figures: not private individuals. */
 function excluded(
-  scan: Scan,
+  scan: PersonScan,
   tok: Token,
   end: number,
   count: number,
   cue: Cue,
-  before: string[],
+  before: number[],
   after: string,
 ): boolean {
   const { text } = scan;
   const lower = tok.lower;
-  const privateCue = cue === 'relation' || cue === 'intro' || cue === 'iam';
-  const full = text.slice(tok.start, end).toLowerCase().replace(/\s+/g, ' ');
-  const lastWord = full.slice(full.lastIndexOf(' ') + 1);
+  const privateCue = cue === 'relation' || cue === 'intro' || cue === 'iam' || HERE_AFTER.test(after);
+  const full = count === 1 ? lower : text.slice(tok.start, end).toLowerCase().replace(SPACES, ' ');
   // Famous full names, also when the surname did not extend the span ("is harry potter real").
-  const nextWord = /^\s+([\p{L}\p{M}'’-]+)/u.exec(text.slice(end, end + 30))?.[1]?.toLowerCase();
-  if (FAMOUS_FULL_SET.has(full) || (nextWord && FAMOUS_FULL_SET.has(`${full} ${nextWord}`))) return !privateCue;
-  if (count > 1 ? FAMOUS_SET.has(lastWord) : FAMOUS_SET.has(lower)) return !privateCue;
+  if (FAMOUS_FULL_SET.has(full)) return !privateCue;
+  if (FAMOUS_PREFIXES.has(full)) {
+    const next = NEXT_WORD.exec(text.slice(end, end + 30))?.[1]?.toLowerCase();
+    if (next && FAMOUS_FULL_SET.has(`${full} ${next}`)) return !privateCue;
+  }
+  if (FAMOUS_SET.has(count > 1 ? full.slice(full.lastIndexOf(' ') + 1) : lower)) return !privateCue;
   if (privateCue) return false;
 
-  const ctx = before.slice(0, 3).reverse().join(' ') + ' ';
-  if (count === 1 && REGNAL_AFTER.test(text.slice(end, end + 8))) return true; // Henry VIII, Elizabeth I
-  if (FIGURE_BEFORE_CUE.test(ctx) && cue !== 'title') return true; // King David, St Paul, the letters of Paul
+  const b0 = before[0] ?? 0;
+  if (count === 1 && text.charCodeAt(end) === 32 && REGNAL_AFTER.test(text.slice(end, end + 8))) return true; // Henry VIII
+  if (cue !== 'title' && (FIGURE_BEFORE.has(b0) || FIGURE_BEFORE_2.get(b0)?.has(before[1] ?? 0))) return true;
   if ((FICTIONAL_SET.has(full) || FICTIONAL_SET.has(lower)) && scan.inFiction()) return true;
-  if (before[0] === 'by' && scan.inFiction()) return true; // an author credit: "by Eric Carle"
+  if (b0 === W.by && scan.inFiction()) return true; // an author credit: "by Eric Carle"
+  if (scan.hasQuotes() && inTitleQuote(text, tok.start, end)) return true; // "Charlotte's Web"
   if (count === 1 && BIBLICAL_SET.has(lower)) {
     if (BIBLICAL_AFTER_CUE.test(after)) return true;
     if (STRONGLY_BIBLICAL_SET.has(lower)) return true;
+    if (b0 === W.like || (b0 === W.did && before[1] === W.as)) return true; // "brave like Esther"
     // In a text about the Bible, a biblical name is the figure unless a title marks a living person (Pastor John).
     if ((scan.inScripture() || scan.biblicalNames() >= 2) && cue !== 'title') return true;
-    // "Ruth, how did you leave everything…": a biblical figure addressed in a role-play.
-    if (cue === 'none' && isSentenceInitial(text, tok.start) && /^,\s/.test(after) && scan.secondPersonAfter(end))
+    // "Ruth, how did you…", "Dear Daniel, …", "talk to you, Esther": a biblical figure spoken to in a role-play.
+    if (b0 === W.you && PUNCT_AFTER.test(after)) return true;
+    if (
+      (cue === 'none' || cue === 'greeting') &&
+      VOCATIVE_COMMA.test(after) &&
+      (cue === 'greeting' || isSentenceInitial(text, tok.start)) &&
+      scan.secondPersonAfter(end)
+    )
       return true;
   }
   return false;
+}
+
+function personAfter(after: string): boolean {
+  return RELATIONS_AFTER_RE.test(after) || PERSON_PHRASE_AFTER.test(after);
+}
+
+/** Inside a short quoted title in Title Case ("Charlotte's Web", “Anne of Green Gables”). */
+function inTitleQuote(text: string, start: number, end: number): boolean {
+  const open = Math.max(text.lastIndexOf('"', start - 1), text.lastIndexOf('“', start - 1));
+  if (open === -1 || start - open > 40) return false;
+  const closeAt = text.slice(end, end + 40).search(/["”]/);
+  if (closeAt === -1) return false;
+  const inner = text.slice(open + 1, end + closeAt);
+  if (/["“”\n]/.test(inner)) return false;
+  const ws = inner.split(/\s+/).filter(Boolean);
+  if (ws.length < 2 || ws.length > 8) return false;
+  const caps = ws.filter((w) => /^\p{Lu}/u.test(w)).length;
+  return caps >= ws.length - 1 && caps >= 2;
 }
 
 /**
@@ -409,6 +536,5 @@ function looksLikeVerbPhrase(after: string): boolean {
   if (/^\s*(?:[,.!?;:)]|$)/.test(after)) return false;
   if (/^\s+(?:is|was|has|had|and|who|'s|’s|said|says|loves|likes|turned|turns)\b/i.test(after)) return false;
   const w = /^\s+([a-z']+)/i.exec(after);
-  return !w || !/(?:s|ed)$/.test(w[1]!);
+  return !w || !(/(?:s|ed)$/.test(w[1]!) || IRREGULAR_PAST.has(w[1]!.toLowerCase()));
 }
-

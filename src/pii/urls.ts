@@ -16,7 +16,21 @@ const PROFILE_PATHS: [RegExp, RegExp][] = [
   [/^(?:[a-z]{2}\.)?linkedin\.com$/, /^\/(?:in|pub)\/[\w%-]+/],
   [/^github\.com$/, /^\/(?!features|about|pricing|topics|trending|marketplace)[\w-]{1,39}/],
   [/^strava\.com$/, /^\/(?:athletes|pros)\/\w+/],
-  [/^(?:youtube\.com|m\.youtube\.com)$/, /^\/(?:@[\w.-]+|c\/|channel\/|user\/)/],
+  // youtube.com/@leo_builds is a person's channel; /c/KhanAcademy, /watch and /channel/ ids are not (contract).
+  [/^(?:youtube\.com|m\.youtube\.com)$/, /^\/@[\w.-]+/],
+  [/^scratch\.mit\.edu$/, /^\/users\/[\w-]+/],
+  [/^duolingo\.com$/, /^\/profile\/\w+/],
+  [/^chess\.com$/, /^\/member\/\w+/],
+  [/^lichess\.org$/, /^\/@\/\w+/],
+  [/^komoot\.com$/, /^\/user\/\w+/],
+  [/^alltrails\.com$/, /^\/members\/[\w-]+/],
+  [/^myfitnesspal\.com$/, /^\/profile\/\w+/],
+  [/^last\.fm$/, /^\/user\/\w+/],
+  [/^unsplash\.com$/, /^\/@[\w-]+/],
+  [/^sites\.google\.com$/, /^\/(?:view|site)\/[\w-]+/],
+  [/^psychologytoday\.com$/, /^\/\w+\/therapists\/[\w-]+/],
+  [/^counselling-directory\.org\.uk$/, /^\/counsellors\/[\w-]+/],
+  [/^connect\.garmin\.com$/, /^\/modern\/profile\/[\w-]+/],
   [/^(?:medium\.com|threads\.net|mastodon\.social|vimeo\.com)$/, /^\/@?[\w.-]+/],
   [/^(?:pinterest\.com|pinterest\.co\.uk)$/, /^\/(?!pin\/|search|ideas)[\w.-]+/],
   [/^reddit\.com$/, /^\/(?:u|user)\/[\w-]+/],
@@ -28,17 +42,21 @@ const PROFILE_PATHS: [RegExp, RegExp][] = [
   [/^(?:docs|drive|photos|calendar)\.google\.com$/, /^\/./],
   [/^(?:dropbox\.com|onedrive\.live\.com|1drv\.ms|icloud\.com|wetransfer\.com|we\.tl)$/, /^\/./],
   [
-    /^(?:linktr\.ee|beacons\.ai|about\.me|t\.me|wa\.me|paypal\.me|venmo\.com|cash\.app|ko-fi\.com|patreon\.com|buymeacoffee\.com|soundcloud\.com|twitch\.tv|calendly\.com|behance\.net|dribbble\.com|letterboxd\.com|onlyfans\.com|substack\.com|tumblr\.com|gofundme\.com|justgiving\.com|untappd\.com|myspace\.com|vsco\.co|bandcamp\.com|ravelry\.com|codepen\.io|gitlab\.com|kaggle\.com|orcid\.org|researchgate\.net|academia\.edu|cal\.com|zoom\.us|meet\.google\.com|teams\.microsoft\.com|runkeeper\.com|garmin\.com|connect\.garmin\.com|parkrun\.org\.uk|parkrun\.com|forms\.gle|tinyurl\.com)$/,
+    /^(?:linktr\.ee|beacons\.ai|about\.me|t\.me|wa\.me|paypal\.me|venmo\.com|cash\.app|ko-fi\.com|patreon\.com|buymeacoffee\.com|soundcloud\.com|twitch\.tv|calendly\.com|behance\.net|dribbble\.com|letterboxd\.com|onlyfans\.com|substack\.com|tumblr\.com|gofundme\.com|justgiving\.com|untappd\.com|myspace\.com|vsco\.co|bandcamp\.com|ravelry\.com|codepen\.io|gitlab\.com|kaggle\.com|orcid\.org|researchgate\.net|academia\.edu|cal\.com|zoom\.us|meet\.google\.com|teams\.microsoft\.com|runkeeper\.com|garmin\.com|connect\.garmin\.com|parkrun\.org\.uk|parkrun\.com|forms\.gle|tinyurl\.com|artstation\.com|deviantart\.com|500px\.com|acuityscheduling\.com|youcanbook\.me|setmore\.com|tidycal\.com|zcal\.co|crowdfunder\.co\.uk|givealittle\.co\.nz|fundly\.com|gogetfunding\.com|totalgiving\.co\.uk|virginmoneygiving\.com|bio\.link|lnk\.bio|linkin\.bio|solo\.to|taplink\.cc|hoo\.be|campsite\.bio|flowcode\.com|cameo\.com|vk\.com|xing\.com|wattpad\.com|ao3\.org|archiveofourown\.org|fanfiction\.net|quora\.com|pixiv\.net|newgrounds\.com|steamcommunity\.com|roblox\.com|etsy\.com|depop\.com|vinted\.co\.uk|ebay\.co\.uk|poshmark\.com)$/,
     /^\/./,
   ],
 ];
 
 /** Hosts whose own subdomains are a person's page (sarah.substack.com). */
 const PERSONAL_SUBDOMAIN_HOSTS =
-  /\.(?:substack\.com|wordpress\.com|blogspot\.com|github\.io|tumblr\.com|carrd\.co|wixsite\.com|squarespace\.com|weebly\.com|netlify\.app|vercel\.app|bandcamp\.com|itch\.io|gitlab\.io|neocities\.org|medium\.com|mystrikingly\.com|webflow\.io)$/;
+  /\.(?:as\.me|youcanbook\.me|simplybook\.me|square\.site|setmore\.com|godaddysites\.com|jimdosite\.com|site123\.me|notion\.site|super\.site|substack\.com|wordpress\.com|blogspot\.com|github\.io|tumblr\.com|carrd\.co|wixsite\.com|squarespace\.com|weebly\.com|netlify\.app|vercel\.app|bandcamp\.com|itch\.io|gitlab\.io|neocities\.org|medium\.com|mystrikingly\.com|webflow\.io)$/;
 
 const PERSONAL_CUE =
   /\b(?:my|our|his|her|their)\s+(?:own\s+)?(?:personal\s+)?(?:web\s?site|site|blog|page|portfolio|profile|channel|homepage|home page|link|cv|resume|newsletter|shop|store|podcast|doc|document|spreadsheet|sheet|folder|drive|journal|diary|album|photos|gallery|fundraiser|calendar)\b[^.!?\n]{0,40}$/;
+
+/** Paths that name an account on any site: /@sam, /u/sam, /users/sam, /profile/sam, /members/sam, /in/sam. */
+const PROFILE_PATH =
+  /^\/(?:@[\w.-]{2,}|(?:u|user|users|profile|profiles|people|member|members|athlete|athletes|in|author|authors|creator|creators)\/[\w.%-]{2,})/i;
 
 /** Hosts that are never personal even with a path. */
 const GENERAL_HOSTS =
@@ -56,6 +74,8 @@ export function classifyUrl(url: string, text: string, start: number): UrlKind {
   for (const [h, p] of PROFILE_PATHS) if (h.test(host)) return p.test(path) ? 'person' : 'general';
   if (PERSONAL_SUBDOMAIN_HOSTS.test(host)) return 'person';
   if (GENERAL_HOSTS.test(host)) return 'general';
+  // Any other site: a profile-shaped path, or a family site.
+  if (PROFILE_PATH.test(path) || /famil(?:y|ie|le)/.test(host)) return 'person';
   const ctx = text.slice(Math.max(0, start - 60), start).toLowerCase();
   if (PERSONAL_CUE.test(ctx)) return 'person';
   if (looksLikeNameHost(host)) return 'person';
@@ -72,7 +92,8 @@ const KNOWN_TLDS = new Set(
 function looksLikeNameHost(host: string): boolean {
   const labels = host.split('.');
   let main = labels[0]!;
-  if (labels.length > 2 && /^(?:co|com|org|net|ac)$/.test(labels[labels.length - 2]!)) main = labels[labels.length - 3]!;
+  if (labels.length > 2 && /^(?:co|com|org|net|ac)$/.test(labels[labels.length - 2]!))
+    main = labels[labels.length - 3]!;
   else if (labels.length >= 2) main = labels[labels.length - 2]!;
   main = main.replace(/^(?:dr|the|coach|mr|mrs|ms|miss|iam|im|its|hey|hello|meet)-?/, '');
   for (const part of main.split('-')) if (part.length >= 3 && isKnownFirstName(part)) return true;

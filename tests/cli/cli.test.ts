@@ -32,15 +32,16 @@ function baseEnv(): NodeJS.ProcessEnv {
   return { ...env, TUNELOOP_HOME: home, LOG_LEVEL: 'silent' };
 }
 
-function tuneloop(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+function tuneloop(args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Promise<CliResult> {
   return new Promise((resolve) => {
-    execFile(
+    const child = execFile(
       node,
       ['bin/tuneloop', ...args],
       { cwd: root, env: { ...baseEnv(), ...env }, timeout: 60_000 },
       (err, stdout, stderr) =>
         resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
     );
+    child.stdin?.end(input ?? '');
   });
 }
 
@@ -51,9 +52,48 @@ describe('tuneloop CLI', () => {
 
     // Assert
     expect(r.code).toBe(0);
-    for (const command of ['up', 'migrate', 'keys', 'models', 'run', 'status', 'demo', 'worker', 'api']) {
+    for (const command of [
+      'up',
+      'migrate',
+      'keys',
+      'models',
+      'run',
+      'status',
+      'demo',
+      'worker',
+      'api',
+      'import',
+      'anonymize',
+    ]) {
       expect(r.stdout).toMatch(new RegExp(`^  ${command}\\b`, 'm'));
     }
+  });
+
+  it('anonymize redacts JSON lines from stdin and answers a bad line with an error line', async () => {
+    // Arrange
+    const input = [
+      JSON.stringify({ text: 'I am Sarah Connolly 😀, mail sarah@example.org. Romans 8:28 at 152 bpm.' }),
+      'not json',
+      JSON.stringify({ nottext: 1 }),
+    ].join('\n');
+
+    // Act
+    const r = await tuneloop(['anonymize'], {}, input);
+
+    // Assert
+    expect(r.code).toBe(0);
+    const [ok, bad, missing] = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(ok.text).toBe('I am <PERSON_1> 😀, mail <EMAIL_1>. Romans 8:28 at 152 bpm.');
+    const original = JSON.parse(input.split('\n')[0]!).text as string;
+    expect(ok.entities.map((e: { start: number; end: number }) => original.slice(e.start, e.end))).toEqual([
+      'Sarah Connolly',
+      'sarah@example.org',
+    ]);
+    expect(bad).toMatchObject({ line: 2, error: expect.stringContaining('line 2') });
+    expect(missing).toMatchObject({ line: 3 });
   });
 
   it('rejects an unknown command with a usage error', async () => {
