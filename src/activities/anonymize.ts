@@ -2,10 +2,10 @@ import path from 'node:path';
 import { sql } from 'kysely';
 import { buildRow, type FeedbackFacts } from '../dataset/rows';
 import type { ChatMessage } from '../db/database';
-import { getModel } from '../db/queries/models';
 import { createRedactor, PII_ENGINE_VERSION } from '../pii';
 import { activityLog, heartbeat, type ActivityDeps } from './deps';
 import { FailureType, permanentFailure } from './failures';
+import { requireDataset, requireModel } from './lookups';
 import { lineWriter, withWorkDir } from './staging';
 
 export interface AnonymizeInput {
@@ -53,17 +53,10 @@ export function createAnonymizeActivities(deps: ActivityDeps) {
   return {
     async anonymize(input: AnonymizeInput): Promise<AnonymizeSummary> {
       const log = activityLog(deps, { model: input.model, datasetId: input.datasetId });
-      const dataset = await deps.db
-        .selectFrom('datasets')
-        .selectAll()
-        .where('id', '=', input.datasetId)
-        .executeTakeFirst();
-      if (!dataset)
-        throw permanentFailure(FailureType.DATASET_INVALID, `dataset ${input.datasetId} was never collected`);
+      const dataset = await requireDataset(deps.db, input.datasetId);
       if (dataset.status !== 'collected')
         throw permanentFailure(FailureType.DATASET_INVALID, `dataset ${input.datasetId} is ${dataset.status}`);
-      const model = await getModel(deps.db, input.model);
-      if (!model) throw permanentFailure(FailureType.MODEL_NOT_FOUND, `model ${input.model} does not exist`);
+      const model = await requireModel(deps.db, input.model);
 
       return withWorkDir(deps, `anonymize-${input.datasetId}`, async (dir) => {
         const out = lineWriter(path.join(dir, 'anonymized.jsonl'));

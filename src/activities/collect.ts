@@ -1,7 +1,6 @@
 import { sql } from 'kysely';
-import { getModel } from '../db/queries/models';
+import { requireModel } from './lookups';
 import { activityLog, type ActivityDeps } from './deps';
-import { FailureType, permanentFailure } from './failures';
 
 export interface CollectInput {
   runId: string;
@@ -36,8 +35,7 @@ export function createCollectActivities(deps: ActivityDeps) {
       const range = await deps.db.transaction().execute(async (trx) => {
         const existing = await trx.selectFrom('datasets').selectAll().where('id', '=', datasetId).executeTakeFirst();
         if (existing) return { fromSeq: existing.from_seq, toSeq: existing.to_seq };
-        const model = await getModel(trx, input.model);
-        if (!model) throw permanentFailure(FailureType.MODEL_NOT_FOUND, `model ${input.model} does not exist`);
+        const model = await requireModel(trx, input.model);
         // seq comes from a sequence, so a transaction that took seq 10 can commit after one that took 11.
         // A SHARE lock waits for in-flight inserts to commit (and holds new ones for the instant this
         // transaction lasts), so everything at or below the high mark read here is visible and final.

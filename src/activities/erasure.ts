@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { ErasureDataset } from '../db/database';
-import { pgPoolOf } from '../db/pool';
-import type { DatasetManifest } from './export';
+import { withPgTransaction } from '../db/pool';
+import { putManifest, type DatasetManifest } from './export';
 import { activityLog, heartbeat, type ActivityDeps } from './deps';
 import { linesOf, lineWriter, withWorkDir } from './staging';
 
@@ -56,10 +56,7 @@ export function createErasureActivities(deps: ActivityDeps) {
 }
 
 async function rewriteOne(deps: ActivityDeps, erasureId: string, target: ErasureDataset): Promise<void> {
-  const client = await pgPoolOf(deps.db).connect();
-  let broken = false;
-  try {
-    await client.query('begin');
+  await withPgTransaction(deps.db, async (client) => {
     const { rows } = await client.query<{ status: string; manifest: DatasetManifest | null; manifest_key: string }>(
       'select status, manifest, manifest_key from datasets where id = $1 for update',
       [target.datasetId],
@@ -112,9 +109,7 @@ async function rewriteOne(deps: ActivityDeps, erasureId: string, target: Erasure
         ...(manifest.erasures ?? []),
         { id: erasureId, at: new Date().toISOString(), rowsRemoved: target.rows.length },
       ];
-      await deps.store.put(ds.manifest_key, JSON.stringify(manifest, null, 2) + '\n', {
-        contentType: 'application/json',
-      });
+      await putManifest(deps.store, ds.manifest_key, manifest);
       await client.query('update datasets set manifest = $2 where id = $1', [
         target.datasetId,
         JSON.stringify(manifest),
@@ -129,11 +124,5 @@ async function rewriteOne(deps: ActivityDeps, erasureId: string, target: Erasure
        where id = $1`,
       [erasureId, target.datasetId, JSON.stringify(objects)],
     );
-    await client.query('commit');
-  } catch (err) {
-    await client.query('rollback').catch(() => (broken = true));
-    throw err;
-  } finally {
-    client.release(broken);
-  }
+  });
 }

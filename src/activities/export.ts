@@ -3,13 +3,13 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { from as copyFrom } from 'pg-copy-streams';
 import { exportConfigHash, serializeRow, splitOf } from '../dataset/rows';
-import { getModel } from '../db/queries/models';
-import { pgPoolOf } from '../db/pool';
+import { withPgTransaction } from '../db/pool';
 import { parsePipelineConfig } from '../domain/model-config';
-import { DigestStream, type BlobInfo } from '../storage/blob-store';
+import { DigestStream, type BlobInfo, type BlobStore } from '../storage/blob-store';
 import type { AnonymizedLine, AnonymizeSummary } from './anonymize';
 import { activityLog, heartbeat, type ActivityDeps } from './deps';
 import { FailureType, permanentFailure, retryableFailure } from './failures';
+import { requireDataset, requireModel } from './lookups';
 import { linesOf, lineWriter, withWorkDir } from './staging';
 
 export interface ExportInput {
@@ -74,13 +74,7 @@ export function createExportActivities(deps: ActivityDeps) {
   return {
     async exportDataset(input: ExportInput): Promise<ExportSummary> {
       const log = activityLog(deps, { model: input.model, datasetId: input.datasetId });
-      const dataset = await deps.db
-        .selectFrom('datasets')
-        .selectAll()
-        .where('id', '=', input.datasetId)
-        .executeTakeFirst();
-      if (!dataset)
-        throw permanentFailure(FailureType.DATASET_INVALID, `dataset ${input.datasetId} was never collected`);
+      const dataset = await requireDataset(deps.db, input.datasetId);
       const workPrefix = `${dataset.prefix}work/`;
       if (dataset.status === 'ready') {
         await deps.store.deletePrefix(workPrefix); // a crash after the commit may have left it
@@ -89,8 +83,7 @@ export function createExportActivities(deps: ActivityDeps) {
       if (dataset.status === 'abandoned') {
         throw permanentFailure(FailureType.DATASET_INVALID, `dataset ${input.datasetId} was abandoned`);
       }
-      const model = await getModel(deps.db, input.model);
-      if (!model) throw permanentFailure(FailureType.MODEL_NOT_FOUND, `model ${input.model} does not exist`);
+      const model = await requireModel(deps.db, input.model);
       const config = parsePipelineConfig(model.config);
 
       return withWorkDir(deps, `export-${input.datasetId}`, async (work) => {
@@ -190,9 +183,7 @@ export function createExportActivities(deps: ActivityDeps) {
           anonymization: { engineVersion: a.engineVersion, entities: a.entities },
         };
         const manifestKey = `${dataset.prefix}manifest.json`;
-        await deps.store.put(manifestKey, JSON.stringify(manifest, null, 2) + '\n', {
-          contentType: 'application/json',
-        });
+        await putManifest(deps.store, manifestKey, manifest);
 
         const committed = await commit(deps, dataset.id, manifestKey, manifest, lineage.read);
         if (!committed) {
@@ -231,32 +222,26 @@ async function commit(
   manifest: DatasetManifest,
   lineage: () => NodeJS.ReadableStream,
 ): Promise<boolean> {
-  const client = await pgPoolOf(deps.db).connect();
-  let broken = false;
   try {
-    await client.query('begin');
-    const { rows } = await client.query<{ status: string }>('select status from datasets where id = $1 for update', [
-      datasetId,
-    ]);
-    const status = rows[0]?.status;
-    if (status !== 'collected') {
-      await client.query('rollback');
-      return status === 'ready';
-    }
-    await client.query('delete from dataset_items where dataset_id = $1', [datasetId]);
-    await pipeline(
-      lineage(),
-      client.query(copyFrom('copy dataset_items (dataset_id, interaction_id, split, line, row_sha256) from stdin')),
-    );
-    await client.query(
-      `update datasets set status = 'ready', manifest_key = $2, manifest = $3, config_hash = $4, ready_at = now()
-       where id = $1`,
-      [datasetId, manifestKey, JSON.stringify(manifest), manifest.configHash],
-    );
-    await client.query('commit');
-    return true;
+    return await withPgTransaction(deps.db, async (client) => {
+      const { rows } = await client.query<{ status: string }>('select status from datasets where id = $1 for update', [
+        datasetId,
+      ]);
+      const status = rows[0]?.status;
+      if (status !== 'collected') return status === 'ready';
+      await client.query('delete from dataset_items where dataset_id = $1', [datasetId]);
+      await pipeline(
+        lineage(),
+        client.query(copyFrom('copy dataset_items (dataset_id, interaction_id, split, line, row_sha256) from stdin')),
+      );
+      await client.query(
+        `update datasets set status = 'ready', manifest_key = $2, manifest = $3, config_hash = $4, ready_at = now()
+         where id = $1`,
+        [datasetId, manifestKey, JSON.stringify(manifest), manifest.configHash],
+      );
+      return true;
+    });
   } catch (err) {
-    await client.query('rollback').catch(() => (broken = true));
     if ((err as { code?: string }).code === '23503') {
       throw retryableFailure(
         FailureType.DATASET_CONFLICT,
@@ -264,9 +249,12 @@ async function commit(
       );
     }
     throw err;
-  } finally {
-    client.release(broken);
   }
+}
+
+/** A manifest as stored beside its dataset: readable JSON, written last. */
+export function putManifest(store: BlobStore, key: string, manifest: DatasetManifest) {
+  return store.put(key, JSON.stringify(manifest, null, 2) + '\n', { contentType: 'application/json' });
 }
 
 function summaryOf(manifestKey: string, m: DatasetManifest): ExportSummary {

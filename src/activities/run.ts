@@ -1,9 +1,8 @@
 import { sql } from 'kysely';
 import { parsePipelineConfig, type PipelineConfig } from '../domain/model-config';
-import { getModel } from '../db/queries/models';
 import { ensureRun } from '../db/queries/runs';
+import { requireModel } from './lookups';
 import { activityLog, type ActivityDeps } from './deps';
-import { FailureType, permanentFailure } from './failures';
 
 export interface StartRunInput {
   runId: string;
@@ -38,8 +37,7 @@ export function createRunActivities(deps: ActivityDeps) {
   return {
     /** Records the run (idempotently) and returns the model's pipeline config as the run will use it. */
     async startRun(input: StartRunInput): Promise<RunPlan> {
-      const model = await getModel(deps.db, input.model);
-      if (!model) throw permanentFailure(FailureType.MODEL_NOT_FOUND, `model ${input.model} does not exist`);
+      const model = await requireModel(deps.db, input.model);
       const config = parsePipelineConfig(model.config);
       await ensureRun(deps.db, {
         id: input.runId,

@@ -8,11 +8,27 @@ export type Db = Kysely<Database>;
 
 const pools = new WeakMap<Db, pg.Pool>();
 
-/** The pg pool under a Db, for what kysely does not speak: COPY streams. */
-export function pgPoolOf(db: Db): pg.Pool {
+/**
+ * A transaction on a raw pg client of db's pool, for what kysely does not speak (COPY streams) and for
+ * transactions held across object I/O. Commits when fn returns, rolls back when it throws; a client whose
+ * rollback failed is discarded rather than returned to the pool.
+ */
+export async function withPgTransaction<T>(db: Db, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const pool = pools.get(db);
   if (!pool) throw new Error('this Db was not made by createDb');
-  return pool;
+  const client = await pool.connect();
+  let broken = false;
+  try {
+    await client.query('begin');
+    const out = await fn(client);
+    await client.query('commit');
+    return out;
+  } catch (err) {
+    await client.query('rollback').catch(() => (broken = true));
+    throw err;
+  } finally {
+    client.release(broken);
+  }
 }
 
 // int8 (bigserial seq, byte counts) as JS numbers: all our values stay far below 2^53.

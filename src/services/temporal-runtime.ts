@@ -17,6 +17,8 @@ let installed = false;
  * Sends the Temporal SDK's logs (its own and the Rust core's, forwarded) through our pino logger, so workers log
  * one format with the same redaction. Must run before the first worker or native connection; later calls no-op.
  */
+const PINO_METHOD = { TRACE: 'trace', DEBUG: 'debug', INFO: 'info', WARN: 'warn', ERROR: 'error' } as const;
+
 export function installTemporalRuntime(log: Logger, level = log.level): void {
   if (installed) return;
   installed = true;
@@ -25,18 +27,7 @@ export function installTemporalRuntime(log: Logger, level = log.level): void {
   Runtime.install({
     logger: new DefaultLogger(sdkLevel, ({ level: l, message, meta }) => {
       // An activity-only worker (the GPU worker) is meant to have no workflows; the SDK warns about it anyway.
-      const expected = message.startsWith('No workflows registered');
-      const method = expected
-        ? 'debug'
-        : l === 'TRACE'
-          ? 'trace'
-          : l === 'DEBUG'
-            ? 'debug'
-            : l === 'INFO'
-              ? 'info'
-              : l === 'WARN'
-                ? 'warn'
-                : 'error';
+      const method = message.startsWith('No workflows registered') ? 'debug' : PINO_METHOD[l];
       temporalLog[method](meta ?? {}, message);
     }),
     telemetryOptions: {

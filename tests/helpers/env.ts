@@ -227,3 +227,27 @@ export async function startTestApi(deps: Omit<ApiDeps, 'log' | 'bodyLimit'> & { 
     close: () => closeServer(server),
   };
 }
+
+/**
+ * What a workflow test file needs: its own database, a store, a Temporal client and a worker with the real
+ * activities. `close` stops them in reverse order.
+ */
+export async function startPipelineEnv() {
+  const { db, drop } = await createTestDb();
+  const store = await createTestStore();
+  const { client, close: closeClient } = await temporalClient();
+  const deps: ActivityDeps = { db, store, log: testLog, tmpDir: await tmpDir() };
+  const worker = await startTestWorker({ deps });
+  return {
+    db,
+    store,
+    client,
+    deps,
+    worker,
+    async close() {
+      await worker.stop();
+      await closeClient();
+      await drop();
+    },
+  };
+}

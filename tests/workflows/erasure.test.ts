@@ -12,17 +12,13 @@ import { resumePendingErasures, startErasure } from '../../src/services/erasure-
 import { startPipeline } from '../../src/services/pipeline-client';
 import type { BlobStore } from '../../src/storage/blob-store';
 import {
-  createTestDb,
   createTestModel,
-  createTestStore,
   readText,
   seed,
+  startPipelineEnv,
   startRunHeldAtExport,
   startTestApi,
-  startTestWorker,
-  temporalClient,
   testLog,
-  tmpDir,
 } from '../helpers/env';
 
 /**
@@ -31,31 +27,25 @@ import {
  * erasure while a pipeline is running never lets their rows into that run's dataset.
  */
 
+let env: Awaited<ReturnType<typeof startPipelineEnv>>;
 let db: Db;
-let drop: () => Promise<void>;
 let store: BlobStore;
 let client: Client;
-let closeClient: () => Promise<void>;
-let worker: Awaited<ReturnType<typeof startTestWorker>>;
+let worker: Awaited<ReturnType<typeof startPipelineEnv>>['worker'];
 let deps: ActivityDeps;
 let api: Awaited<ReturnType<typeof startTestApi>>;
 let adminKey: string;
 
 beforeAll(async () => {
-  ({ db, drop } = await createTestDb());
-  store = await createTestStore();
-  ({ client, close: closeClient } = await temporalClient());
-  deps = { db, store, log: testLog, tmpDir: await tmpDir() };
-  worker = await startTestWorker({ deps });
+  env = await startPipelineEnv();
+  ({ db, store, client, worker, deps } = env);
   api = await startTestApi({ db, temporal: client, store, taskQueue: worker.taskQueue });
   ({ key: adminKey } = await createApiKey(db, { name: 'root', role: 'admin', appId: null, models: [] }));
 });
 
 afterAll(async () => {
   await api?.close();
-  await worker?.stop();
-  await closeClient?.();
-  await drop?.();
+  await env?.close();
 });
 
 const lines = async (key: string) => (await readText(store, key)).split('\n').filter(Boolean);

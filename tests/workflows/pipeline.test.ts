@@ -7,41 +7,21 @@ import { PII_ENGINE_VERSION } from '../../src/pii';
 import { startPipeline } from '../../src/services/pipeline-client';
 import type { BlobStore } from '../../src/storage/blob-store';
 import { abortSignal, statusQuery, type PipelineResult } from '../../src/workflows/messages';
-import {
-  createTestDb,
-  createTestModel,
-  createTestStore,
-  readText,
-  seed,
-  startRunHeldAtExport,
-  startTestWorker,
-  temporalClient,
-  testLog,
-  tmpDir,
-  uid,
-} from '../helpers/env';
+import { createTestModel, readText, seed, startPipelineEnv, startRunHeldAtExport, uid } from '../helpers/env';
 
+let env: Awaited<ReturnType<typeof startPipelineEnv>>;
 let db: Db;
-let drop: () => Promise<void>;
 let store: BlobStore;
 let client: Client;
-let closeClient: () => Promise<void>;
-let worker: Awaited<ReturnType<typeof startTestWorker>>;
+let worker: Awaited<ReturnType<typeof startPipelineEnv>>['worker'];
 let deps: ActivityDeps;
 
 beforeAll(async () => {
-  ({ db, drop } = await createTestDb());
-  store = await createTestStore();
-  ({ client, close: closeClient } = await temporalClient());
-  deps = { db, store, log: testLog, tmpDir: await tmpDir() };
-  worker = await startTestWorker({ deps });
+  env = await startPipelineEnv();
+  ({ db, store, client, worker, deps } = env);
 });
 
-afterAll(async () => {
-  await worker?.stop();
-  await closeClient?.();
-  await drop?.();
-});
+afterAll(() => env?.close());
 
 const run = (model: string) =>
   startPipeline(client, db, { model, taskQueue: worker.taskQueue, trigger: 'test', requestedBy: 'test' });

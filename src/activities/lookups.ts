@@ -1,0 +1,20 @@
+import type { Kysely, Transaction } from 'kysely';
+import type { Database } from '../db/database';
+import { getModel } from '../db/queries/models';
+import { FailureType, permanentFailure } from './failures';
+
+// The lookups every stage starts with. A missing model or dataset is permanent: no retry will create it.
+
+type Conn = Kysely<Database> | Transaction<Database>;
+
+export async function requireModel(db: Conn, id: string) {
+  const model = await getModel(db, id);
+  if (!model) throw permanentFailure(FailureType.MODEL_NOT_FOUND, `model ${id} does not exist`);
+  return model;
+}
+
+export async function requireDataset(db: Conn, id: string) {
+  const dataset = await db.selectFrom('datasets').selectAll().where('id', '=', id).executeTakeFirst();
+  if (!dataset) throw permanentFailure(FailureType.DATASET_INVALID, `dataset ${id} was never collected`);
+  return dataset;
+}
