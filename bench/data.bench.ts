@@ -1,18 +1,24 @@
 /**
  * The data plane at scale: generate a realistic corpus (default 1M interactions, about 470 MB of JSONL), then
  * measure import, collect, anonymize and export as the CLI and the pipeline run them, against a real
- * PostgreSQL (embedded) and the local-folder store. Two baselines run in the same process on the same data:
+ * PostgreSQL (embedded) and the local-folder store. Two baselines run in the same run on the same data:
  * row-at-a-time import (what a first script does) on a slice, and a load-everything export after ours.
  *
  *   npm run bench:data -- [--rows 1000000] [--baseline-import-rows 20000] [--skip-baseline-export]
  *
- * Prints a table and writes bench/results/data.json. Peak RSS is the whole process's, sampled every 20 ms.
+ * Each phase runs in a process of its own, as it does in production (`tuneloop import` is a CLI process; collect,
+ * anonymize and export run in a worker), so one phase's garbage never counts against the next. Peak RSS is the
+ * kernel's high-water mark for that process (getrusage maxrss), not a sample; CPU is that process's user+system
+ * time, so "MB per CPU-s" is the speed on one core with PostgreSQL's own work on the other left out.
+ *
+ * Prints a table and writes bench/results/data.json.
  */
 import { createWriteStream } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
+import { fork } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { sql } from 'kysely';
 import { createActivities } from '../src/activities';
@@ -29,12 +35,14 @@ import { createRedactor } from '../src/pii';
 import { startEmbeddedPostgres } from '../src/services/embedded-postgres';
 import { FileBlobStore } from '../src/storage';
 import { corpus } from './lib/corpus';
+import { NODE_FLAGS } from '../bin/node-flags.js';
 
 const { values } = parseArgs({
   options: {
     rows: { type: 'string', default: '1000000' },
     'baseline-import-rows': { type: 'string', default: '20000' },
     'skip-baseline-export': { type: 'boolean', default: false },
+    child: { type: 'string' },
   },
 });
 const ROWS = Number(values.rows);
@@ -50,41 +58,120 @@ interface Row {
   rowsPerS: number;
   mb: number;
   mbPerS: number;
-  startRssMb: number;
+  cpuS: number;
+  mbPerCpuS: number;
   peakRssMb: number;
 }
 const results: Row[] = [];
 
+/** What a phase child needs to reach the same database and store as the parent. */
+interface Ctx {
+  pgUrl: string;
+  dir: string;
+  file: string;
+  model: string;
+  naiveModel: string;
+  datasetId?: string;
+  anonymized?: unknown;
+}
+type PhaseName = 'import' | 'import-baseline' | 'collect' | 'anonymize' | 'export' | 'export-baseline';
+interface ChildReport {
+  out: unknown;
+  seconds: number;
+  cpuS: number;
+  maxRssKb: number;
+}
+
+/** Runs one phase in a fresh Node process (same flags as this one) and reads back its result and resource use. */
 async function phase<T>(
-  name: string,
+  name: PhaseName,
+  label: string,
   impl: Row['impl'],
-  fn: () => Promise<T>,
+  ctx: Ctx,
   size: (out: T) => { rows: number; bytes: number },
 ): Promise<T> {
-  global.gc?.();
-  const start = process.memoryUsage().rss;
-  let peak = start;
-  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
-  const t0 = performance.now();
-  const out = await fn();
-  const seconds = (performance.now() - t0) / 1000;
-  clearInterval(timer);
-  peak = Math.max(peak, process.memoryUsage().rss);
+  const child = fork(import.meta.filename, [...process.argv.slice(2), '--child', JSON.stringify({ name, ctx })], {
+    stdio: 'inherit',
+    execArgv: [...NODE_FLAGS, ...process.execArgv],
+  });
+  const report = await new Promise<ChildReport>((resolve, reject) => {
+    let got: ChildReport | undefined;
+    child.on('message', (m) => (got = m as ChildReport));
+    child.on('error', reject);
+    child.on('exit', (code) =>
+      got && code === 0 ? resolve(got) : reject(new Error(`phase ${name} exited with ${code}`)),
+    );
+  });
+  const out = report.out as T;
   const { rows, bytes } = size(out);
   const row: Row = {
-    phase: name,
+    phase: label,
     impl,
     rows,
-    seconds: round(seconds, 2),
-    rowsPerS: Math.round(rows / seconds),
+    seconds: round(report.seconds, 2),
+    rowsPerS: Math.round(rows / report.seconds),
     mb: round(bytes / MB, 1),
-    mbPerS: round(bytes / MB / seconds, 1),
-    startRssMb: Math.round(start / MB),
-    peakRssMb: Math.round(peak / MB),
+    mbPerS: round(bytes / MB / report.seconds, 1),
+    cpuS: round(report.cpuS, 1),
+    mbPerCpuS: round(bytes / MB / report.cpuS, 1),
+    peakRssMb: Math.round(report.maxRssKb / 1024),
   };
   results.push(row);
-  console.error(`${name} (${impl}): ${row.rows} rows in ${row.seconds} s, peak RSS ${row.peakRssMb} MB`);
+  console.error(`${label} (${impl}): ${row.rows} rows in ${row.seconds} s, peak RSS ${row.peakRssMb} MB`);
   return out;
+}
+
+/** The child side: connect, run the one phase, report through IPC, exit. */
+async function runChild(spec: { name: PhaseName; ctx: Ctx }) {
+  const { name, ctx } = spec;
+  const db = createDb(ctx.pgUrl, log);
+  const store = new FileBlobStore(path.join(ctx.dir, 'store'));
+  const acts = createActivities({ db, store, log, tmpDir: path.join(ctx.dir, 'tmp') });
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  let out: unknown;
+  try {
+    switch (name) {
+      case 'import':
+        out = await importInteractions(
+          db,
+          { file: ctx.file, model: ctx.model, strict: false, batch: 500 },
+          { warn: () => undefined, log },
+        );
+        break;
+      case 'import-baseline':
+        out = await naiveImport(db, ctx.file, ctx.naiveModel, 'bench-app', BASELINE_IMPORT_ROWS);
+        break;
+      case 'collect':
+        out = await acts.collect({ runId: 'bench-run', model: ctx.model });
+        break;
+      case 'anonymize':
+        out = await acts.anonymize({ runId: 'bench-run', model: ctx.model, datasetId: ctx.datasetId! });
+        break;
+      case 'export':
+        out = await acts.exportDataset({
+          runId: 'bench-run',
+          model: ctx.model,
+          datasetId: ctx.datasetId!,
+          anonymized: ctx.anonymized as never,
+        });
+        break;
+      case 'export-baseline':
+        out = await naiveExport(db, store, ctx.model, 'baseline/');
+        break;
+    }
+  } finally {
+    await db.destroy();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const report: ChildReport = {
+    out,
+    seconds,
+    cpuS: (cpu.user + cpu.system) / 1e6,
+    maxRssKb: process.resourceUsage().maxRSS,
+  };
+  process.send!(report, () => process.exit(0));
 }
 const round = (x: number, d: number) => Math.round(x * 10 ** d) / 10 ** d;
 
@@ -210,26 +297,17 @@ async function main() {
       `corpus: ${ROWS} interactions, ${(fileBytes / MB).toFixed(0)} MB in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
     );
 
-    await phase(
-      'import',
-      'tuneloop',
-      () =>
-        importInteractions(db, { file, model: model.id, strict: false, batch: 500 }, { warn: () => undefined, log }),
-      (r) => ({ rows: r.imported, bytes: fileBytes }),
-    );
-    await phase(
-      'import',
-      'baseline',
-      () => naiveImport(db, file, 'bench-naive', 'bench-app', BASELINE_IMPORT_ROWS),
-      (r) => r,
-    );
+    const ctx: Ctx = { pgUrl: pg.url, dir, file, model: model.id, naiveModel: 'bench-naive' };
+    await phase<{ imported: number }>('import', 'import', 'tuneloop', ctx, (r) => ({
+      rows: r.imported,
+      bytes: fileBytes,
+    }));
+    await phase<{ rows: number; bytes: number }>('import-baseline', 'import', 'baseline', ctx, (r) => r);
     // Nine in ten subjects consent.
     await sql`update subjects set training_consent = (hashtext(external_id) % 10 <> 0), consent_policy_version = 'v1'
       where app_id = 'bench-app'`.execute(db);
     await sql`analyze`.execute(db);
 
-    const store = new FileBlobStore(path.join(dir, 'store'));
-    const acts = createActivities({ db, store, log, tmpDir: path.join(dir, 'tmp') });
     await db
       .insertInto('runs')
       .values({
@@ -243,31 +321,28 @@ async function main() {
       })
       .execute();
     const text = await textBytes(db, model.id);
-    const collected = await phase(
+    const collected = await phase<{ consented: number; interactions: number; datasetId: string }>(
+      'collect',
       'collect',
       'tuneloop',
-      () => acts.collect({ runId: 'bench-run', model: model.id }),
+      ctx,
       (c) => ({ rows: c.consented, bytes: 0 }),
     );
-    const anonymized = await phase(
-      'anonymize',
-      'tuneloop',
-      () => acts.anonymize({ runId: 'bench-run', model: model.id, datasetId: collected.datasetId }),
-      (a) => ({ rows: a.considered, bytes: text * (collected.consented / Math.max(1, collected.interactions)) }),
-    );
-    await phase(
+    ctx.datasetId = collected.datasetId;
+    const anonymized = await phase<{ considered: number }>('anonymize', 'anonymize', 'tuneloop', ctx, (a) => ({
+      rows: a.considered,
+      bytes: text * (collected.consented / Math.max(1, collected.interactions)),
+    }));
+    ctx.anonymized = anonymized;
+    await phase<{ counts: { exported: number }; train: { bytes: number }; validation: { bytes: number } }>(
+      'export',
       'export',
       'tuneloop',
-      () => acts.exportDataset({ runId: 'bench-run', model: model.id, datasetId: collected.datasetId, anonymized }),
+      ctx,
       (e) => ({ rows: e.counts.exported, bytes: e.train.bytes + e.validation.bytes }),
     );
     if (!values['skip-baseline-export']) {
-      await phase(
-        'anonymize+export',
-        'baseline',
-        () => naiveExport(db, store, model.id, 'baseline/'),
-        (r) => r,
-      );
+      await phase<{ rows: number; bytes: number }>('export-baseline', 'anonymize+export', 'baseline', ctx, (r) => r);
     }
 
     console.log(
@@ -303,7 +378,8 @@ async function main() {
   }
 }
 
-main().catch((err) => {
+const entry = values.child ? runChild(JSON.parse(values.child) as { name: PhaseName; ctx: Ctx }) : main();
+entry.catch((err) => {
   console.error(err);
   process.exit(1);
 });

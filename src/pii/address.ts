@@ -185,7 +185,7 @@ const POSTCODE_AFTER_LOWER_RE = new RegExp(String.raw`^(,?\s{0,2})(${UK_PC}|${EI
 const UK_PC_STICKY = new RegExp(String.raw`${UK_PC}(?![\p{L}\d])`, 'uy');
 const EIRCODE_STICKY = new RegExp(String.raw`${EIRCODE}(?![\p{L}\d])`, 'uy');
 const POSTCODE_CUE_RE = new RegExp(
-  String.raw`(?:post\s?code|postal\s+code|zip(?:\s*code)?|eircode|plz|code\s+postal|cap|postnummer)(?:['’]s)?(?:\s+(?:is|was|now))?[\s:,=-]{0,3}(${POSTCODE_ANY})(?![\p{L}\d])`,
+  String.raw`(?:post\s?code|postal\s+code|zip(?:\s*code)?|eircode|plz|code\s+postal|cap|postnummer)(?:['’]s)?(?:[\s:,=-]{0,3}(?:it['’]s|it\s+is|is|was|now|here)(?![\p{L}])){0,3}[\s:,=-]{0,3}(${POSTCODE_ANY})(?![\p{L}\d])`,
   'iuy',
 );
 

@@ -141,6 +141,9 @@ describe('ADDRESS and POSTCODE', () => {
     expect(only('my zip code is 60657', 'POSTCODE')).toEqual(['60657']);
     expect(only('eircode D03 E2V6 please', 'POSTCODE')).toEqual(['D03 E2V6']);
     expect(only('near EH9 1HN', 'POSTCODE')).toEqual(['EH9 1HN']);
+    expect(only('they asked for my ZIP, it’s 97214', 'POSTCODE')).toEqual(['97214']);
+    expect(only('Postcode here is now 2000', 'POSTCODE')).toEqual(['2000']);
+    expect(only('the zip is in the bag, 3 items', 'POSTCODE')).toEqual([]);
   });
 
   it('leaves step counts, calories and lowercase "number + words" without an address cue alone', () => {
