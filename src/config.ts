@@ -1,6 +1,9 @@
 import path from 'node:path';
 import { z } from 'zod';
 
+/** This checkout (the trainer's sources and the venv setup made are found relative to it). */
+export const REPO_ROOT = path.resolve(import.meta.dirname, '..');
+
 /**
  * The whole environment, parsed once. Empty strings count as unset (a blank line in an env file must not
  * silently become "the empty password"). Every bad key is reported at once, by name, with what was expected.
@@ -32,6 +35,8 @@ export const envSchema = z
     TEMPORAL_PORT: withDefault(port, 7233),
     TUNELOOP_TASK_QUEUE: withDefault(z.string().min(1), 'tuneloop'),
     TUNELOOP_GPU_TASK_QUEUE: withDefault(z.string().min(1), 'tuneloop-gpu'),
+    /** Seconds a training GPU host may be silent (it heartbeats every 10 s) before its attempt is retried. */
+    TUNELOOP_GPU_HEARTBEAT_TIMEOUT_S: withDefault(z.coerce.number().int().min(20).max(3600), 120),
     TUNELOOP_STORE: opt(z.string().regex(/^(file|s3):\/\/.+/, 'expected file://<folder> or s3://<bucket>[/prefix]')),
     S3_ENDPOINT: opt(httpUrl),
     S3_ACCESS_KEY: opt(z.string()),
@@ -45,6 +50,14 @@ export const envSchema = z
       '1mb',
     ),
     TUNELOOP_EMBEDDED_PG_PORT: withDefault(port, 54329),
+    /** The trainer's Python (a venv with gpu-worker/requirements.lock); default: the one scripts/setup.sh made. */
+    TUNELOOP_PYTHON: opt(z.string()),
+    /** Local scratch on the GPU host: datasets, checkpoints, adapters of the runs it trains. */
+    TUNELOOP_GPU_WORK_DIR: opt(z.string()),
+    /** Where relative `baseModel` paths of model definitions are looked up (the demo's tiny base lives here). */
+    TUNELOOP_MODELS_DIR: opt(z.string()),
+    /** CPU threads for the trainer's math (OMP_NUM_THREADS); default: torch's choice, all cores. */
+    TUNELOOP_TRAINER_THREADS: opt(z.coerce.number().int().min(1).max(1024)),
     LOG_LEVEL: withDefault(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), 'info'),
   })
   .superRefine(
@@ -75,9 +88,19 @@ export interface Config {
   temporalUiPort: number;
   taskQueue: string;
   gpuTaskQueue: string;
+  gpuHeartbeatTimeoutS: number;
   store: string;
   s3: { endpoint: string; accessKey: string; secretKey: string; region: string } | null;
   ollamaHost: string;
+  trainer: {
+    python: string;
+    /** PYTHONPATH for `python -m tuneloop_trainer` (the package's sources in this checkout). */
+    pythonPath: string;
+    workDir: string;
+    modelsDir: string;
+    /** OMP_NUM_THREADS for the trainer; null leaves torch's default. */
+    threads: number | null;
+  };
   api: { port: number; host: string; bodyLimit: string };
   logLevel: Env['LOG_LEVEL'];
 }
@@ -119,12 +142,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     temporalUiPort: e.TEMPORAL_UI_PORT,
     taskQueue: e.TUNELOOP_TASK_QUEUE,
     gpuTaskQueue: e.TUNELOOP_GPU_TASK_QUEUE,
+    gpuHeartbeatTimeoutS: e.TUNELOOP_GPU_HEARTBEAT_TIMEOUT_S,
     store: e.TUNELOOP_STORE ?? `file://${path.join(home, 'store')}`,
     s3:
       e.S3_ENDPOINT && e.S3_ACCESS_KEY && e.S3_SECRET_KEY
         ? { endpoint: e.S3_ENDPOINT, accessKey: e.S3_ACCESS_KEY, secretKey: e.S3_SECRET_KEY, region: e.S3_REGION }
         : null,
     ollamaHost: e.OLLAMA_HOST,
+    trainer: {
+      python: e.TUNELOOP_PYTHON ?? path.join(REPO_ROOT, '.tools/py/bin/python'),
+      pythonPath: path.join(REPO_ROOT, 'gpu-worker/src'),
+      workDir: path.resolve(cwd, e.TUNELOOP_GPU_WORK_DIR ?? path.join(home, 'gpu-work')),
+      modelsDir: path.resolve(cwd, e.TUNELOOP_MODELS_DIR ?? path.join(home, 'models')),
+      threads: e.TUNELOOP_TRAINER_THREADS ?? null,
+    },
     api: { port: e.TUNELOOP_API_PORT, host: e.TUNELOOP_API_HOST, bodyLimit: e.TUNELOOP_BODY_LIMIT },
     logLevel: e.LOG_LEVEL,
   };

@@ -10,6 +10,14 @@ export const FailureType = {
   STORE_INTEGRITY: 'STORE_INTEGRITY',
   /** Data changed under a stage (an erasure during export); the retry sees the new state. */
   DATASET_CONFLICT: 'DATASET_CONFLICT',
+  /** Another trainer holds the run's lock (a twin); retried until it lets go. */
+  RUN_LOCKED: 'RUN_LOCKED',
+  /** The trainer crashed or was killed; the retry resumes from the newest checkpoint. */
+  TRAINER_CRASHED: 'TRAINER_CRASHED',
+  /** The trainer was stopped by a signal that was not our cancellation (host preemption); it checkpointed first. */
+  TRAINER_INTERRUPTED: 'TRAINER_INTERRUPTED',
+  /** Out of GPU memory: the same config on the same host fails the same way; lower microBatchSize or maxLength. */
+  GPU_OOM: 'GPU_OOM',
 } as const;
 export type FailureType = (typeof FailureType)[keyof typeof FailureType];
 
@@ -17,6 +25,7 @@ export const PERMANENT_FAILURES: readonly FailureType[] = [
   FailureType.CONFIG_INVALID,
   FailureType.MODEL_NOT_FOUND,
   FailureType.DATASET_INVALID,
+  FailureType.GPU_OOM,
 ];
 
 export function permanentFailure(type: FailureType, message: string, details?: unknown): ApplicationFailure {

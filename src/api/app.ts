@@ -17,6 +17,10 @@ export interface ApiDeps {
   store: BlobStore;
   log: Logger;
   taskQueue: string;
+  /** The GPU worker's queue, passed to the runs it starts; the default name when absent. */
+  gpuTaskQueue?: string;
+  /** Passed to the runs it starts (see PipelineInput.gpuHeartbeatTimeoutS). */
+  gpuHeartbeatTimeoutS?: number;
   bodyLimit: string;
   /** How long an erasure request waits for its datasets to be rewritten before answering 202. */
   erasureWaitMs?: number;
@@ -45,7 +49,15 @@ export function createApp(deps: ApiDeps): express.Express {
   app.use(express.json({ limit: deps.bodyLimit, strict: true }));
   app.use(createInteractionsRouter(deps));
   app.use(createSubjectsRouter(deps));
-  app.use(createRunsRouter({ db: deps.db, temporal: deps.temporal, taskQueue: deps.taskQueue }));
+  app.use(
+    createRunsRouter({
+      db: deps.db,
+      temporal: deps.temporal,
+      taskQueue: deps.taskQueue,
+      gpuTaskQueue: deps.gpuTaskQueue,
+      gpuHeartbeatTimeoutS: deps.gpuHeartbeatTimeoutS,
+    }),
+  );
   app.use(notFound);
   app.use(errorMiddleware(deps.log));
   return app;

@@ -27,6 +27,8 @@ export interface RunsRouterDeps {
   db: Db;
   temporal: Client;
   taskQueue: string;
+  gpuTaskQueue?: string;
+  gpuHeartbeatTimeoutS?: number;
 }
 
 function runView(r: Run) {
@@ -45,7 +47,7 @@ function runView(r: Run) {
   };
 }
 
-export function createRunsRouter({ db, temporal, taskQueue }: RunsRouterDeps) {
+export function createRunsRouter({ db, temporal, taskQueue, gpuTaskQueue, gpuHeartbeatTimeoutS }: RunsRouterDeps) {
   const router = Router();
 
   router.post('/v1/runs', requireRole('operator'), async (req, res) => {
@@ -53,7 +55,14 @@ export function createRunsRouter({ db, temporal, taskQueue }: RunsRouterDeps) {
     const { model } = parse(startSchema, req, 'body');
     if (!(await getModel(db, model)))
       throw new HttpError(404, 'model_not_found', `model ${model} does not exist`, 'body.model');
-    const started = await startPipeline(temporal, db, { model, taskQueue, trigger: 'api', requestedBy: actorOf(p) });
+    const started = await startPipeline(temporal, db, {
+      model,
+      taskQueue,
+      gpuTaskQueue,
+      gpuHeartbeatTimeoutS,
+      trigger: 'api',
+      requestedBy: actorOf(p),
+    });
     await audit(db, {
       actor: actorOf(p),
       action: 'run.request',

@@ -10,6 +10,7 @@ import { modelDefinitionSchema } from '../domain/model-config';
 import type { Logger } from '../log';
 import { startPipeline } from '../services/pipeline-client';
 import { REPO_ROOT } from '../services/temporal-dev-server';
+import { ensureTinyBaseModel, TINY_BASE_MODEL } from '../services/tiny-model';
 import {
   openDb,
   openStore,
@@ -60,6 +61,10 @@ export async function runDemo(
     const db = await openDb(config, stack, log, { migrate: true });
     const store = await openStore(config);
     const client = await openTemporalClient(config, stack);
+    out(
+      `Making the tiny base model the demo trains (${TINY_BASE_MODEL}, random weights, once) in ${config.trainer.modelsDir}…`,
+    );
+    await ensureTinyBaseModel(config.trainer, log);
     await startWorkers(config, stack, { db, store, log }, { cpu: true, gpu: true });
 
     const model = await upsertModel(
@@ -99,6 +104,8 @@ export async function runDemo(
     const run = await startPipeline(client, db, {
       model: model.id,
       taskQueue: config.taskQueue,
+      gpuTaskQueue: config.gpuTaskQueue,
+      gpuHeartbeatTimeoutS: config.gpuHeartbeatTimeoutS,
       trigger: 'cli',
       requestedBy: 'demo',
     });
@@ -146,6 +153,20 @@ export async function runDemo(
         const row = JSON.parse(redacted) as { messages: { role: string; content: string }[] };
         out('\nA redacted row, as stored:');
         for (const m of row.messages) out(`  ${m.role.padEnd(10)} ${m.content}`);
+      }
+    }
+    if (result.version) {
+      out(`\nModel version ${result.version.version} (candidate), adapter in ${store.url}:`);
+      out(`  ${result.version.adapterKey}`);
+      const ev = result.stages.find((s) => s.name === 'evaluate')?.summary as {
+        baselineName: string;
+        candidate: { loss: number; perplexity: number };
+        baseline: { loss: number; perplexity: number };
+      } | null;
+      if (ev) {
+        out(
+          `  held-out loss ${ev.candidate.loss.toFixed(3)} (perplexity ${ev.candidate.perplexity.toFixed(1)}) vs the ${ev.baselineName}'s ${ev.baseline.loss.toFixed(3)} (${ev.baseline.perplexity.toFixed(1)})`,
+        );
       }
     }
     out(`\nDone in ${((Date.now() - started) / 1000).toFixed(1)} s.`);

@@ -222,6 +222,8 @@ export function buildProgram(): Command {
         const started = await startPipeline(client, db, {
           model: opts.model,
           taskQueue: config.taskQueue,
+          gpuTaskQueue: config.gpuTaskQueue,
+          gpuHeartbeatTimeoutS: config.gpuHeartbeatTimeoutS,
           trigger: 'cli',
           requestedBy: 'cli',
         });

@@ -31,6 +31,44 @@ export const slug = z
   .string()
   .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'expected a lower-case slug: letters, digits and dashes, at most 63 characters');
 
+export const trainingConfigSchema = z
+  .object({
+    /** LoRA on a bf16 base, or QLoRA on a 4-bit NF4 base (needs CUDA on the GPU host). */
+    method: z.enum(['lora', 'qlora']).default('lora'),
+    /** Incremental training starts from the production adapter; `base` starts over from the base weights. */
+    startFrom: z.enum(['production', 'base']).default('production'),
+    /** Rows from the previous production dataset mixed in, as a share of this run's train rows. */
+    replayFraction: z.number().min(0).max(1).default(0.2),
+    lora: z
+      .object({
+        r: z.number().int().min(1).max(1024).default(16),
+        alpha: z.number().positive().max(4096).default(32),
+        dropout: z.number().min(0).lt(1).default(0.05),
+      })
+      .strict()
+      .default({ r: 16, alpha: 32, dropout: 0.05 }),
+    learningRate: z.number().positive().max(1).default(2e-4),
+    epochs: z.number().int().min(1).max(100).default(3),
+    effectiveBatchSize: z.number().int().min(1).max(4096).default(16),
+    microBatchSize: z.number().int().min(1).max(1024).default(4),
+    maxLength: z.number().int().min(16).max(131_072).default(2048),
+    /** A cap on optimizer steps (tests and smoke runs); absent: epochs decide. */
+    maxSteps: z.number().int().min(1).optional(),
+    checkpointEverySteps: z.number().int().min(1).default(50),
+    checkpointEveryMinutes: z
+      .number()
+      .positive()
+      .max(24 * 60)
+      .default(10),
+    seed: z.number().int().min(0).default(0),
+  })
+  .strict()
+  .refine((t) => t.effectiveBatchSize % t.microBatchSize === 0, {
+    message: 'effectiveBatchSize must be a multiple of microBatchSize',
+    path: ['effectiveBatchSize'],
+  });
+export type TrainingConfig = z.output<typeof trainingConfigSchema>;
+
 export const pipelineConfigSchema = z
   .object({
     /** Share of interactions (by a hash of their id) that go to the validation split. */
@@ -53,6 +91,8 @@ export const pipelineConfigSchema = z
       })
       .strict()
       .default({}),
+    /** How the train stage fine-tunes (the trainer validates the same fields again; see gpu-worker/config.py). */
+    training: trainingConfigSchema.default(() => trainingConfigSchema.parse({})),
     thresholds: z
       .object({
         maxLossRegression: z.number().min(0).default(0),

@@ -19,14 +19,32 @@ import type { TrainingPipeline } from '../workflows/pipeline';
 export async function startPipeline(
   temporal: Client,
   db: Db,
-  opts: { model: string; taskQueue: string; trigger: PipelineInput['trigger']; requestedBy: string | null },
+  opts: {
+    model: string;
+    taskQueue: string;
+    /** Where train and evaluate run; the default queue name when absent. */
+    gpuTaskQueue?: string;
+    /** Seconds a training GPU host may be silent before its attempt is retried elsewhere; the default when absent. */
+    gpuHeartbeatTimeoutS?: number;
+    trigger: PipelineInput['trigger'];
+    requestedBy: string | null;
+  },
 ) {
   const workflowId = pipelineWorkflowId(opts.model);
   const requestId = randomUUID();
   const handle = await temporal.workflow.start<typeof TrainingPipeline>(WORKFLOW_TYPE, {
     workflowId,
     taskQueue: opts.taskQueue,
-    args: [{ model: opts.model, trigger: opts.trigger, requestedBy: opts.requestedBy, requestId }],
+    args: [
+      {
+        model: opts.model,
+        trigger: opts.trigger,
+        requestedBy: opts.requestedBy,
+        requestId,
+        ...(opts.gpuTaskQueue ? { gpuTaskQueue: opts.gpuTaskQueue } : {}),
+        ...(opts.gpuHeartbeatTimeoutS ? { gpuHeartbeatTimeoutS: opts.gpuHeartbeatTimeoutS } : {}),
+      },
+    ],
     workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
     workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
     typedSearchAttributes: new TypedSearchAttributes([{ key: MODEL_SEARCH_ATTRIBUTE, value: opts.model }]),

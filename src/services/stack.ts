@@ -119,7 +119,13 @@ export async function startApi(
   stack: Stack,
   deps: { db: Db; temporal: Client; store: BlobStore; log: Logger },
 ): Promise<{ server: Server; url: string }> {
-  const app = createApp({ ...deps, taskQueue: config.taskQueue, bodyLimit: config.api.bodyLimit });
+  const app = createApp({
+    ...deps,
+    taskQueue: config.taskQueue,
+    gpuTaskQueue: config.gpuTaskQueue,
+    gpuHeartbeatTimeoutS: config.gpuHeartbeatTimeoutS,
+    bodyLimit: config.api.bodyLimit,
+  });
   const server = await new Promise<Server>((resolve, reject) => {
     const s = app.listen(config.api.port, config.api.host, () => resolve(s));
     s.once('error', reject);
@@ -188,7 +194,12 @@ export async function startWorkers(
   }
   if (which.gpu) {
     workers.push(
-      await createGpuWorker({ connection, namespace: config.temporalNamespace, taskQueue: config.gpuTaskQueue }),
+      await createGpuWorker({
+        connection,
+        namespace: config.temporalNamespace,
+        taskQueue: config.gpuTaskQueue,
+        deps: { ...deps, tmpDir: path.join(config.home, 'tmp'), trainer: config.trainer },
+      }),
     );
   }
   const running = workers.map((w) => w.run());

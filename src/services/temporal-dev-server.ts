@@ -5,7 +5,9 @@ import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import type { Logger } from '../log';
 
-export const REPO_ROOT = path.resolve(import.meta.dirname, '../..');
+import { REPO_ROOT } from '../config';
+
+export { REPO_ROOT };
 export const SEARCH_ATTRIBUTES = { TuneloopModel: 'Keyword', TuneloopStage: 'Keyword' } as const;
 
 export interface RunningTemporal {

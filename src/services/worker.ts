@@ -5,7 +5,9 @@ import { promisify } from 'node:util';
 import type { NativeConnection } from '@temporalio/worker';
 import { bundleWorkflowCode, Worker, type WorkflowBundle, type WorkflowBundleOption } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
+import { createEvaluateActivities } from '../activities/evaluate';
 import { ClassifyFailuresInterceptor } from '../activities/failures';
+import { createTrainActivities, type GpuActivityDeps } from '../activities/train';
 
 export const WORKFLOWS_PATH = path.resolve(import.meta.dirname, '../workflows/index.ts');
 
@@ -57,32 +59,46 @@ export async function createCpuWorker(opts: CpuWorkerOptions): Promise<Worker> {
 const run = promisify(execFile);
 
 /**
- * The GPU worker's activities. Training and evaluation arrive with the trainer; until then the GPU host
- * answers one real question: what accelerators and trainer runtime does it have.
+ * The GPU worker's activities: training and evaluation through the Python trainer, and a description of the
+ * host (its accelerators and the trainer's runtime) for operators.
  */
-export function createGpuActivities() {
+export function createGpuActivities(deps: GpuActivityDeps) {
   return {
+    ...createTrainActivities(deps),
+    ...createEvaluateActivities(deps),
     async describeGpuHost(): Promise<{ hostname: string; gpus: string[]; python: string | null }> {
       const gpus = await run('nvidia-smi', ['--query-gpu=name,memory.total', '--format=csv,noheader'])
         .then((r) => r.stdout.trim().split('\n').filter(Boolean))
         .catch(() => []);
-      const python = await run('python3', ['--version'])
+      const python = await run(deps.trainer.python, ['--version'])
         .then((r) => r.stdout.trim() || r.stderr.trim())
         .catch(() => null);
       return { hostname: os.hostname(), gpus, python };
     },
   };
 }
+export type GpuActivities = ReturnType<typeof createGpuActivities>;
 
-export async function createGpuWorker(opts: { connection: NativeConnection; namespace: string; taskQueue: string }) {
+export interface GpuWorkerOptions {
+  connection: NativeConnection;
+  namespace: string;
+  taskQueue: string;
+  deps: GpuActivityDeps;
+}
+
+export async function createGpuWorker(opts: GpuWorkerOptions) {
   return Worker.create({
     connection: opts.connection,
     namespace: opts.namespace,
     taskQueue: opts.taskQueue,
-    activities: createGpuActivities(),
+    activities: createGpuActivities(opts.deps),
     // Training saturates the device; one activity at a time per GPU host.
     maxConcurrentActivityTaskExecutions: 1,
-    shutdownGraceTime: '2 minutes',
+    // Progress reaches the server at least every 10 s (the SDK would otherwise hold heartbeats up to 30-60 s).
+    defaultHeartbeatThrottleInterval: '10 seconds',
+    maxHeartbeatThrottleInterval: '10 seconds',
+    // A shutdown cancels the training activity: the trainer checkpoints (seconds to a minute on a big model).
+    shutdownGraceTime: '5 minutes',
     interceptors: { activity: [() => ({ inbound: new ClassifyFailuresInterceptor() })] },
   });
 }

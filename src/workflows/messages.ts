@@ -18,7 +18,18 @@ export interface PipelineInput {
   requestedBy: string | null;
   /** Unique per start request; lets a caller tell whether it started the run or joined a running one. */
   requestId: string | null;
+  /** The GPU worker's task queue (train, evaluate); DEFAULT_GPU_TASK_QUEUE when absent. */
+  gpuTaskQueue?: string;
+  /**
+   * Seconds of silence from a training GPU host before its attempt is given up and retried elsewhere (from the
+   * newest checkpoint); DEFAULT_GPU_HEARTBEAT_TIMEOUT_S when absent.
+   */
+  gpuHeartbeatTimeoutS?: number;
 }
+
+export const DEFAULT_GPU_HEARTBEAT_TIMEOUT_S = 120;
+
+export const DEFAULT_GPU_TASK_QUEUE = 'tuneloop-gpu';
 
 export type StageStatus = 'pending' | 'running' | 'succeeded' | 'skipped' | 'failed' | 'cancelled';
 
@@ -52,6 +63,8 @@ export interface PipelineResult extends PipelineStatus {
     train: { key: string; count: number; bytes: number; sha256: string };
     validation: { key: string; count: number; bytes: number; sha256: string };
   } | null;
+  /** The model version this run trained, when it got that far. */
+  version: { id: string; version: string; adapterKey: string } | null;
 }
 
 export const statusQuery = defineQuery<PipelineStatus>('status');

@@ -4,6 +4,7 @@ import {
   CancellationScope,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -13,10 +14,15 @@ import type { Activities } from '../activities';
 import type { AnonymizeSummary } from '../activities/anonymize';
 import type { CollectSummary } from '../activities/collect';
 import type { ExportSummary } from '../activities/export';
+import type { EvaluateSummary } from '../activities/evaluate';
 import type { RunOutcome, RunPlan } from '../activities/run';
+import type { TrainSummary } from '../activities/train';
+import type { GpuActivities } from '../services/worker';
 import { REQUIRED_STAGES, STAGES, type StageName } from '../domain/model-config';
 import {
   abortSignal,
+  DEFAULT_GPU_HEARTBEAT_TIMEOUT_S,
+  DEFAULT_GPU_TASK_QUEUE,
   MODEL_SEARCH_ATTRIBUTE,
   STAGE_SEARCH_ATTRIBUTE,
   statusQuery,
@@ -25,7 +31,7 @@ import {
   type PipelineStatus,
 } from './messages';
 
-const PERMANENT = ['CONFIG_INVALID', 'MODEL_NOT_FOUND', 'DATASET_INVALID'];
+const PERMANENT = ['CONFIG_INVALID', 'MODEL_NOT_FOUND', 'DATASET_INVALID', 'GPU_OOM'];
 
 // One proxy per timeout class, each chosen for what the work does.
 /** Database bookkeeping: quick, retried through a database restart (up to half an hour of outage). */
@@ -57,12 +63,37 @@ const objects = proxyActivities<Activities>({
   },
 });
 
+/**
+ * Training and evaluation on the GPU host: hours, on hosts that may be preempted. A heartbeat every 10 s, so
+ * (by default) two minutes of silence means the host or worker is gone and the next attempt (any GPU worker)
+ * resumes from the newest checkpoint. Retries are many and slow: a preempted host comes back in minutes.
+ * Cancelling waits for the trainer's last checkpoint. Queued without a GPU worker, the stage waits for one (up to
+ * three days).
+ */
+function gpuActivities(taskQueue: string, heartbeatTimeoutS: number) {
+  return proxyActivities<GpuActivities>({
+    taskQueue,
+    startToCloseTimeout: '24 hours',
+    scheduleToCloseTimeout: '72 hours',
+    heartbeatTimeout: heartbeatTimeoutS * 1000,
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    retry: {
+      initialInterval: '10 seconds',
+      backoffCoefficient: 2,
+      maximumInterval: '5 minutes',
+      maximumAttempts: 50,
+      nonRetryableErrorTypes: PERMANENT,
+    },
+  });
+}
+
+/** Marks runs whose code has the train and evaluate stages (see the replay tests and tests/histories/). */
+const TRAIN_STAGES_PATCH = 'train-evaluate-stages';
+
 /** Stages whose activities do not exist yet. They are reported as skipped with this reason, never pretended. */
 const NOT_BUILT: Partial<Record<StageName, string>> = {
   synthesize: 'not built yet',
   score: 'not built yet',
-  train: 'not built yet: the trainer arrives with the GPU worker',
-  evaluate: 'not built yet',
   register: 'not built yet',
   canary: 'not built yet',
   promote: 'not built yet',
@@ -103,6 +134,12 @@ export async function TrainingPipeline(input: PipelineInput): Promise<PipelineRe
   let collected: CollectSummary | null = null;
   let anonymized: AnonymizeSummary | null = null;
   let exported: ExportSummary | null = null;
+  let trained: TrainSummary | null = null;
+  let evaluated: EvaluateSummary | null = null;
+  const gpu = gpuActivities(
+    input.gpuTaskQueue ?? DEFAULT_GPU_TASK_QUEUE,
+    input.gpuHeartbeatTimeoutS ?? DEFAULT_GPU_HEARTBEAT_TIMEOUT_S,
+  );
 
   async function runStage<T>(name: StageName, fn: () => Promise<T>, summarize: (r: T) => Record<string, unknown>) {
     const r = report(name);
@@ -145,6 +182,9 @@ export async function TrainingPipeline(input: PipelineInput): Promise<PipelineRe
           validation: exported.validation,
         }
       : null;
+    const version: PipelineResult['version'] = trained
+      ? { id: trained.versionId, version: trained.version, adapterKey: trained.adapterKey }
+      : null;
     // Bookkeeping must happen even when the workflow itself is being cancelled.
     await CancellationScope.nonCancellable(() =>
       meta.finishRun({
@@ -152,7 +192,12 @@ export async function TrainingPipeline(input: PipelineInput): Promise<PipelineRe
         model: input.model,
         status,
         stages: state.stages,
-        result: { dataset, stages: state.stages.map((s) => ({ name: s.name, status: s.status })) },
+        result: {
+          dataset,
+          version,
+          evaluation: evaluated,
+          stages: state.stages.map((s) => ({ name: s.name, status: s.status })),
+        },
         error,
         datasetId: collected?.datasetId ?? null,
         toSeq: collected?.toSeq ?? null,
@@ -160,7 +205,7 @@ export async function TrainingPipeline(input: PipelineInput): Promise<PipelineRe
     );
     // Only now does the status query report the outcome: a reader never sees a final status before it is recorded.
     state.status = status;
-    return { ...state, dataset };
+    return { ...state, dataset, version };
   }
 
   upsertSearchAttributes([{ key: MODEL_SEARCH_ATTRIBUTE, value: input.model }]);
@@ -192,6 +237,11 @@ export async function TrainingPipeline(input: PipelineInput): Promise<PipelineRe
       const notBuilt = NOT_BUILT[name];
       if (notBuilt) {
         skip(name, notBuilt);
+        continue;
+      }
+      // Runs that began before train and evaluate existed skipped them; a replay of such a run must too.
+      if ((name === 'train' || name === 'evaluate') && !patched(TRAIN_STAGES_PATCH)) {
+        skip(name, 'not built yet');
         continue;
       }
       if (name === 'collect') {
@@ -228,6 +278,40 @@ export async function TrainingPipeline(input: PipelineInput): Promise<PipelineRe
           });
           return await finish('insufficient_data', null);
         }
+      } else if (name === 'train') {
+        const e = exported!;
+        trained = await runStage(
+          'train',
+          () =>
+            gpu.train({
+              runId,
+              model: input.model,
+              datasetId: e.datasetId,
+              train: e.train,
+              validation: e.validation,
+            }),
+          (t) => ({
+            version: t.version,
+            adapterKey: t.adapterKey,
+            steps: t.totalSteps,
+            stepsExecuted: t.stepsExecuted,
+            attempts: t.attempts,
+            resumedFrom: t.resumedFrom,
+            ...t.metrics,
+          }),
+        );
+      } else if (name === 'evaluate') {
+        if (!trained) {
+          skip('evaluate', 'nothing was trained in this run');
+          continue;
+        }
+        const t = trained;
+        const e = exported!;
+        evaluated = await runStage(
+          'evaluate',
+          () => gpu.evaluate({ runId, model: input.model, versionId: t.versionId, validation: e.validation }),
+          (v) => ({ ...v }),
+        );
       }
     }
     if (state.abortRequested) return await finish('aborted', state.abortRequested.reason);

@@ -21,7 +21,9 @@ import { createLogger } from '../../src/log';
 import { startPipeline } from '../../src/services/pipeline-client';
 import { closeServer } from '../../src/services/stack';
 import { installTemporalRuntime } from '../../src/services/temporal-runtime';
-import { createCpuWorker } from '../../src/services/worker';
+import { loadConfig } from '../../src/config';
+import type { GpuActivityDeps } from '../../src/activities/train';
+import { createCpuWorker, createGpuWorker } from '../../src/services/worker';
 import { FileBlobStore } from '../../src/storage';
 import type { BlobStore } from '../../src/storage/blob-store';
 import { statusQuery } from '../../src/workflows/messages';
@@ -96,6 +98,30 @@ export async function startTestWorker(opts: {
 }
 
 /**
+ * Where a GPU worker in a test finds the trainer and the tiny base model, with a scratch folder of its own. One
+ * thread: the tiny model gains nothing from more, and test files run side by side on few cores.
+ */
+export async function testTrainer(): Promise<GpuActivityDeps['trainer']> {
+  return { ...loadConfig({}).trainer, modelsDir: inject('modelsDir'), workDir: await tmpDir('gpu-work-'), threads: 1 };
+}
+
+/** A real GPU worker (train, evaluate through the Python trainer) on its own task queue. */
+export async function startTestGpuWorker(deps: GpuActivityDeps, taskQueue = uid('gpu-')) {
+  const connection = await NativeConnection.connect({ address: inject('temporalAddress') });
+  const worker = await createGpuWorker({ connection, namespace: 'default', taskQueue, deps });
+  const running = worker.run();
+  return {
+    worker,
+    taskQueue,
+    stop: async () => {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await running;
+      await connection.close();
+    },
+  };
+}
+
+/**
  * A worker whose export stage waits until `release()`: the run is observably in flight at `export`, for tests
  * of status, abort and cancellation.
  */
@@ -134,14 +160,21 @@ export async function createTestModel(
   db: Db,
   overrides: Partial<z.input<typeof modelDefinitionSchema>> = {},
 ): Promise<ModelDefinition> {
+  // Training is switched off unless a test asks for it: most pipeline tests are about the data plane, and a
+  // train stage with no GPU worker on its queue would wait for one.
+  const { config, ...rest } = overrides;
   const def = modelDefinitionSchema.parse({
     id: uid('m-'),
     app: uid('app-'),
     baseModel: 'tiny',
     taskFormat: 'chat',
     systemPrompt: 'You are a helpful coach.',
-    config: { validationShare: 0.25 },
-    ...overrides,
+    ...rest,
+    config: {
+      validationShare: 0.25,
+      ...config,
+      stages: { train: false, evaluate: false, ...config?.stages },
+    },
   });
   await upsertModel(db, def);
   return def;

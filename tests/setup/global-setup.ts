@@ -5,6 +5,8 @@ import type { TestProject } from 'vitest/node';
 import { createLogger } from '../../src/log';
 import { startEmbeddedPostgres } from '../../src/services/embedded-postgres';
 import { startTemporalDevServer } from '../../src/services/temporal-dev-server';
+import { loadConfig } from '../../src/config';
+import { ensureTinyBaseModel } from '../../src/services/tiny-model';
 import { bundleWorkflows } from '../../src/services/worker';
 import { freePort } from '../helpers/ports';
 
@@ -14,6 +16,8 @@ declare module 'vitest' {
     temporalAddress: string;
     workflowBundlePath: string;
     tmpRoot: string;
+    /** Holds the tiny base model (`tiny-llama`) that training tests use. */
+    modelsDir: string;
   }
 }
 
@@ -26,6 +30,8 @@ export default async function setup(project: TestProject) {
   const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
   const tmpRoot = await mkdtemp(path.join(os.tmpdir(), 'tuneloop-test-'));
   await chmod(tmpRoot, 0o755); // the embedded server runs as the `postgres` OS user when we are root
+  const modelsDir = path.join(tmpRoot, 'models');
+  const trainer = { ...loadConfig({}).trainer, modelsDir, workDir: path.join(tmpRoot, 'gpu-work') };
   const [pg, temporal, bundle] = await Promise.all([
     freePort().then((port) =>
       startEmbeddedPostgres({ dir: path.join(tmpRoot, 'pg'), port, database: 'postgres', log }),
@@ -41,6 +47,7 @@ export default async function setup(project: TestProject) {
       }),
     ),
     bundleWorkflows(),
+    ensureTinyBaseModel(trainer, log),
   ]);
   const workflowBundlePath = path.join(tmpRoot, 'workflow-bundle.js');
   await writeFile(workflowBundlePath, bundle.code);
@@ -48,6 +55,7 @@ export default async function setup(project: TestProject) {
   project.provide('temporalAddress', temporal.address);
   project.provide('workflowBundlePath', workflowBundlePath);
   project.provide('tmpRoot', tmpRoot);
+  project.provide('modelsDir', modelsDir);
   return async () => {
     await temporal.stop();
     await pg.stop();

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, redactUrl } from '../../src/config';
+import { ConfigError, loadConfig, redactUrl, REPO_ROOT } from '../../src/config';
 
 const cwd = '/srv/app';
 
@@ -32,9 +32,17 @@ describe('loadConfig', () => {
       temporalUiPort: 8233,
       taskQueue: 'tuneloop',
       gpuTaskQueue: 'tuneloop-gpu',
+      gpuHeartbeatTimeoutS: 120,
       store: `file://${path.resolve(cwd, '.tuneloop', 'store')}`,
       s3: null,
       ollamaHost: 'http://127.0.0.1:11434',
+      trainer: {
+        python: path.join(REPO_ROOT, '.tools/py/bin/python'),
+        pythonPath: path.join(REPO_ROOT, 'gpu-worker/src'),
+        workDir: path.resolve(cwd, '.tuneloop', 'gpu-work'),
+        modelsDir: path.resolve(cwd, '.tuneloop', 'models'),
+        threads: null,
+      },
       api: { port: 8080, host: '127.0.0.1', bodyLimit: '1mb' },
       logLevel: 'info',
     });

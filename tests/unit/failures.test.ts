@@ -111,9 +111,12 @@ describe('permanentFailure', () => {
     expect(failure.details).toEqual([{ rows: 0 }]);
   });
 
-  it('treats store integrity problems as retryable and the others as permanent', () => {
+  it('treats store integrity problems, trainer crashes and a held run lock as retryable and the others as permanent', () => {
     // Assert
     expect(PERMANENT_FAILURES).not.toContain(FailureType.STORE_INTEGRITY);
-    expect([...PERMANENT_FAILURES].sort()).toEqual(['CONFIG_INVALID', 'DATASET_INVALID', 'MODEL_NOT_FOUND']);
+    expect(PERMANENT_FAILURES).not.toContain(FailureType.TRAINER_CRASHED);
+    expect(PERMANENT_FAILURES).not.toContain(FailureType.TRAINER_INTERRUPTED);
+    expect(PERMANENT_FAILURES).not.toContain(FailureType.RUN_LOCKED);
+    expect([...PERMANENT_FAILURES].sort()).toEqual(['CONFIG_INVALID', 'DATASET_INVALID', 'GPU_OOM', 'MODEL_NOT_FOUND']);
   });
 });

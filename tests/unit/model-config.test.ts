@@ -1,5 +1,27 @@
 import { describe, expect, it } from 'vitest';
-import { modelDefinitionSchema, parsePipelineConfig, pipelineConfigSchema, slug } from '../../src/domain/model-config';
+import {
+  modelDefinitionSchema,
+  parsePipelineConfig,
+  pipelineConfigSchema,
+  slug,
+  trainingConfigSchema,
+} from '../../src/domain/model-config';
+
+/** The training defaults the issue names: r 16, alpha 32, dropout 0.05, lr 2e-4, 3 epochs, batch 16, length 2048. */
+const TRAINING_DEFAULTS = {
+  method: 'lora',
+  startFrom: 'production',
+  replayFraction: 0.2,
+  lora: { r: 16, alpha: 32, dropout: 0.05 },
+  learningRate: 2e-4,
+  epochs: 3,
+  effectiveBatchSize: 16,
+  microBatchSize: 4,
+  maxLength: 2048,
+  checkpointEverySteps: 50,
+  checkpointEveryMinutes: 10,
+  seed: 0,
+};
 
 const minimal = { id: 'support-bot', app: 'acme', baseModel: 'qwen2.5:0.5b', taskFormat: 'chat' };
 
@@ -22,6 +44,7 @@ describe('modelDefinitionSchema', () => {
         validationShare: 0.1,
         minExamples: 1,
         stages: {},
+        training: TRAINING_DEFAULTS,
         thresholds: { maxLossRegression: 0, minWinRateLowerBound: 0.5 },
       },
     });
@@ -39,8 +62,41 @@ describe('modelDefinitionSchema', () => {
       validationShare: 0.1,
       minExamples: 20,
       stages: { train: false },
+      training: TRAINING_DEFAULTS,
       thresholds: { maxLossRegression: 0.05, minWinRateLowerBound: 0.5 },
     });
+  });
+
+  it('keeps given training fields and fills the rest', () => {
+    // Act
+    const training = trainingConfigSchema.parse({ method: 'qlora', lora: { r: 64 }, epochs: 1 });
+
+    // Assert
+    expect(training).toEqual({
+      ...TRAINING_DEFAULTS,
+      method: 'qlora',
+      lora: { r: 64, alpha: 32, dropout: 0.05 },
+      epochs: 1,
+    });
+  });
+
+  it.each([
+    [{ method: 'full' }, 'method'],
+    [{ lora: { r: 0 } }, 'lora.r'],
+    [{ lora: { dropout: 1 } }, 'lora.dropout'],
+    [{ learningRate: 0 }, 'learningRate'],
+    [{ effectiveBatchSize: 10, microBatchSize: 4 }, 'effectiveBatchSize'],
+    [{ maxLength: 8 }, 'maxLength'],
+    [{ replayFraction: 1.5 }, 'replayFraction'],
+    [{ epochs: 2.5 }, 'epochs'],
+    [{ lr: 1e-4 }, ''],
+  ])('rejects the bad training config %j, naming %s', (training, field) => {
+    // Act
+    const r = trainingConfigSchema.safeParse(training);
+
+    // Assert
+    expect(r.success).toBe(false);
+    expect(r.error!.issues[0]!.path.join('.')).toBe(field);
   });
 
   it('does not share default objects between parses', () => {

@@ -84,9 +84,10 @@ describe('TrainingPipeline on the real Temporal dev server', () => {
     const dbRun = await db.selectFrom('runs').selectAll().where('id', '=', first.runId).executeTakeFirstOrThrow();
     expect(dbRun.status).toBe('succeeded');
 
-    // anonymize ran over every consented row; stages not built yet say so.
+    // anonymize ran over every consented row; stages switched off or not built yet say so.
     const byName = Object.fromEntries(first.stages.map((s) => [s.name, s]));
-    expect(byName.train).toMatchObject({ status: 'skipped', reason: expect.stringContaining('not built yet') });
+    expect(byName.train).toMatchObject({ status: 'skipped', reason: 'switched off in the model config' });
+    expect(byName.register).toMatchObject({ status: 'skipped', reason: expect.stringContaining('not built yet') });
     expect(byName.anonymize).toMatchObject({ status: 'succeeded', summary: { rows: 3, considered: 3 } });
     expect(byName.export!.status).toBe('succeeded');
 

@@ -1,0 +1,188 @@
+import { createReadStream } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Context } from '@temporalio/activity';
+import { sql } from 'kysely';
+import type { ChatMessage } from '../db/database';
+import { parsePipelineConfig } from '../domain/model-config';
+import { downloadDir, ensureLocalCopy } from './artifacts';
+import { activityLog } from './deps';
+import type { SplitSummary } from './export';
+import { FailureType, permanentFailure, retryableFailure } from './failures';
+import { requireModel } from './lookups';
+import { linesOf } from './staging';
+import { resolveBaseModel, type GpuActivityDeps } from './train';
+import { describeExit, startTrainer, TRAINER_EXIT, type TrainerEvent } from './trainer-process';
+
+export interface EvaluateInput {
+  runId: string;
+  model: string;
+  versionId: string;
+  validation: SplitSummary;
+}
+
+export interface VersionMetrics {
+  loss: number | null;
+  perplexity: number | null;
+  tokens: number | null;
+  jsonValidRate?: number | null;
+}
+
+export interface EvaluateSummary {
+  candidate: VersionMetrics;
+  /** `production` when a version is in production, else `base`. */
+  baselineName: 'production' | 'base';
+  baseline: VersionMetrics;
+  /** Greedy generations of both for the validation prompts, JSONL, for the judge (issue: evaluate and gate). */
+  generationsKey: string | null;
+  prompts: number;
+}
+
+/** Validation prompts the generations are made for: each row's conversation up to its last assistant turn. */
+const MAX_PROMPTS = 16;
+
+export function createEvaluateActivities(deps: GpuActivityDeps) {
+  return {
+    /**
+     * evaluate: held-out loss and perplexity of the candidate and of what it would replace (the production
+     * version, or the base model on the first run) on the validation split, and greedy generations of both for
+     * the judge. Idempotent: the same inputs give the same numbers and the same generations object.
+     */
+    async evaluate(input: EvaluateInput): Promise<EvaluateSummary> {
+      const ctx = Context.current();
+      const log = activityLog(deps, { model: input.model, runId: input.runId });
+      const model = await requireModel(deps.db, input.model);
+      const base = await resolveBaseModel(model.base_model, deps.trainer.modelsDir);
+      const candidate = await deps.db
+        .selectFrom('model_versions')
+        .select(['id', 'version', 'adapter_key', 'metrics'])
+        .where('id', '=', input.versionId)
+        .executeTakeFirst();
+      if (!candidate?.adapter_key) {
+        throw permanentFailure(FailureType.DATASET_INVALID, `model version ${input.versionId} has no adapter`);
+      }
+      const production = await deps.db
+        .selectFrom('aliases as a')
+        .innerJoin('model_versions as v', 'v.id', 'a.version_id')
+        .select(['v.version', 'v.adapter_key'])
+        .where('a.model_id', '=', input.model)
+        .where('a.name', '=', 'production')
+        .executeTakeFirst();
+
+      const work = path.join(deps.trainer.workDir, 'eval', input.runId);
+      await mkdir(work, { recursive: true });
+      try {
+        const versions: Record<string, string | null> = {};
+        versions.candidate = path.join(work, 'candidate');
+        await downloadDir(deps.store, candidate.adapter_key, versions.candidate);
+        const baselineName = production?.adapter_key ? 'production' : 'base';
+        if (production?.adapter_key) {
+          versions.production = path.join(work, 'production');
+          await downloadDir(deps.store, production.adapter_key, versions.production);
+        } else {
+          versions.base = null;
+        }
+        ctx.heartbeat({ phase: 'downloaded' });
+
+        let validationFile: string | null = null;
+        let promptsFile: string | null = null;
+        let prompts = 0;
+        if (input.validation.count > 0) {
+          validationFile = path.join(work, 'validation.jsonl');
+          await ensureLocalCopy(deps.store, input.validation.key, validationFile, input.validation.sha256);
+          const lines: string[] = [];
+          for await (const line of linesOf(createReadStream(validationFile))) {
+            if (lines.length >= MAX_PROMPTS) break;
+            const messages = (JSON.parse(line) as { messages: ChatMessage[] }).messages;
+            const last = messages.map((m) => m.role).lastIndexOf('assistant');
+            if (last > 0) lines.push(JSON.stringify({ id: `v${lines.length + 1}`, messages: messages.slice(0, last) }));
+          }
+          prompts = lines.length;
+          if (prompts > 0) {
+            promptsFile = path.join(work, 'prompts.jsonl');
+            await writeFile(promptsFile, lines.join('\n') + '\n');
+          }
+        }
+        const generations = path.join(work, 'generations.jsonl');
+        const configFile = path.join(work, 'eval-config.json');
+        await writeFile(
+          configFile,
+          JSON.stringify(
+            {
+              base_model: base,
+              versions,
+              validation_file: validationFile,
+              prompts_file: promptsFile,
+              output_file: generations,
+              max_new_tokens: 128,
+              max_length: parsePipelineConfig(model.config).training.maxLength,
+              output_schema: model.output_schema ?? null,
+            },
+            null,
+            2,
+          ),
+        );
+
+        const evals = new Map<string, TrainerEvent>();
+        const proc = startTrainer({
+          trainer: deps.trainer,
+          command: 'evaluate',
+          args: ['--config', configFile],
+          cwd: work,
+          log,
+          onEvent: (e) => {
+            if (e.event === 'eval') {
+              evals.set(String(e.version), e);
+              ctx.heartbeat({ phase: 'evaluated', version: e.version });
+            }
+          },
+        });
+        const beat = setInterval(() => ctx.heartbeat({ phase: 'evaluating', versions: [...evals.keys()] }), 10_000);
+        const onCancel = () => proc.interrupt();
+        ctx.cancellationSignal.addEventListener('abort', onCancel, { once: true });
+        const x = await proc.exited.finally(() => {
+          clearInterval(beat);
+          ctx.cancellationSignal.removeEventListener('abort', onCancel);
+        });
+        if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
+        if (x.code !== TRAINER_EXIT.OK) {
+          const message = describeExit('trainer evaluate', x);
+          throw x.code === TRAINER_EXIT.BAD_INPUT
+            ? permanentFailure(FailureType.CONFIG_INVALID, message)
+            : retryableFailure(FailureType.TRAINER_CRASHED, message);
+        }
+        const metricsOf = (name: string): VersionMetrics => {
+          const e = evals.get(name);
+          const num = (v: unknown) => (typeof v === 'number' ? v : null);
+          return {
+            loss: num(e?.loss),
+            perplexity: num(e?.perplexity),
+            tokens: num(e?.tokens),
+            ...(e && 'json_valid_rate' in e ? { jsonValidRate: num(e.json_valid_rate) } : {}),
+          };
+        };
+        let generationsKey: string | null = null;
+        if (promptsFile) {
+          generationsKey = `runs/${input.runId}/eval/generations.jsonl`;
+          await deps.store.put(generationsKey, createReadStream(generations), { contentType: 'application/x-ndjson' });
+        }
+        const summary: EvaluateSummary = {
+          candidate: metricsOf('candidate'),
+          baselineName,
+          baseline: metricsOf(baselineName),
+          generationsKey,
+          prompts,
+        };
+        await deps.db
+          .updateTable('model_versions')
+          .set({ metrics: sql`coalesce(metrics, '{}'::jsonb) || ${JSON.stringify({ eval: summary })}::jsonb` })
+          .where('id', '=', input.versionId)
+          .execute();
+        log.info({ candidate: summary.candidate, baseline: summary.baseline, baselineName }, 'evaluated');
+        return summary;
+      } finally {
+        await rm(work, { recursive: true, force: true });
+      }
+    },
+  };
+}

@@ -1,0 +1,417 @@
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Context } from '@temporalio/activity';
+import { sql } from 'kysely';
+import type { Config } from '../config';
+import type { Db } from '../db/pool';
+import { parsePipelineConfig, type TrainingConfig } from '../domain/model-config';
+import type { Logger } from '../log';
+import { downloadDir, ensureLocalCopy, uploadDir, writeManifestFor } from './artifacts';
+import { findResumePoint, pruneCheckpoints, uploadCheckpoint } from './checkpoints';
+import type { ActivityDeps } from './deps';
+import { activityLog } from './deps';
+import type { DatasetManifest, SplitSummary } from './export';
+import { FailureType, permanentFailure, retryableFailure } from './failures';
+import { requireModel } from './lookups';
+import { describeExit, startTrainer, TRAINER_EXIT, type TrainerEvent, type TrainerExit } from './trainer-process';
+
+/** What the GPU worker's activities need beyond the CPU ones: where the trainer is and where it may write. */
+export interface GpuActivityDeps extends ActivityDeps {
+  trainer: Config['trainer'];
+}
+
+export interface TrainInput {
+  runId: string;
+  model: string;
+  datasetId: string;
+  train: SplitSummary;
+  validation: SplitSummary;
+}
+
+/** Heartbeat details: what the Temporal UI shows, and what the next attempt resumes from. */
+export interface TrainProgress {
+  attempt: number;
+  step: number;
+  totalSteps: number | null;
+  loss: number | null;
+  tokensPerS: number | null;
+  etaS: number | null;
+  /** The newest checkpoint known to be complete in the store. */
+  checkpointStep: number | null;
+  checkpointKey: string | null;
+  /** Optimizer steps executed by every attempt so far (steps redone after a crash count twice). */
+  stepsExecuted: number;
+}
+
+export interface TrainSummary {
+  versionId: string;
+  version: string;
+  adapterKey: string;
+  totalSteps: number;
+  stepsExecuted: number;
+  attempts: number;
+  resumedFrom: number | null;
+  metrics: Record<string, unknown>;
+}
+
+const HEARTBEAT_EVERY_MS = 10_000;
+/** How long an interrupted trainer may take to write its checkpoint before it is killed. */
+const INTERRUPT_GRACE_MS = 5 * 60_000;
+
+const BAD_INPUT_TYPES: Record<string, FailureType> = {
+  CONFIG_INVALID: FailureType.CONFIG_INVALID,
+  DATASET_INVALID: FailureType.DATASET_INVALID,
+  MODEL_INVALID: FailureType.CONFIG_INVALID,
+  CHECKPOINT_INVALID: FailureType.STORE_INTEGRITY,
+};
+
+export const adapterKey = (model: string, version: string) => `models/${model}/versions/${version}/adapter/`;
+
+/** A version name that sorts by date and says which run made it: `r20261123-1a2b3c4d`. */
+export function versionName(runId: string, startedAt: Date): string {
+  const d = startedAt.toISOString().slice(0, 10).replaceAll('-', '');
+  return `r${d}-${runId
+    .replace(/[^a-z0-9]/gi, '')
+    .slice(0, 8)
+    .toLowerCase()}`;
+}
+
+/** A base model is a directory on the GPU host: absolute, or relative to TUNELOOP_MODELS_DIR. */
+export async function resolveBaseModel(baseModel: string, modelsDir: string): Promise<string> {
+  const dir = path.resolve(modelsDir, baseModel);
+  const ok = await stat(path.join(dir, 'config.json')).then(
+    (s) => s.isFile(),
+    () => false,
+  );
+  if (!ok) {
+    throw permanentFailure(
+      FailureType.CONFIG_INVALID,
+      `base model ${baseModel}: no model directory (config.json) at ${dir} on this GPU host`,
+    );
+  }
+  return dir;
+}
+
+/**
+ * Holds a PostgreSQL advisory lock for the run while fn runs, on a connection of its own: two trainers never
+ * train the same run at once, on one host or two. If this process dies, its connection closes and the lock with it.
+ */
+export async function withRunLock<T>(db: Db, key: string, fn: () => Promise<T>): Promise<T> {
+  return db.connection().execute(async (conn) => {
+    const r = await sql<{ ok: boolean }>`select pg_try_advisory_lock(hashtextextended(${key}, 0)) as ok`.execute(conn);
+    if (!r.rows[0]?.ok) throw retryableFailure(FailureType.RUN_LOCKED, `${key} is held by another trainer`);
+    try {
+      return await fn();
+    } finally {
+      await sql`select pg_advisory_unlock(hashtextextended(${key}, 0))`.execute(conn).catch(() => undefined);
+    }
+  });
+}
+
+/**
+ * A trainer that outlived its worker (the worker was killed; the trainer got SIGTERM from the parent-death signal
+ * and is writing its last checkpoint) still owns the run folder. Wait for it, so its checkpoint is the resume
+ * point and two trainers never share the folder.
+ */
+async function waitForOrphan(pidFile: string, log: Logger, beat: () => void): Promise<void> {
+  const pid = Number(await readFile(pidFile, 'utf8').catch(() => ''));
+  if (!Number.isInteger(pid) || pid <= 1) return;
+  const isOurs = async () =>
+    (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).includes('tuneloop_trainer');
+  if (!(await isOurs())) return;
+  log.warn({ pid }, 'a trainer from an earlier attempt is still running; waiting for it to checkpoint and exit');
+  const deadline = Date.now() + INTERRUPT_GRACE_MS;
+  try {
+    process.kill(-pid, 'SIGTERM');
+  } catch {
+    // gone already
+  }
+  while ((await isOurs()) && Date.now() < deadline) {
+    beat();
+    await sleep(500);
+  }
+  if (await isOurs()) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+}
+
+/** The trainer's config file (gpu-worker/src/tuneloop_trainer/config.py validates it again). */
+function trainerConfig(o: {
+  runId: string;
+  base: string;
+  trainFile: string;
+  validationFile: string | null;
+  outputDir: string;
+  initAdapter: string | null;
+  replayFile: string | null;
+  t: TrainingConfig;
+}) {
+  return {
+    run_id: o.runId,
+    base_model: o.base,
+    train_file: o.trainFile,
+    validation_file: o.validationFile,
+    output_dir: o.outputDir,
+    method: o.t.method,
+    lora: { r: o.t.lora.r, alpha: o.t.lora.alpha, dropout: o.t.lora.dropout },
+    init_adapter: o.initAdapter,
+    replay_file: o.replayFile,
+    replay_fraction: o.t.replayFraction,
+    learning_rate: o.t.learningRate,
+    epochs: o.t.epochs,
+    effective_batch_size: o.t.effectiveBatchSize,
+    micro_batch_size: o.t.microBatchSize,
+    max_length: o.t.maxLength,
+    max_steps: o.t.maxSteps ?? null,
+    checkpoint_every_steps: o.t.checkpointEverySteps,
+    checkpoint_every_minutes: o.t.checkpointEveryMinutes,
+    seed: o.t.seed,
+  };
+}
+
+/** The adapter and train object of the version now in production, for incremental training and replay. */
+async function productionVersion(db: Db, model: string) {
+  return db
+    .selectFrom('aliases as a')
+    .innerJoin('model_versions as v', 'v.id', 'a.version_id')
+    .leftJoin('datasets as d', 'd.id', 'v.dataset_id')
+    .select(['v.id', 'v.version', 'v.adapter_key', 'd.manifest'])
+    .where('a.model_id', '=', model)
+    .where('a.name', '=', 'production')
+    .executeTakeFirst();
+}
+
+export function createTrainActivities(deps: GpuActivityDeps) {
+  return {
+    /**
+     * train: fine-tunes the model on the exported dataset with the Python trainer, heartbeating its progress,
+     * uploading each checkpoint (files first, manifest last) and keeping the newest three. A retry, on this host
+     * or another, resumes from the newest checkpoint that verifies. The finished adapter goes to the store under
+     * the new model version's key, and the version is recorded as a candidate.
+     */
+    async train(input: TrainInput): Promise<TrainSummary> {
+      const ctx = Context.current();
+      const attempt = ctx.info.attempt;
+      const log = activityLog(deps, { model: input.model, runId: input.runId });
+      const model = await requireModel(deps.db, input.model);
+      const t = parsePipelineConfig(model.config).training;
+      const base = await resolveBaseModel(model.base_model, deps.trainer.modelsDir);
+      const run = await deps.db
+        .selectFrom('runs')
+        .select('started_at')
+        .where('id', '=', input.runId)
+        .executeTakeFirst();
+      if (!run) throw permanentFailure(FailureType.DATASET_INVALID, `run ${input.runId} was never recorded`);
+      const version = versionName(input.runId, new Date(run.started_at));
+      const prev = (ctx.info.heartbeatDetails ?? null) as TrainProgress | null;
+
+      return withRunLock(deps.db, `train:${input.runId}`, async () => {
+        const work = path.join(deps.trainer.workDir, 'runs', input.runId);
+        const out = path.join(work, 'out');
+        await mkdir(path.join(work, 'data'), { recursive: true });
+        await mkdir(out, { recursive: true });
+        const pidFile = path.join(work, 'trainer.pid');
+        const progress: TrainProgress = {
+          attempt,
+          step: prev?.checkpointStep ?? 0,
+          totalSteps: prev?.totalSteps ?? null,
+          loss: null,
+          tokensPerS: null,
+          etaS: null,
+          checkpointStep: prev?.checkpointStep ?? null,
+          checkpointKey: prev?.checkpointKey ?? null,
+          stepsExecuted: prev?.stepsExecuted ?? 0,
+        };
+        const beat = () => ctx.heartbeat(progress);
+        beat();
+        await waitForOrphan(pidFile, log, beat);
+
+        // Inputs on local disk, each checked against the sha256 export recorded.
+        const trainFile = path.join(work, 'data', 'train.jsonl');
+        await ensureLocalCopy(deps.store, input.train.key, trainFile, input.train.sha256);
+        let validationFile: string | null = null;
+        if (input.validation.count > 0) {
+          validationFile = path.join(work, 'data', 'validation.jsonl');
+          await ensureLocalCopy(deps.store, input.validation.key, validationFile, input.validation.sha256);
+        }
+        let initAdapter: string | null = null;
+        let replayFile: string | null = null;
+        if (t.startFrom === 'production') {
+          const prod = await productionVersion(deps.db, input.model);
+          if (prod?.adapter_key) {
+            initAdapter = path.join(work, 'init-adapter');
+            if (!existsSync(initAdapter)) await downloadDir(deps.store, prod.adapter_key, initAdapter);
+            const replay = (prod.manifest as Partial<DatasetManifest> | null)?.splits?.train;
+            if (replay && t.replayFraction > 0) {
+              replayFile = path.join(work, 'data', 'replay.jsonl');
+              await ensureLocalCopy(deps.store, replay.key, replayFile, replay.sha256);
+            }
+          }
+        }
+        beat();
+
+        const resume = await findResumePoint(
+          { store: deps.store, log },
+          input.runId,
+          path.join(out, 'checkpoints'),
+          path.join(work, 'resume'),
+          prev?.checkpointStep != null ? { step: prev.checkpointStep } : null,
+        );
+        if (resume) log.info({ step: resume.step, from: resume.from }, 'resuming from a checkpoint');
+        const configFile = path.join(work, 'train-config.json');
+        await writeFile(
+          configFile,
+          JSON.stringify(
+            trainerConfig({
+              runId: input.runId,
+              base,
+              trainFile,
+              validationFile,
+              outputDir: out,
+              initAdapter,
+              replayFile,
+              t,
+            }),
+            null,
+            2,
+          ),
+        );
+
+        // Checkpoint uploads run one after another beside the training, never blocking the trainer's output.
+        let uploads: Promise<void> = Promise.resolve();
+        let uploadError: unknown = null;
+        const startStep = resume?.step ?? 0;
+        const onEvent = (e: TrainerEvent) => {
+          if (e.event === 'progress') {
+            progress.step = Number(e.step);
+            progress.totalSteps = Number(e.total);
+            progress.loss = typeof e.loss === 'number' ? e.loss : null;
+            progress.tokensPerS = typeof e.tokens_per_s === 'number' ? e.tokens_per_s : null;
+            progress.etaS = typeof e.eta_s === 'number' ? e.eta_s : null;
+            log.debug(
+              { attempt, step: progress.step, total: progress.totalSteps, loss: progress.loss },
+              'trainer progress',
+            );
+            beat();
+          } else if (e.event === 'start') {
+            progress.totalSteps = Number(e.total_steps);
+            log.info({ attempt, step: e.step, total: e.total_steps, resumedFrom: e.resumed_from }, 'trainer started');
+          } else if (e.event === 'checkpoint') {
+            const dir = String(e.path);
+            uploads = uploads.then(async () => {
+              if (uploadError) return;
+              try {
+                const up = await uploadCheckpoint(deps, input.runId, dir);
+                await pruneCheckpoints(deps, input.runId);
+                if (up.step >= (progress.checkpointStep ?? -1)) {
+                  progress.checkpointStep = up.step;
+                  progress.checkpointKey = up.key;
+                }
+                log.info({ step: up.step, key: up.key, bytes: up.bytes, reason: e.reason }, 'checkpoint uploaded');
+                beat();
+              } catch (err) {
+                uploadError = err;
+                log.error({ err, dir }, 'checkpoint upload failed');
+              }
+            });
+          }
+        };
+
+        const proc = startTrainer({
+          trainer: deps.trainer,
+          command: 'train',
+          args: ['--config', configFile, ...(resume ? ['--resume', resume.dir] : [])],
+          cwd: work,
+          log,
+          onEvent,
+        });
+        await writeFile(pidFile, String(proc.pid));
+        const timer = setInterval(beat, HEARTBEAT_EVERY_MS);
+        let killTimer: NodeJS.Timeout | undefined;
+        const onCancel = () => {
+          log.info(
+            { reason: String(ctx.cancellationSignal.reason) },
+            'cancelled: asking the trainer to checkpoint and stop',
+          );
+          proc.interrupt();
+          killTimer = setTimeout(() => proc.kill(), INTERRUPT_GRACE_MS);
+        };
+        ctx.cancellationSignal.addEventListener('abort', onCancel, { once: true });
+        let x: TrainerExit;
+        try {
+          x = await proc.exited;
+          await uploads;
+        } finally {
+          clearInterval(timer);
+          clearTimeout(killTimer);
+          ctx.cancellationSignal.removeEventListener('abort', onCancel);
+          await rm(pidFile, { force: true });
+        }
+        progress.stepsExecuted += Math.max(0, progress.step - startStep);
+        beat();
+        if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
+        if (uploadError) throw uploadError;
+        if (x.code !== TRAINER_EXIT.OK) throw trainerFailure(x);
+
+        const done = x.done;
+        if (!done) throw retryableFailure(FailureType.TRAINER_CRASHED, 'the trainer exited 0 without a done event');
+        const adapterDir = String(
+          (done.outputs as Record<string, unknown> | undefined)?.adapter_dir ?? path.join(out, 'adapter'),
+        );
+        await writeManifestFor(adapterDir, { model: input.model, version, runId: input.runId });
+        const key = adapterKey(input.model, version);
+        await uploadDir(deps.store, adapterDir, key);
+        const metrics = (done.metrics ?? {}) as Record<string, unknown>;
+        const row = await deps.db
+          .insertInto('model_versions')
+          .values({
+            model_id: input.model,
+            version,
+            run_id: input.runId,
+            dataset_id: input.datasetId,
+            status: 'candidate',
+            adapter_key: key,
+            ollama_tag: null,
+            metrics: JSON.stringify({ train: metrics }),
+          })
+          .onConflict((oc) =>
+            oc
+              .columns(['model_id', 'version'])
+              .doUpdateSet({ adapter_key: key, metrics: JSON.stringify({ train: metrics }) }),
+          )
+          .returning('id')
+          .executeTakeFirstOrThrow();
+        log.info({ version, steps: progress.step, executed: progress.stepsExecuted }, 'trained');
+        // The store holds the checkpoints and the adapter now; the host's copy is scratch.
+        await rm(work, { recursive: true, force: true });
+        return {
+          versionId: row.id,
+          version,
+          adapterKey: key,
+          totalSteps: progress.totalSteps ?? progress.step,
+          stepsExecuted: progress.stepsExecuted,
+          attempts: attempt,
+          resumedFrom: resume?.step ?? null,
+          metrics,
+        };
+      });
+    },
+  };
+}
+
+/** Bad input is permanent (the type says which); an interruption or a crash is retried from the newest checkpoint. */
+function trainerFailure(x: TrainerExit) {
+  const message = describeExit('the trainer', x);
+  if (x.code === TRAINER_EXIT.BAD_INPUT) {
+    return permanentFailure(BAD_INPUT_TYPES[x.error?.type ?? ''] ?? FailureType.CONFIG_INVALID, message);
+  }
+  if (x.error?.type === 'GPU_OOM') return permanentFailure(FailureType.GPU_OOM, message);
+  if (x.code === TRAINER_EXIT.INTERRUPTED) return retryableFailure(FailureType.TRAINER_INTERRUPTED, message);
+  return retryableFailure(FailureType.TRAINER_CRASHED, message);
+}
