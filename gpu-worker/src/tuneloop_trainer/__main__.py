@@ -5,6 +5,8 @@
     python -m tuneloop_trainer evaluate --config FILE
     python -m tuneloop_trainer export --adapter DIR --out DIR [--merge --base DIR]
     python -m tuneloop_trainer bench --config FILE
+    python -m tuneloop_trainer ollama-stage --base DIR [--adapter DIR] --out DIR [--merge auto|always|never]
+    python -m tuneloop_trainer parity --config FILE
 
 Each prints JSON lines on stdout (see protocol.py) and logs on stderr; `python -m tuneloop_trainer CMD --help` for
 a command's flags. Heavy imports (torch, transformers) happen inside each command, after its arguments and config
@@ -27,6 +29,8 @@ COMMANDS = {
     "evaluate": "evaluate",
     "export": "export",
     "bench": "bench",
+    "ollama-stage": "ollama",
+    "parity": "parity",
 }
 
 

@@ -1,0 +1,349 @@
+"""parity: do Ollama's greedy answers come from the model the trainer knows? The register stage's check.
+
+    python -m tuneloop_trainer parity --config parity.json
+
+parity.json (unknown keys are refused):
+    {
+      "base_model": "/models/tiny",
+      "adapter": "/adapters/r7" | null,
+      "cases": [{"id": "v1", "messages": [...ending with a user turn...],
+                 "ollama": {"content": "...", "done": true, "done_reason": "stop" | "length" | null,
+                            "prompt_tokens": 23}}],
+      "max_new_tokens": 24,             # what the driver asked of Ollama (num_predict)
+      "logit_tolerance": 0.05,          # see below
+      "stop": ["<|im_start|>", "<|im_end|>"]   # the stop strings Ollama was given
+    }
+
+For each case, against the trainer's model (base + adapter, fp32 on CPU, the model's dtype on GPU):
+1. Prompt: the prompt must be as many tokens for Ollama (prompt_eval_count) as data.encode_prompt makes it. A
+   different chat template, a BOS added on one side only or a missing system turn changes the count.
+2. Answer: the trainer's own greedy answer, turned into text exactly as Ollama's runner does it (OllamaDecoder:
+   end-of-generation tokens, stop strings, held and dropped partial UTF-8), must equal Ollama's. Ollama computes
+   with float16 weights, so where two tokens' logits are within a rounding error of each other it may pick the
+   other; so where the greedy path leaves Ollama's answer, a token that stays on it is taken if its logit is within
+   `logit_tolerance` of the best, and greedy decoding goes on from there (at most 8 times). A wrong template, wrong
+   stop tokens or wrong weights miss by whole units of logit.
+
+Prints `done` {"metrics": {"cases", "exact", "near_tie", "failed"}, "cases": [{"id", "ok", "how", "reason"?,
+"trainer", "ollama", "prompt_tokens": {"trainer", "ollama"}, "position"?}]}. Exit 0 whatever the verdict (the
+driver decides); 2 for a bad config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .data import encode_prompt, validate_messages
+from .protocol import BadInput, ErrorType, emit
+
+log = logging.getLogger("tuneloop_trainer.parity")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="parity config (JSON); see the module docstring")
+
+
+def main(args: argparse.Namespace) -> int:
+    config = ParityConfig.from_file(args.config)
+    result = check(config)
+    emit("done", **result)
+    return 0
+
+
+def _bad(field: str, message: str) -> BadInput:
+    return BadInput(message, type=ErrorType.CONFIG_INVALID, field=field)
+
+
+@dataclass
+class ParityConfig:
+    base_model: str
+    cases: list[dict]
+    adapter: str | None = None
+    max_new_tokens: int = 24
+    logit_tolerance: float = 0.05
+    stop: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.base_model, str) or not (Path(self.base_model) / "config.json").is_file():
+            raise _bad("base_model", f"{self.base_model!r} is not a model directory (no config.json)")
+        if self.adapter is not None and not (Path(str(self.adapter)) / "adapter_config.json").is_file():
+            raise _bad("adapter", f"{self.adapter!r} is not an adapter directory (no adapter_config.json)")
+        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise _bad("max_new_tokens", f"must be a positive integer, got {self.max_new_tokens!r}")
+        tol = self.logit_tolerance
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol <= 10:
+            raise _bad("logit_tolerance", f"must be a number in [0, 10], got {tol!r}")
+        if not isinstance(self.stop, list) or not all(isinstance(x, str) and x for x in self.stop):
+            raise _bad("stop", f"must be a list of non-empty strings, got {self.stop!r}")
+        if not isinstance(self.cases, list) or not self.cases:
+            raise _bad("cases", "must be a non-empty list")
+        for i, case in enumerate(self.cases):
+            where = f"cases[{i}]"
+            if not isinstance(case, dict) or not isinstance(case.get("id"), str):
+                raise _bad(where, 'must be an object with a string "id"')
+            validate_messages(case.get("messages"), where, final_role="user")
+            answer = case.get("ollama")
+            if not isinstance(answer, dict) or not isinstance(answer.get("content"), str):
+                raise _bad(f"{where}.ollama", 'must be an object with a string "content"')
+            pt = answer.get("prompt_tokens")
+            if pt is not None and (isinstance(pt, bool) or not isinstance(pt, int) or pt < 0):
+                raise _bad(f"{where}.ollama.prompt_tokens", f"must be a count or null, got {pt!r}")
+
+    @classmethod
+    def from_file(cls, path: str) -> ParityConfig:
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise _bad("--config", f"cannot read {path} as JSON: {err}") from None
+        if not isinstance(raw, dict):
+            raise _bad("--config", "the config must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise _bad(unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
+        for required in ("base_model", "cases"):
+            if required not in raw:
+                raise _bad(required, "is required")
+        return cls(**raw)
+
+
+class OllamaDecoder:
+    """Turns token ids into the text Ollama v0.11.4's llama runner sends (runner/llamarunner/runner.go): a token in
+    `eog` ends the answer unseen; other tokens' bytes (special tokens as their text) collect in a pending buffer
+    that is held while it ends in an incomplete UTF-8 character or in the start of a stop string, and is otherwise
+    flushed with bytes cut from its end until it is valid UTF-8 (which can drop a whole following piece); a stop
+    string ends the answer and is cut out."""
+
+    def __init__(self, tokenizer: Any, eog: list[int], stop_strings: list[str]) -> None:
+        self.tokenizer = tokenizer
+        self.eog = set(eog)
+        self.stops = [s.encode("utf-8") for s in stop_strings if s]
+        self._bytes: dict[int, bytes] = {}
+        self._byte_decoder = _byte_decoder(tokenizer)
+
+    def piece(self, token: int) -> bytes:
+        if token not in self._bytes:
+            added = self.tokenizer.added_tokens_decoder.get(token)
+            if added is not None:
+                raw = added.content.encode("utf-8")
+            else:
+                text = self.tokenizer.convert_ids_to_tokens(token)
+                raw = _token_bytes(text, self._byte_decoder, self.tokenizer, token)
+            self._bytes[token] = raw
+        return self._bytes[token]
+
+    def decode(self, ids: list[int], *, finished: bool = False) -> tuple[str, bool]:
+        """(text sent after the tokens `ids`, whether they end the answer). `finished`: generation stopped after
+        them (the token limit), so held bytes are flushed too."""
+        out = b""
+        pending = b""
+        for token in ids:
+            if token in self.eog:
+                return (out + _valid_prefix(pending)).decode("utf-8"), True
+            pending += self.piece(token)
+            hits = [pending.index(s) for s in self.stops if s in pending]
+            if hits:
+                return (out + _valid_prefix(pending[: min(hits)])).decode("utf-8"), True
+            if _incomplete_utf8(pending) or any(
+                pending.endswith(s[:i]) for s in self.stops for i in range(1, len(s) + 1)
+            ):
+                continue
+            out += _valid_prefix(pending)
+            pending = b""
+        if finished:
+            out += _valid_prefix(pending)
+        return out.decode("utf-8"), False
+
+
+def _valid_prefix(data: bytes) -> bytes:
+    """flushPending: bytes are cut from the end until what is left is valid UTF-8."""
+    while data:
+        try:
+            data.decode("utf-8")
+            return data
+        except UnicodeDecodeError:
+            data = data[:-1]
+    return data
+
+
+def _incomplete_utf8(data: bytes) -> bool:
+    """common.IncompleteUnicode: the last (up to 4) bytes start a multi-byte character that is not finished."""
+    for i in range(1, min(4, len(data)) + 1):
+        c = data[-i]
+        if c & 0xC0 == 0x80:
+            continue
+        if c & 0xE0 == 0xC0:
+            return i < 2
+        if c & 0xF0 == 0xE0:
+            return i < 3
+        if c & 0xF8 == 0xF0:
+            return i < 4
+        return False
+    return False
+
+
+def _byte_decoder(tokenizer: Any) -> dict[str, int]:
+    """Byte-level BPE's alphabet (GPT-2's: printable bytes stand for themselves, the others are shifted up past
+    255), reversed: token text → bytes."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars = {b: b for b in printable}
+    shift = 0
+    for b in range(256):
+        if b not in chars:
+            chars[b] = 256 + shift
+            shift += 1
+    return {chr(c): b for b, c in chars.items()}
+
+
+def _is_byte_level(tokenizer: Any) -> bool:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    decoder = getattr(backend, "decoder", None)
+    return decoder is not None and "ByteLevel" in repr(decoder)
+
+
+def _token_bytes(text: str, byte_decoder: dict[str, int], tokenizer: Any, token: int) -> bytes:
+    if text.startswith("<0x") and text.endswith(">") and len(text) == 6:  # sentencepiece byte fallback
+        return bytes([int(text[3:5], 16)])
+    if _is_byte_level(tokenizer) and all(ch in byte_decoder for ch in text):
+        return bytes(byte_decoder[ch] for ch in text)
+    return tokenizer.decode([token]).encode("utf-8")
+
+
+def check(config: ParityConfig) -> dict[str, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from .evaluate import _load_adapter, stop_token_ids
+
+    hf_logging.disable_progress_bar()
+    tokenizer = AutoTokenizer.from_pretrained(config.base_model)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = AutoModelForCausalLM.from_pretrained(config.base_model, dtype="auto" if device == "cuda" else torch.float32)
+    model = model.to(device).eval()
+    if config.adapter is not None:
+        model = _load_adapter(model, None, config.adapter, "candidate", "adapter")
+        model.eval()
+    decoder = OllamaDecoder(tokenizer, stop_token_ids(model, tokenizer), config.stop)
+    with torch.inference_mode():
+        results = [Case(model, tokenizer, decoder, case, config, device).check() for case in config.cases]
+    failed = [r for r in results if not r["ok"]]
+    for r in failed:
+        log.warning("parity %s: %s", r["id"], r["reason"])
+    return {
+        "metrics": {
+            "cases": len(results),
+            "exact": sum(1 for r in results if r["how"] == "exact"),
+            "near_tie": sum(1 for r in results if r["how"] == "near_tie"),
+            "failed": len(failed),
+        },
+        "cases": results,
+    }
+
+
+MAX_DEVIATIONS = 8
+
+
+class Case:
+    """One prompt: the trainer's greedy answer, and whether Ollama's answer is one the model could give greedily."""
+
+    def __init__(self, model: Any, tokenizer: Any, decoder: OllamaDecoder, case: dict, config: ParityConfig,
+                 device: str) -> None:  # fmt: skip
+        self.model, self.tokenizer, self.decoder, self.config, self.device = model, tokenizer, decoder, config, device
+        self.case = case
+        self.prompt = encode_prompt(tokenizer, case["messages"])
+        self.theirs = case["ollama"]["content"]
+        # Ollama stopped on its own before a stop token or the limit (its repeat guard): compare what there is.
+        self.truncated = case["ollama"].get("done") is False
+
+    def text(self, ids: list[int]) -> tuple[str, bool]:
+        finished = len(ids) >= self.config.max_new_tokens
+        return self.decoder.decode(ids, finished=finished)
+
+    def agrees(self, ids: list[int]) -> bool:
+        """Whether the answer these tokens give is Ollama's (or, if Ollama's was cut short, starts with it)."""
+        text, _ = self.text(ids)
+        return text == self.theirs or (self.truncated and text.startswith(self.theirs))
+
+    def on_course(self, ids: list[int]) -> bool:
+        """Whether the text these tokens have sent so far can still become Ollama's answer."""
+        text, ended = self.text(ids)
+        if ended or len(ids) >= self.config.max_new_tokens:
+            return self.agrees(ids)
+        return self.theirs.startswith(text) or (self.truncated and text.startswith(self.theirs))
+
+    def check(self) -> dict[str, Any]:
+        answer = self.case["ollama"]
+        ours_ids = self.greedy([])
+        ours, _ = self.text(ours_ids)
+        out: dict[str, Any] = {
+            "id": self.case["id"],
+            "trainer": ours,
+            "ollama": self.theirs,
+            "prompt_tokens": {"trainer": len(self.prompt), "ollama": answer.get("prompt_tokens")},
+        }
+        if answer.get("prompt_tokens") is not None and answer["prompt_tokens"] != len(self.prompt):
+            return {**out, "ok": False, "how": "prompt",
+                    "reason": f"the prompt is {answer['prompt_tokens']} tokens for Ollama and {len(self.prompt)} for "
+                              "the trainer: the chat template or the BOS token differ"}  # fmt: skip
+        if self.agrees(ours_ids):
+            return {**out, "ok": True, "how": "exact"}
+        # Where the greedy path leaves Ollama's answer, take a token that stays on it if its logit is within
+        # tolerance of the best one (a float16 near-tie), and go on greedily from there.
+        ids = ours_ids
+        worst = 0.0
+        for _ in range(MAX_DEVIATIONS):
+            j = next(k for k in range(len(ids) + 1) if k == len(ids) or not self.on_course(ids[: k + 1]))
+            if j == len(ids):
+                break  # on course to the end but not equal: cannot happen unless truncated oddly
+            logits = self.logits(ids[:j])
+            best = float(logits.max())
+            order = logits.argsort(descending=True).tolist()
+            chosen = None
+            for token in order[:50]:
+                gap = best - float(logits[token])
+                if gap > self.config.logit_tolerance:
+                    break
+                if token != ids[j] and self.on_course(ids[:j] + [token]):
+                    chosen, worst = token, max(worst, gap)
+                    break
+            if chosen is None:
+                shown = self.tokenizer.decode(ids[: j + 1], skip_special_tokens=False)
+                return {**out, "ok": False, "how": "answer", "position": j,
+                        "reason": f"Ollama's answer leaves the model's greedy path at token {j} (after {shown!r}): "
+                                  f"no token within {self.config.logit_tolerance} of the best logit continues "
+                                  "Ollama's answer"}  # fmt: skip
+            ids = ids[:j] + [chosen]
+            ids = ids + self.greedy(ids)
+            if self.agrees(ids):
+                return {**out, "ok": True, "how": "near_tie", "max_gap": round(worst, 6)}
+        return {**out, "ok": False, "how": "answer",
+                "reason": f"more than {MAX_DEVIATIONS} near-ties would be needed to reach Ollama's answer"}  # fmt: skip
+
+    def logits(self, ids: list[int]) -> Any:
+        import torch
+
+        x = torch.tensor([self.prompt + ids], device=self.device)
+        return self.model(input_ids=x, use_cache=False).logits[0, -1].float()
+
+    def greedy(self, forced: list[int]) -> list[int]:
+        """Greedy tokens after the prompt and `forced`, until a stop token, a stop string or the token limit."""
+        import torch
+
+        out: list[int] = []
+        ids = torch.tensor([self.prompt + forced], device=self.device)
+        past = None
+        while len(forced) + len(out) < self.config.max_new_tokens:
+            res = self.model(input_ids=ids, past_key_values=past, use_cache=True)
+            past = res.past_key_values
+            token = int(res.logits[0, -1].argmax())
+            out.append(token)
+            if self.decoder.decode(forced + out)[1]:
+                break
+            ids = torch.tensor([[token]], device=self.device)
+        return out
