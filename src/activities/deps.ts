@@ -1,5 +1,6 @@
 import { Context } from '@temporalio/activity';
 import type { Db } from '../db/pool';
+import type { OllamaClient } from '../llm/ollama';
 import type { Logger } from '../log';
 import type { BlobStore } from '../storage/blob-store';
 
@@ -7,6 +8,8 @@ export interface ActivityDeps {
   db: Db;
   store: BlobStore;
   log: Logger;
+  /** The Ollama that serves the models (register, judge, promote). */
+  ollama: OllamaClient;
   /** Folder for temporary files (datasets are staged on local disk, never held in memory). */
   tmpDir: string;
 }

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import { sql } from 'kysely';
 import type { ChatMessage } from '../db/database';
+import { answerStats, type AnswerStats } from '../domain/evaluation';
 import { parsePipelineConfig } from '../domain/model-config';
 import { downloadDir, ensureLocalCopy } from './artifacts';
 import { activityLog } from './deps';
@@ -33,13 +34,18 @@ export interface EvaluateSummary {
   /** `production` when a version is in production, else `base`. */
   baselineName: 'production' | 'base';
   baseline: VersionMetrics;
-  /** Greedy generations of both for the validation prompts, JSONL, for the judge (issue: evaluate and gate). */
-  generationsKey: string | null;
+  /**
+   * The judge's input: one JSONL line per validation prompt, {id, messages, candidate, baseline} with both
+   * sides' greedy answers.
+   */
+  pairsKey: string | null;
   prompts: number;
+  /** Lengths and refusals of both sides' answers to the same prompts. */
+  answers: { candidate: AnswerStats; baseline: AnswerStats } | null;
 }
 
 /** Validation prompts the generations are made for: each row's conversation up to its last assistant turn. */
-const MAX_PROMPTS = 16;
+const MAX_PROMPTS = 64;
 
 export function createEvaluateActivities(deps: GpuActivityDeps) {
   return {
@@ -86,16 +92,22 @@ export function createEvaluateActivities(deps: GpuActivityDeps) {
 
         let validationFile: string | null = null;
         let promptsFile: string | null = null;
+        const promptMessages = new Map<string, ChatMessage[]>();
         let prompts = 0;
         if (input.validation.count > 0) {
           validationFile = path.join(work, 'validation.jsonl');
           await ensureLocalCopy(deps.store, input.validation.key, validationFile, input.validation.sha256);
           const lines: string[] = [];
+          const want = Math.max(MAX_PROMPTS, parsePipelineConfig(model.config).judge?.maxPairs ?? 0);
           for await (const line of linesOf(createReadStream(validationFile))) {
-            if (lines.length >= MAX_PROMPTS) break;
+            if (lines.length >= want) break;
             const messages = (JSON.parse(line) as { messages: ChatMessage[] }).messages;
             const last = messages.map((m) => m.role).lastIndexOf('assistant');
-            if (last > 0) lines.push(JSON.stringify({ id: `v${lines.length + 1}`, messages: messages.slice(0, last) }));
+            if (last > 0) {
+              const prompt = { id: `v${lines.length + 1}`, messages: messages.slice(0, last) };
+              promptMessages.set(prompt.id, prompt.messages);
+              lines.push(JSON.stringify(prompt));
+            }
           }
           prompts = lines.length;
           if (prompts > 0) {
@@ -161,17 +173,37 @@ export function createEvaluateActivities(deps: GpuActivityDeps) {
             ...(e && 'json_valid_rate' in e ? { jsonValidRate: num(e.json_valid_rate) } : {}),
           };
         };
-        let generationsKey: string | null = null;
+        let pairsKey: string | null = null;
+        let answers: EvaluateSummary['answers'] = null;
         if (promptsFile) {
-          generationsKey = `runs/${input.runId}/eval/generations.jsonl`;
-          await deps.store.put(generationsKey, createReadStream(generations), { contentType: 'application/x-ndjson' });
+          const outputs = new Map<string, { candidate?: string; baseline?: string }>();
+          for await (const line of linesOf(createReadStream(generations))) {
+            const g = JSON.parse(line) as { version: string; id: string; output: string };
+            const side = g.version === 'candidate' ? 'candidate' : g.version === baselineName ? 'baseline' : null;
+            if (side) outputs.set(g.id, { ...outputs.get(g.id), [side]: g.output });
+          }
+          const pairs = [...promptMessages].map(([id, messages]) => ({
+            id,
+            messages,
+            candidate: outputs.get(id)?.candidate ?? '',
+            baseline: outputs.get(id)?.baseline ?? '',
+          }));
+          answers = {
+            candidate: answerStats(pairs.map((p) => p.candidate)),
+            baseline: answerStats(pairs.map((p) => p.baseline)),
+          };
+          pairsKey = `runs/${input.runId}/eval/pairs.jsonl`;
+          await deps.store.put(pairsKey, Buffer.from(pairs.map((p) => JSON.stringify(p) + '\n').join('')), {
+            contentType: 'application/x-ndjson',
+          });
         }
         const summary: EvaluateSummary = {
           candidate: metricsOf('candidate'),
           baselineName,
           baseline: metricsOf(baselineName),
-          generationsKey,
+          pairsKey,
           prompts,
+          answers,
         };
         await deps.db
           .updateTable('model_versions')

@@ -1,6 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { ActivityExecuteInput, ActivityInboundCallsInterceptor, Next } from '@temporalio/worker';
 import { ZodError } from 'zod';
+import { OllamaError } from '../llm/ollama';
 
 /** The failure types a stage can end with. Permanent ones are never retried: retrying cannot fix them. */
 export const FailureType = {
@@ -18,6 +19,12 @@ export const FailureType = {
   TRAINER_INTERRUPTED: 'TRAINER_INTERRUPTED',
   /** Out of GPU memory: the same config on the same host fails the same way; lower microBatchSize or maxLength. */
   GPU_OOM: 'GPU_OOM',
+  /** Ollama's greedy answers are not the trainer's: a wrong chat template, stop tokens or import. */
+  PARITY_MISMATCH: 'PARITY_MISMATCH',
+  /** Ollama did not answer or answered 5xx; retried (a restarted Ollama serves again). */
+  OLLAMA_UNAVAILABLE: 'OLLAMA_UNAVAILABLE',
+  /** The model or version a stage needs to act on is not in a state that allows it (e.g. nothing to roll back to). */
+  INVALID_STATE: 'INVALID_STATE',
 } as const;
 export type FailureType = (typeof FailureType)[keyof typeof FailureType];
 
@@ -26,6 +33,8 @@ export const PERMANENT_FAILURES: readonly FailureType[] = [
   FailureType.MODEL_NOT_FOUND,
   FailureType.DATASET_INVALID,
   FailureType.GPU_OOM,
+  FailureType.PARITY_MISMATCH,
+  FailureType.INVALID_STATE,
 ];
 
 export function permanentFailure(type: FailureType, message: string, details?: unknown): ApplicationFailure {
@@ -52,6 +61,11 @@ export class ClassifyFailuresInterceptor implements ActivityInboundCallsIntercep
           FailureType.CONFIG_INVALID,
           `invalid ${first?.path.join('.') || 'value'}: ${first?.message ?? err.message}`,
         );
+      }
+      if (err instanceof OllamaError) {
+        // A request Ollama refuses as malformed (a bad template, an unknown option) fails the same way every time.
+        if (err.status === 400) throw permanentFailure(FailureType.CONFIG_INVALID, err.message);
+        throw retryableFailure(FailureType.OLLAMA_UNAVAILABLE, err.message);
       }
       throw err;
     }

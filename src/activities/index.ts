@@ -4,6 +4,10 @@ import type { ActivityDeps } from './deps';
 import { createErasureActivities } from './erasure';
 import { createExportActivities } from './export';
 import { createRunActivities } from './run';
+import { createJudgeActivities } from './judge';
+import { createGateActivities } from './gate';
+import { createCanaryActivities } from './canary';
+import { createPromoteActivities } from './promote';
 
 export type { ActivityDeps } from './deps';
 
@@ -18,6 +22,10 @@ export function createActivities(deps: ActivityDeps) {
     ...createAnonymizeActivities(deps),
     ...createExportActivities(deps),
     ...createErasureActivities(deps),
+    ...createJudgeActivities(deps),
+    ...createGateActivities(deps),
+    ...createCanaryActivities(deps),
+    ...createPromoteActivities(deps),
   };
 }
 

@@ -19,7 +19,12 @@ export interface RunPlan {
   watermark: number;
 }
 
-export type RunOutcome = 'succeeded' | 'insufficient_data' | 'failed' | 'aborted' | 'cancelled';
+/**
+ * How a run ends. Only `succeeded` moves the watermark: after `rejected` (the gate said no) or `rolled_back`
+ * (the canary was worse) the same interactions go into the next run again, with whatever arrived since.
+ */
+export type RunOutcome =
+  'succeeded' | 'insufficient_data' | 'rejected' | 'rolled_back' | 'failed' | 'aborted' | 'cancelled';
 
 export interface FinishRunInput {
   runId: string;

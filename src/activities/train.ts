@@ -3,8 +3,8 @@ import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
-import { sql } from 'kysely';
 import type { Config } from '../config';
+import { withAdvisoryLock } from '../db/locks';
 import type { Db } from '../db/pool';
 import { parsePipelineConfig, type TrainingConfig } from '../domain/model-config';
 import type { Logger } from '../log';
@@ -94,20 +94,11 @@ export async function resolveBaseModel(baseModel: string, modelsDir: string): Pr
   return dir;
 }
 
-/**
- * Holds a PostgreSQL advisory lock for the run while fn runs, on a connection of its own: two trainers never
- * train the same run at once, on one host or two. If this process dies, its connection closes and the lock with it.
- */
+/** Two trainers never train the same run at once, on one host or two: a PostgreSQL advisory lock per run. */
 export async function withRunLock<T>(db: Db, key: string, fn: () => Promise<T>): Promise<T> {
-  return db.connection().execute(async (conn) => {
-    const r = await sql<{ ok: boolean }>`select pg_try_advisory_lock(hashtextextended(${key}, 0)) as ok`.execute(conn);
-    if (!r.rows[0]?.ok) throw retryableFailure(FailureType.RUN_LOCKED, `${key} is held by another trainer`);
-    try {
-      return await fn();
-    } finally {
-      await sql`select pg_advisory_unlock(hashtextextended(${key}, 0))`.execute(conn).catch(() => undefined);
-    }
-  });
+  const r = await withAdvisoryLock(db, key, { wait: false }, fn);
+  if (!r.ran) throw retryableFailure(FailureType.RUN_LOCKED, `${key} is held by another trainer`);
+  return r.value;
 }
 
 /**

@@ -48,7 +48,7 @@ export interface TrainerRuntime {
 
 export interface TrainerOptions {
   trainer: TrainerRuntime;
-  command: 'train' | 'evaluate' | 'export' | 'init-tiny';
+  command: 'train' | 'evaluate' | 'export' | 'init-tiny' | 'ollama-stage' | 'parity';
   args: string[];
   cwd: string;
   log: Logger;

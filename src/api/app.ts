@@ -10,12 +10,20 @@ import { createHealthRouter } from './health.router';
 import { createInteractionsRouter } from './interactions.router';
 import { createRunsRouter } from './runs.router';
 import { createSubjectsRouter } from './subjects.router';
+import { createChatRouter } from './chat.router';
+import { createModelsRouter } from './models.router';
+import { ServingCache, ServingRecorder } from './serving';
+import type { OllamaClient } from '../llm/ollama';
 
 export interface ApiDeps {
   db: Db;
   temporal: Client;
   store: BlobStore;
   log: Logger;
+  ollama: OllamaClient;
+  /** Shared with the caller so it can flush what was served (tests, shutdown); made here when absent. */
+  recorder?: ServingRecorder;
+  cache?: ServingCache;
   taskQueue: string;
   /** The GPU worker's queue, passed to the runs it starts; the default name when absent. */
   gpuTaskQueue?: string;
@@ -58,6 +66,11 @@ export function createApp(deps: ApiDeps): express.Express {
       gpuHeartbeatTimeoutS: deps.gpuHeartbeatTimeoutS,
     }),
   );
+  const cache = deps.cache ?? new ServingCache(deps.db);
+  const recorder = deps.recorder ?? new ServingRecorder(deps.db, deps.log);
+  app.locals.recorder = recorder;
+  app.use(createChatRouter({ ollama: deps.ollama, cache, recorder, log: deps.log }));
+  app.use(createModelsRouter({ db: deps.db, temporal: deps.temporal, taskQueue: deps.taskQueue, cache }));
   app.use(notFound);
   app.use(errorMiddleware(deps.log));
   return app;

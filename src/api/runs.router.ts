@@ -8,7 +8,8 @@ import { getModel } from '../db/queries/models';
 import { getRun, listRuns } from '../db/queries/runs';
 import { slug } from '../domain/model-config';
 import { startPipeline } from '../services/pipeline-client';
-import { statusQuery, type PipelineStatus } from '../workflows/messages';
+import { approveUpdate, PIPELINE_STATUSES, statusQuery, type PipelineStatus } from '../workflows/messages';
+import { text } from '../ingest/text';
 import { actorOf, assertModelAccess, principalOf, requireRole } from './auth';
 import { HttpError } from './errors';
 import { parse } from './validate';
@@ -17,11 +18,12 @@ const startSchema = z.object({ model: slug }).strict();
 const listSchema = z
   .object({
     model: slug.optional(),
-    status: z.enum(['running', 'succeeded', 'insufficient_data', 'failed', 'aborted', 'cancelled']).optional(),
+    status: z.enum(PIPELINE_STATUSES).optional(),
     limit: z.coerce.number().int().min(1).max(200).default(50),
   })
   .strict();
 const idSchema = z.object({ id: z.string().regex(/^[A-Za-z0-9-]{1,100}$/, 'expected a run id') }).strict();
+const approveSchema = z.object({ approved: z.boolean().default(true), reason: text(2000).optional() }).strict();
 
 export interface RunsRouterDeps {
   db: Db;
@@ -129,6 +131,45 @@ export function createRunsRouter({ db, temporal, taskQueue, gpuTaskQueue, gpuHea
     }
     await audit(db, { actor: actorOf(p), action: 'run.cancel', targetType: 'run', targetId: id, details: {} });
     res.status(202).json({ id, status: 'cancelling' });
+  });
+
+  /**
+   * An operator's answer to a canary waiting for approval before 100 % (a workflow update: the answer is the
+   * canary's state once the run has taken it in). `approved: false` rolls the canary back.
+   */
+  router.post('/v1/runs/:id/approve', requireRole('operator'), async (req, res) => {
+    const p = principalOf(req);
+    const { id } = parse(idSchema, req, 'params');
+    const body = parse(approveSchema, req, 'body');
+    const run = await getRun(db, id);
+    if (!run) throw new HttpError(404, 'run_not_found', `run ${id} not found`);
+    if (run.status !== 'running') throw new HttpError(409, 'run_not_running', `run ${id} is ${run.status}`);
+    let canary;
+    try {
+      canary = await temporal.workflow.getHandle(run.workflow_id, run.id).executeUpdate(approveUpdate, {
+        args: [{ approved: body.approved, by: actorOf(p), reason: body.reason ?? null }],
+      });
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) {
+        throw new HttpError(409, 'run_not_running', `run ${id} is no longer running`);
+      }
+      const message = (err as Error).message ?? '';
+      if (
+        /not waiting for an approval/.test(message) ||
+        /not waiting for an approval/.test(String((err as { cause?: Error }).cause?.message))
+      ) {
+        throw new HttpError(409, 'not_awaiting_approval', `run ${id} is not waiting for an approval`);
+      }
+      throw err;
+    }
+    await audit(db, {
+      actor: actorOf(p),
+      action: body.approved ? 'run.approve' : 'run.decline',
+      targetType: 'run',
+      targetId: id,
+      details: { reason: body.reason ?? null },
+    });
+    res.json({ id, approved: body.approved, canary });
   });
 
   return router;

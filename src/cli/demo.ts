@@ -18,6 +18,7 @@ import {
   Stack,
   startEmbeddedServices,
   startWorkers,
+  openOllama,
   temporalAddress,
 } from '../services/stack';
 import { statusQuery } from '../workflows/messages';
@@ -65,7 +66,7 @@ export async function runDemo(
       `Making the tiny base model the demo trains (${TINY_BASE_MODEL}, random weights, once) in ${config.trainer.modelsDir}…`,
     );
     await ensureTinyBaseModel(config.trainer, log);
-    await startWorkers(config, stack, { db, store, log }, { cpu: true, gpu: true });
+    await startWorkers(config, stack, { db, store, log, ollama: openOllama(config) }, { cpu: true, gpu: true });
 
     const model = await upsertModel(
       db,

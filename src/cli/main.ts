@@ -9,6 +9,7 @@ import { createApiKey } from '../api/auth';
 import { modelDefinitionSchema, slug } from '../domain/model-config';
 import { MAX_BATCH } from '../ingest/interaction';
 import { startPipeline } from '../services/pipeline-client';
+import { RollbackRefused, rollbackModel } from '../services/rollback-client';
 import {
   openDb,
   openStore,
@@ -17,6 +18,8 @@ import {
   startApi,
   startEmbeddedServices,
   startWorkers,
+  openOllama,
+  ollamaUrl,
 } from '../services/stack';
 import { anonymizeStream } from './anonymize';
 import { runDemo } from './demo';
@@ -80,7 +83,7 @@ export function buildProgram(): Command {
 
   program
     .command('up')
-    .description('start the embedded stack: PostgreSQL, Temporal dev server (with UI), API and both workers')
+    .description('start the embedded stack: PostgreSQL, Temporal dev server (with UI), Ollama, API and both workers')
     .action(async () => {
       const { config, log } = setup();
       const stack = new Stack(log);
@@ -89,11 +92,12 @@ export function buildProgram(): Command {
         const db = await openDb(config, stack, log, { migrate: true });
         const store = await openStore(config);
         const client = await openTemporalClient(config, stack);
-        await startWorkers(config, stack, { db, store, log }, { cpu: true, gpu: true });
-        const api = await startApi(config, stack, { db, temporal: client, store, log });
+        await startWorkers(config, stack, { db, store, log, ollama: openOllama(config) }, { cpu: true, gpu: true });
+        const api = await startApi(config, stack, { db, temporal: client, store, log, ollama: openOllama(config) });
         console.log(`tuneloop is up (state in ${config.home})`);
         console.log(`  API          ${api.url}`);
         if (temporal?.uiUrl) console.log(`  Temporal UI  ${temporal.uiUrl}`);
+        console.log(`  Ollama       ${ollamaUrl(config)}`);
         console.log(`  store        ${store.url}`);
         console.log('Press Ctrl-C to stop.');
       } catch (err) {
@@ -112,7 +116,7 @@ export function buildProgram(): Command {
       const db = await openDb(config, stack, log, { migrate: true });
       const store = await openStore(config);
       const client = await openTemporalClient(config, stack);
-      const api = await startApi(config, stack, { db, temporal: client, store, log });
+      const api = await startApi(config, stack, { db, temporal: client, store, log, ollama: openOllama(config) });
       log.info({ url: api.url }, 'api listening');
       await serve(stack, log);
     });
@@ -126,7 +130,12 @@ export function buildProgram(): Command {
       const stack = new Stack(log);
       const db = await openDb(config, stack, log, { migrate: !opts.gpu });
       const store = await openStore(config);
-      await startWorkers(config, stack, { db, store, log }, { cpu: !opts.gpu, gpu: !!opts.gpu });
+      await startWorkers(
+        config,
+        stack,
+        { db, store, log, ollama: openOllama(config) },
+        { cpu: !opts.gpu, gpu: !!opts.gpu },
+      );
       log.info({ taskQueue: opts.gpu ? config.gpuTaskQueue : config.taskQueue }, 'worker running');
       await serve(stack, log);
     });
@@ -229,6 +238,35 @@ export function buildProgram(): Command {
         });
         console.log(`run ${started.runId} (workflow ${started.workflowId})`);
         if (opts.wait) console.log(JSON.stringify(await started.result(), null, 2));
+      }),
+    );
+
+  program
+    .command('rollback')
+    .description("put the model's previous production version back (Ollama tag and routing), in one step")
+    .requiredOption('--model <id>', 'the model', slugArg)
+    .option('--reason <text>', 'why (kept in the alias history)', 'rollback from the command line')
+    .action((opts: { model: string; reason: string }) =>
+      oneShot(async ({ config, log, stack }) => {
+        const db = await openDb(config, stack, log, { migrate: false });
+        const client = await openTemporalClient(config, stack);
+        const exists = await db.selectFrom('models').select('id').where('id', '=', opts.model).executeTakeFirst();
+        if (!exists) throw new UsageError(`model ${opts.model} does not exist`);
+        try {
+          const { result } = await rollbackModel(client, {
+            model: opts.model,
+            taskQueue: config.taskQueue,
+            actor: `cli:${process.env.USER ?? 'unknown'}`,
+            reason: opts.reason,
+          });
+          console.log(
+            `${opts.model}: production is ${result.version} again (${result.servedTag} → ${result.tag})` +
+              (result.previous ? `; ${result.previous.version} rolled back` : ''),
+          );
+        } catch (err) {
+          if (err instanceof RollbackRefused) throw new UsageError(err.message);
+          throw err;
+        }
       }),
     );
 

@@ -151,6 +151,30 @@ export interface ModelVersionTable {
   metrics: NullableJson<unknown>;
   erasure_flags: GeneratedJson<unknown[]>;
   created_at: GeneratedTimestamp;
+  status_reason: string | null;
+  status_at: NullableTimestamp;
+}
+
+/**
+ * A version's life: `candidate` (trained) → `rejected` (the gate said no) | `registered` (in Ollama, parity
+ * checked) → `canary` → `production` → `previous` (replaced, kept for rollback) | `rolled_back` (the canary or
+ * an operator took it out) | `failed` (registration failed its parity check).
+ */
+export type VersionStatus =
+  'candidate' | 'rejected' | 'failed' | 'registered' | 'canary' | 'production' | 'previous' | 'rolled_back';
+
+export interface ServingCallTable {
+  id: Generated<number>;
+  model_id: string;
+  version_id: string | null;
+  alias: 'production' | 'canary';
+  ok: boolean;
+  fell_back: Generated<boolean>;
+  error: string | null;
+  latency_ms: number;
+  schema_valid: boolean | null;
+  interaction_id: string | null;
+  at: GeneratedTimestamp;
 }
 
 export interface CheckpointTable {
@@ -181,6 +205,7 @@ export interface AliasHistoryTable {
   actor: string;
   reason: string | null;
   at: GeneratedTimestamp;
+  percent: number | null;
 }
 
 export type Role = 'app' | 'operator' | 'admin';
@@ -223,6 +248,7 @@ export interface Database {
   api_keys: ApiKeyTable;
   audit_log: AuditLogTable;
   erasures: ErasureTable;
+  serving_calls: ServingCallTable;
 }
 
 export type Model = Selectable<ModelTable>;

@@ -69,6 +69,87 @@ export const trainingConfigSchema = z
   });
 export type TrainingConfig = z.output<typeof trainingConfigSchema>;
 
+/** An Ollama model name (`name` or `name:tag`, with an optional namespace): never a URL, nothing is fetched. */
+export const ollamaModelName = z
+  .string()
+  .regex(
+    /^[a-z0-9][a-z0-9._-]{0,79}(\/[a-z0-9][a-z0-9._-]{0,79})?(:[A-Za-z0-9][A-Za-z0-9._-]{0,79})?$/,
+    'expected an Ollama model name such as qwen2.5:7b (a name Ollama already has; nothing is downloaded)',
+  );
+
+/** The LLM judge of the evaluate stage: a model already in Ollama compares candidate and production answers. */
+export const judgeConfigSchema = z
+  .object({
+    model: ollamaModelName,
+    /** Pairs judged at most (each in both orders). */
+    maxPairs: z.number().int().min(1).max(1000).default(64),
+    /** What "better" means for this app, added to the judge's instructions. */
+    criteria: z.string().min(1).max(2000).optional(),
+  })
+  .strict();
+
+/** How the register stage puts a version into Ollama. */
+export const servingConfigSchema = z
+  .object({
+    /** A Go template for Ollama; absent: the base's chat template family (chatml, llama3), recognised exactly. */
+    template: z.string().min(1).max(20_000).optional(),
+    /** Stop strings that go with `template`. */
+    stop: z.array(z.string().min(1).max(100)).max(16).optional(),
+    /** Import the adapter onto the base where Ollama can (auto), or always the merged weights. */
+    merge: z.enum(['auto', 'always', 'never']).default('auto'),
+    /** Validation prompts whose greedy answers must agree between Ollama and the trainer. */
+    parityPrompts: z.number().int().min(1).max(64).default(4),
+    parityMaxTokens: z.number().int().min(1).max(512).default(24),
+    /** How far (in logits) a float16 near-tie may be from the best token; see gpu-worker parity.py. */
+    logitTolerance: z.number().min(0).max(10).default(0.05),
+  })
+  .strict()
+  .refine((s) => !s.stop || s.template, { message: 'stop goes with template', path: ['stop'] });
+
+/** The canary stage: the candidate's share of subjects grows in steps while it is compared with production. */
+export const canaryConfigSchema = z
+  .object({
+    /** Percent of subjects per step, increasing, ending at 100 (then promote). */
+    steps: z.array(z.number().int().min(1).max(100)).min(1).max(20).default([5, 25, 50, 100]),
+    /** How long each step (but the last) holds before it is judged. */
+    holdSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(7 * 24 * 3600)
+      .default(3600),
+    /** Calls the canary must have answered in a step's window for the step to be judged on them. */
+    minCalls: z.number().int().min(0).max(1_000_000).default(20),
+    /** Holds extended while traffic is short, before `insufficientTraffic` decides. */
+    maxExtensions: z.number().int().min(0).max(100).default(3),
+    insufficientTraffic: z.enum(['rollback', 'proceed']).default('rollback'),
+    /** An operator approves (POST /v1/runs/:id/approve) before the canary goes to 100 %. */
+    requireApproval: z.boolean().default(false),
+    approvalTimeoutHours: z
+      .number()
+      .positive()
+      .max(24 * 30)
+      .default(72),
+    /** How much worse than production the canary may be before it is rolled back. */
+    margins: z
+      .object({
+        /** Absolute difference of error rates (0.02: two percentage points). */
+        errorRate: z.number().min(0).max(1).default(0.02),
+        /** p95 latency may be at most this multiple of production's. */
+        p95LatencyRatio: z.number().min(1).max(100).default(1.5),
+        thumbsDownRate: z.number().min(0).max(1).default(0.05),
+        schemaValidity: z.number().min(0).max(1).default(0.02),
+      })
+      .strict()
+      .default({ errorRate: 0.02, p95LatencyRatio: 1.5, thumbsDownRate: 0.05, schemaValidity: 0.02 }),
+  })
+  .strict()
+  .refine((c) => c.steps.every((p, i) => i === 0 || p > c.steps[i - 1]!) && c.steps.at(-1) === 100, {
+    message: 'steps must increase and end at 100',
+    path: ['steps'],
+  });
+export type CanaryConfig = z.output<typeof canaryConfigSchema>;
+
 export const pipelineConfigSchema = z
   .object({
     /** Share of interactions (by a hash of their id) that go to the validation split. */
@@ -93,13 +174,21 @@ export const pipelineConfigSchema = z
       .default({}),
     /** How the train stage fine-tunes (the trainer validates the same fields again; see gpu-worker/config.py). */
     training: trainingConfigSchema.default(() => trainingConfigSchema.parse({})),
+    judge: judgeConfigSchema.optional(),
+    serving: servingConfigSchema.default(() => servingConfigSchema.parse({})),
+    canary: canaryConfigSchema.default(() => canaryConfigSchema.parse({})),
+    /** The gates a candidate passes before it is registered (evaluate stage). */
     thresholds: z
       .object({
+        /** Held-out loss may exceed production's by at most this much. */
         maxLossRegression: z.number().min(0).default(0),
+        /** With a judge: the 95 % lower bound of the candidate's win rate must reach this. */
         minWinRateLowerBound: z.number().min(0).max(1).default(0.5),
+        /** With an output schema: the JSON validity rate may drop by at most this much. */
+        maxSchemaValidityDrop: z.number().min(0).max(1).default(0),
       })
       .strict()
-      .default({ maxLossRegression: 0, minWinRateLowerBound: 0.5 }),
+      .default({ maxLossRegression: 0, minWinRateLowerBound: 0.5, maxSchemaValidityDrop: 0 }),
   })
   .strict();
 export type PipelineConfig = z.output<typeof pipelineConfigSchema>;
@@ -111,7 +200,18 @@ export const modelDefinitionSchema = z
   .object({
     id: slug,
     app: slug,
-    baseModel: z.string().min(1).max(500),
+    /**
+     * A local model directory on the GPU host (absolute, or relative to TUNELOOP_MODELS_DIR). Never a URL: no
+     * model is ever fetched on behalf of a definition.
+     */
+    baseModel: z
+      .string()
+      .min(1)
+      .max(500)
+      .refine((v) => !/^[a-z][a-z0-9+.-]*:\/\//i.test(v), {
+        message: 'expected a local model directory, not a URL: tuneloop never downloads models',
+      })
+      .refine((v) => !v.split(/[\\/]/).includes('..'), { message: 'must not contain ".." path segments' }),
     taskFormat: z.enum(TASK_FORMATS),
     systemPrompt: z.string().max(20_000).optional(),
     outputSchema: z.record(z.string(), z.unknown()).optional(),

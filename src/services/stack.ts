@@ -5,6 +5,7 @@ import type { Server } from 'node:http';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { createApp } from '../api/app';
+import { ServingRecorder } from '../api/serving';
 import { resumePendingErasures } from './erasure-client';
 import type { Config } from '../config';
 import { migrateToLatest } from '../db/migrate';
@@ -14,6 +15,8 @@ import { createBlobStore } from '../storage';
 import type { BlobStore } from '../storage/blob-store';
 import { startEmbeddedPostgres, type RunningPostgres } from './embedded-postgres';
 import { startTemporalDevServer, type RunningTemporal } from './temporal-dev-server';
+import { startOllama, type RunningOllama } from './ollama-server';
+import { OllamaClient } from '../llm/ollama';
 import { installTemporalRuntime } from './temporal-runtime';
 import { bundleWorkflows, createCpuWorker, createGpuWorker } from './worker';
 import { readFileSync, existsSync } from 'node:fs';
@@ -66,15 +69,31 @@ export function databaseUrl(config: Config): string {
 
 export const temporalAddress = (config: Config) => config.temporalAddress ?? `127.0.0.1:${config.temporalPort}`;
 
-/** Starts what the embedded default needs (PostgreSQL, the Temporal dev server) unless the config points elsewhere. */
+/** OLLAMA_HOST, or the Ollama `tuneloop up` runs on its private port. */
+export const ollamaUrl = (config: Config) => config.ollamaHost ?? `http://127.0.0.1:${config.ollamaPort}`;
+
+export function openOllama(config: Config): OllamaClient {
+  return new OllamaClient(ollamaUrl(config));
+}
+
+/**
+ * Starts what the embedded default needs (PostgreSQL, the Temporal dev server, Ollama) unless the config points
+ * elsewhere.
+ */
 export async function startEmbeddedServices(config: Config, stack: Stack, log: Logger) {
   if (!config.databaseUrl) await assertPortFree(config.embeddedPgPort, 'TUNELOOP_EMBEDDED_PG_PORT');
   if (!config.temporalAddress) {
     await assertPortFree(config.temporalPort, 'TEMPORAL_PORT');
     await assertPortFree(config.temporalUiPort, 'TEMPORAL_UI_PORT');
   }
+  if (!config.ollamaHost) await assertPortFree(config.ollamaPort, 'TUNELOOP_OLLAMA_PORT');
   let pg: RunningPostgres | null = null;
   let temporal: RunningTemporal | null = null;
+  let ollama: RunningOllama | null = null;
+  if (!config.ollamaHost) {
+    ollama = await startOllama({ dir: path.join(config.home, 'ollama'), port: config.ollamaPort, log });
+    stack.add('ollama', () => ollama!.stop());
+  }
   if (!config.databaseUrl) {
     pg = await startEmbeddedPostgres({ dir: embeddedPgDir(config), port: config.embeddedPgPort, log });
     stack.add('postgres', () => pg!.stop());
@@ -90,7 +109,7 @@ export async function startEmbeddedServices(config: Config, stack: Stack, log: L
     });
     stack.add('temporal', () => temporal!.stop());
   }
-  return { pg, temporal };
+  return { pg, temporal, ollama };
 }
 
 export async function openDb(config: Config, stack: Stack, log: Logger, opts: { migrate: boolean }): Promise<Db> {
@@ -117,10 +136,14 @@ export async function openTemporalClient(config: Config, stack: Stack): Promise<
 export async function startApi(
   config: Config,
   stack: Stack,
-  deps: { db: Db; temporal: Client; store: BlobStore; log: Logger },
+  deps: { db: Db; temporal: Client; store: BlobStore; log: Logger; ollama: OllamaClient },
 ): Promise<{ server: Server; url: string }> {
+  const recorder = new ServingRecorder(deps.db, deps.log);
+  // Added before the server, so stopped after it: what the last requests served is written before exit.
+  stack.add('serving-recorder', () => recorder.close());
   const app = createApp({
     ...deps,
+    recorder,
     taskQueue: config.taskQueue,
     gpuTaskQueue: config.gpuTaskQueue,
     gpuHeartbeatTimeoutS: config.gpuHeartbeatTimeoutS,
@@ -173,7 +196,7 @@ export function closeServer(server: Server): Promise<void> {
 export async function startWorkers(
   config: Config,
   stack: Stack,
-  deps: { db: Db; store: BlobStore; log: Logger },
+  deps: { db: Db; store: BlobStore; log: Logger; ollama: OllamaClient },
   which: { cpu: boolean; gpu: boolean },
 ): Promise<Worker[]> {
   installTemporalRuntime(deps.log);

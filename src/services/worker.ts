@@ -6,6 +6,7 @@ import type { NativeConnection } from '@temporalio/worker';
 import { bundleWorkflowCode, Worker, type WorkflowBundle, type WorkflowBundleOption } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
 import { createEvaluateActivities } from '../activities/evaluate';
+import { createRegisterActivities } from '../activities/register';
 import { ClassifyFailuresInterceptor } from '../activities/failures';
 import { createTrainActivities, type GpuActivityDeps } from '../activities/train';
 
@@ -66,6 +67,7 @@ export function createGpuActivities(deps: GpuActivityDeps) {
   return {
     ...createTrainActivities(deps),
     ...createEvaluateActivities(deps),
+    ...createRegisterActivities(deps),
     async describeGpuHost(): Promise<{ hostname: string; gpus: string[]; python: string | null }> {
       const gpus = await run('nvidia-smi', ['--query-gpu=name,memory.total', '--format=csv,noheader'])
         .then((r) => r.stdout.trim().split('\n').filter(Boolean))

@@ -1,4 +1,4 @@
-import { defineQuery, defineSignal } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { StageName } from '../domain/model-config';
 
@@ -44,7 +44,30 @@ export interface StageReport {
   reason: string | null;
 }
 
-export type PipelineStatusValue = 'running' | 'succeeded' | 'insufficient_data' | 'failed' | 'aborted' | 'cancelled';
+export type PipelineStatusValue =
+  'running' | 'succeeded' | 'insufficient_data' | 'rejected' | 'rolled_back' | 'failed' | 'aborted' | 'cancelled';
+
+export const PIPELINE_STATUSES: readonly PipelineStatusValue[] = [
+  'running',
+  'succeeded',
+  'insufficient_data',
+  'rejected',
+  'rolled_back',
+  'failed',
+  'aborted',
+  'cancelled',
+];
+
+/** Where the canary stage stands, for the status query and the Temporal UI. */
+export interface CanaryState {
+  versionId: string;
+  percent: number;
+  since: string;
+  /** Waiting for an operator's approval before 100 %. */
+  awaitingApproval: boolean;
+  approval: { approved: boolean; by: string; reason: string | null } | null;
+  last: { verdict: string; reasons: string[] } | null;
+}
 
 export interface PipelineStatus {
   runId: string;
@@ -54,6 +77,7 @@ export interface PipelineStatus {
   stage: StageName | null;
   stages: StageReport[];
   abortRequested: { reason: string; by: string | null } | null;
+  canary: CanaryState | null;
 }
 
 export interface PipelineResult extends PipelineStatus {
@@ -67,8 +91,23 @@ export interface PipelineResult extends PipelineStatus {
   version: { id: string; version: string; adapterKey: string } | null;
 }
 
+export interface ApprovalInput {
+  approved: boolean;
+  by: string;
+  reason?: string | null;
+}
+
 export const statusQuery = defineQuery<PipelineStatus>('status');
 export const abortSignal = defineSignal<[{ reason: string; by?: string | null }]>('abort');
+/**
+ * An operator's answer to a canary that waits for approval before 100 %. Refused (the validator throws) unless the
+ * run is waiting for it; answers with the run's canary state.
+ */
+export const approveUpdate = defineUpdate<CanaryState, [ApprovalInput]>('approve');
+
+export const ROLLBACK_WORKFLOW_TYPE = 'RollbackModel';
+/** One rollback of a model at a time; a second request while one runs joins it. */
+export const rollbackWorkflowId = (model: string) => `rollback:${model}`;
 
 export const ERASURE_WORKFLOW_TYPE = 'EraseSubject';
 /** One erasure workflow per erasure record; starting it twice joins the first. */

@@ -2,11 +2,13 @@ import {
   ActivityCancellationType,
   ApplicationFailure,
   CancellationScope,
+  condition,
   isCancellation,
   log,
   patched,
   proxyActivities,
   setHandler,
+  sleep,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -15,12 +17,17 @@ import type { AnonymizeSummary } from '../activities/anonymize';
 import type { CollectSummary } from '../activities/collect';
 import type { ExportSummary } from '../activities/export';
 import type { EvaluateSummary } from '../activities/evaluate';
+import type { JudgeSummary } from '../activities/judge';
+import type { PromoteResult } from '../activities/promote';
+import type { RegisterSummary } from '../activities/register';
+import type { GateResult } from '../domain/evaluation';
 import type { RunOutcome, RunPlan } from '../activities/run';
 import type { TrainSummary } from '../activities/train';
 import type { GpuActivities } from '../services/worker';
 import { REQUIRED_STAGES, STAGES, type StageName } from '../domain/model-config';
 import {
   abortSignal,
+  approveUpdate,
   DEFAULT_GPU_HEARTBEAT_TIMEOUT_S,
   DEFAULT_GPU_TASK_QUEUE,
   MODEL_SEARCH_ATTRIBUTE,
@@ -31,7 +38,14 @@ import {
   type PipelineStatus,
 } from './messages';
 
-const PERMANENT = ['CONFIG_INVALID', 'MODEL_NOT_FOUND', 'DATASET_INVALID', 'GPU_OOM'];
+const PERMANENT = [
+  'CONFIG_INVALID',
+  'MODEL_NOT_FOUND',
+  'DATASET_INVALID',
+  'GPU_OOM',
+  'PARITY_MISMATCH',
+  'INVALID_STATE',
+];
 
 // One proxy per timeout class, each chosen for what the work does.
 /** Database bookkeeping: quick, retried through a database restart (up to half an hour of outage). */
@@ -59,6 +73,32 @@ const objects = proxyActivities<Activities>({
     backoffCoefficient: 2,
     maximumInterval: '1 minute',
     maximumAttempts: 20,
+    nonRetryableErrorTypes: PERMANENT,
+  },
+});
+
+/**
+ * Registry moves and Ollama tag copies (canary steps, promotion): quick, retried through an Ollama or database
+ * restart for up to half an hour. The judge asks Ollama a few hundred questions: minutes, with a heartbeat.
+ */
+const serving = proxyActivities<Activities>({
+  startToCloseTimeout: '2 minutes',
+  scheduleToCloseTimeout: '30 minutes',
+  retry: {
+    initialInterval: '1 second',
+    backoffCoefficient: 2,
+    maximumInterval: '30 seconds',
+    nonRetryableErrorTypes: PERMANENT,
+  },
+});
+const judging = proxyActivities<Activities>({
+  startToCloseTimeout: '2 hours',
+  heartbeatTimeout: '5 minutes',
+  retry: {
+    initialInterval: '5 seconds',
+    backoffCoefficient: 2,
+    maximumInterval: '2 minutes',
+    maximumAttempts: 10,
     nonRetryableErrorTypes: PERMANENT,
   },
 });
@@ -94,9 +134,6 @@ const TRAIN_STAGES_PATCH = 'train-evaluate-stages';
 const NOT_BUILT: Partial<Record<StageName, string>> = {
   synthesize: 'not built yet',
   score: 'not built yet',
-  register: 'not built yet',
-  canary: 'not built yet',
-  promote: 'not built yet',
 };
 
 /**
@@ -121,6 +158,7 @@ export async function TrainingPipeline(input: PipelineInput): Promise<PipelineRe
       reason: null,
     })),
     abortRequested: null,
+    canary: null,
   };
   let stageScope: CancellationScope | null = null;
   setHandler(statusQuery, () => state);
@@ -128,6 +166,23 @@ export async function TrainingPipeline(input: PipelineInput): Promise<PipelineRe
     state.abortRequested ??= { reason, by: by ?? null };
     stageScope?.cancel();
   });
+  setHandler(
+    approveUpdate,
+    (approval) => {
+      state.canary!.approval = { approved: approval.approved, by: approval.by, reason: approval.reason ?? null };
+      return state.canary!;
+    },
+    {
+      validator: (approval) => {
+        if (!state.canary?.awaitingApproval || state.canary.approval) {
+          throw new Error('this run is not waiting for an approval');
+        }
+        if (typeof approval?.approved !== 'boolean' || typeof approval.by !== 'string' || !approval.by) {
+          throw new Error('approval needs approved (true or false) and by');
+        }
+      },
+    },
+  );
 
   const report = (name: StageName) => state.stages.find((s) => s.name === name)!;
   const now = () => new Date().toISOString();
@@ -136,6 +191,8 @@ export async function TrainingPipeline(input: PipelineInput): Promise<PipelineRe
   let exported: ExportSummary | null = null;
   let trained: TrainSummary | null = null;
   let evaluated: EvaluateSummary | null = null;
+  let registered: RegisterSummary | null = null;
+  let promoted: PromoteResult | null = null;
   const gpu = gpuActivities(
     input.gpuTaskQueue ?? DEFAULT_GPU_TASK_QUEUE,
     input.gpuHeartbeatTimeoutS ?? DEFAULT_GPU_HEARTBEAT_TIMEOUT_S,
@@ -170,6 +227,18 @@ export async function TrainingPipeline(input: PipelineInput): Promise<PipelineRe
   }
 
   async function finish(status: RunOutcome, error: string | null): Promise<PipelineResult> {
+    // A canary left behind by a run that did not succeed is taken out: its subjects go back to production.
+    const canary = state.canary;
+    if (canary && !promoted && status !== 'succeeded') {
+      await CancellationScope.nonCancellable(() =>
+        serving.endCanary({
+          runId,
+          model: input.model,
+          versionId: canary.versionId,
+          reason: `run ended as ${status}${error ? `: ${error}` : ''}`,
+        }),
+      );
+    }
     state.stage = null;
     for (const s of state.stages) if (s.status === 'pending') s.status = 'skipped';
     for (const s of state.stages) if (s.status === 'skipped' && !s.reason) s.reason = `run ended as ${status}`;
@@ -196,6 +265,8 @@ export async function TrainingPipeline(input: PipelineInput): Promise<PipelineRe
           dataset,
           version,
           evaluation: evaluated,
+          registered,
+          promoted,
           stages: state.stages.map((s) => ({ name: s.name, status: s.status })),
         },
         error,
@@ -206,6 +277,67 @@ export async function TrainingPipeline(input: PipelineInput): Promise<PipelineRe
     // Only now does the status query report the outcome: a reader never sees a final status before it is recorded.
     state.status = status;
     return { ...state, dataset, version };
+  }
+
+  /**
+   * The canary stage: the version's share grows step by step (durable timers hold each step); after each hold
+   * the canary is compared with production over the step's window, and a worse canary is rolled back at once.
+   * Too little traffic extends the hold, then `insufficientTraffic` decides. The last step (100 %) is the
+   * promotion, after an operator's approval when the model asks for one.
+   */
+  async function runCanary(
+    versionId: string,
+  ): Promise<{ outcome: 'passed' | 'rolled_back'; reasons: string[]; steps: number[] }> {
+    const c = plan.config.canary;
+    const done: number[] = [];
+    const rollback = async (reason: string) => {
+      await serving.endCanary({ runId, model: input.model, versionId, reason });
+      state.canary = null;
+      return { outcome: 'rolled_back' as const, reasons: [reason], steps: done };
+    };
+    for (const percent of c.steps) {
+      if (percent === 100) break;
+      const { since } = await serving.setCanary({ runId, model: input.model, versionId, percent });
+      state.canary = { versionId, percent, since, awaitingApproval: false, approval: null, last: null };
+      for (let extension = 0; ; extension++) {
+        await sleep(c.holdSeconds * 1000);
+        const v = await serving.compareCanary({ runId, model: input.model, versionId, since });
+        state.canary.last = { verdict: v.verdict, reasons: v.reasons };
+        if (v.verdict === 'fail')
+          return rollback(`canary worse than production at ${percent} %: ${v.reasons.join('; ')}`);
+        if (v.verdict === 'pass') break;
+        if (extension >= c.maxExtensions) {
+          if (c.insufficientTraffic === 'rollback') {
+            return rollback(`too little canary traffic at ${percent} %: ${v.reasons.join('; ')}`);
+          }
+          log.warn('too little canary traffic; proceeding as configured', { percent, reasons: v.reasons });
+          break;
+        }
+      }
+      done.push(percent);
+    }
+    if (c.requireApproval) {
+      const canary = (state.canary ??= {
+        versionId,
+        percent: 0,
+        since: new Date().toISOString(),
+        awaitingApproval: false,
+        approval: null,
+        last: null,
+      });
+      canary.awaitingApproval = true;
+      upsertSearchAttributes([{ key: STAGE_SEARCH_ATTRIBUTE, value: 'canary:awaiting-approval' }]);
+      const answered = await condition(() => canary.approval !== null, c.approvalTimeoutHours * 3600 * 1000);
+      canary.awaitingApproval = false;
+      upsertSearchAttributes([{ key: STAGE_SEARCH_ATTRIBUTE, value: 'canary' }]);
+      if (!answered) return rollback(`no approval within ${c.approvalTimeoutHours} h`);
+      if (!canary.approval!.approved) {
+        return rollback(
+          `declined by ${canary.approval!.by}${canary.approval!.reason ? `: ${canary.approval!.reason}` : ''}`,
+        );
+      }
+    }
+    return { outcome: 'passed', reasons: [], steps: done };
   }
 
   upsertSearchAttributes([{ key: MODEL_SEARCH_ATTRIBUTE, value: input.model }]);
@@ -307,10 +439,83 @@ export async function TrainingPipeline(input: PipelineInput): Promise<PipelineRe
         }
         const t = trained;
         const e = exported!;
+        let verdict: GateResult | null = null;
         evaluated = await runStage(
           'evaluate',
-          () => gpu.evaluate({ runId, model: input.model, versionId: t.versionId, validation: e.validation }),
+          async () => {
+            const ev = await gpu.evaluate({
+              runId,
+              model: input.model,
+              versionId: t.versionId,
+              validation: e.validation,
+            });
+            let judged: JudgeSummary | null = null;
+            if (plan.config.judge && ev.pairsKey) {
+              judged = await judging.judge({
+                runId,
+                model: input.model,
+                versionId: t.versionId,
+                pairsKey: ev.pairsKey,
+                baselineName: ev.baselineName,
+              });
+            }
+            verdict = await meta.decideGate({
+              runId,
+              model: input.model,
+              versionId: t.versionId,
+              evaluation: ev,
+              judge: judged,
+            });
+            return { ...ev, judge: judged, gate: verdict };
+          },
           (v) => ({ ...v }),
+        );
+        const g = verdict as GateResult | null;
+        if (g && !g.passed) {
+          log.info('candidate rejected at the gate', { reasons: g.reasons });
+          return await finish('rejected', `candidate rejected: ${g.reasons.join('; ')}`);
+        }
+      } else if (name === 'register') {
+        if (!trained) {
+          skip('register', 'nothing was trained in this run');
+          continue;
+        }
+        const t = trained;
+        const e = exported!;
+        registered = await runStage(
+          'register',
+          () =>
+            gpu.register({
+              runId,
+              model: input.model,
+              versionId: t.versionId,
+              validation: e.validation,
+              train: e.train,
+            }),
+          (r) => ({ ...r }),
+        );
+      } else if (name === 'canary') {
+        if (!registered) {
+          skip('canary', 'nothing was registered in this run');
+          continue;
+        }
+        const versionId = trained!.versionId;
+        const outcome = await runStage(
+          'canary',
+          () => runCanary(versionId),
+          (c) => ({ ...c }),
+        );
+        if (outcome.outcome === 'rolled_back') return await finish('rolled_back', outcome.reasons.join('; '));
+      } else if (name === 'promote') {
+        if (!registered) {
+          skip('promote', 'nothing was registered in this run');
+          continue;
+        }
+        const versionId = trained!.versionId;
+        promoted = await runStage(
+          'promote',
+          () => serving.promote({ runId, model: input.model, versionId }),
+          (p) => ({ ...p }),
         );
       }
     }

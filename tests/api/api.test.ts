@@ -16,6 +16,7 @@ import {
   startTestWorker,
   temporalClient,
   testLog,
+  testOllama,
   tmpDir,
   uid,
 } from '../helpers/env';
@@ -43,8 +44,16 @@ beforeAll(async () => {
   ({ db, drop } = await createTestDb());
   const store = await createTestStore();
   ({ client, close: closeClient } = await temporalClient());
-  worker = await startTestWorker({ deps: { db, store, log: testLog, tmpDir: await tmpDir() } });
-  const app = createApp({ db, temporal: client, store, log: testLog, taskQueue: worker.taskQueue, bodyLimit: '64kb' });
+  worker = await startTestWorker({ deps: { db, store, log: testLog, ollama: testOllama(), tmpDir: await tmpDir() } });
+  const app = createApp({
+    db,
+    temporal: client,
+    store,
+    log: testLog,
+    ollama: testOllama(),
+    taskQueue: worker.taskQueue,
+    bodyLimit: '64kb',
+  });
   server = await new Promise<Server>((resolve, reject) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
     s.once('error', reject);

@@ -9,7 +9,15 @@ import { insertInteractions } from '../../src/db/queries/interactions';
 import type { ModelDefinition } from '../../src/domain/model-config';
 import { MAX_TEXT_CHARS } from '../../src/ingest/text';
 import { closeServer } from '../../src/services/stack';
-import { createTestDb, createTestModel, createTestStore, temporalClient, testLog, uid } from '../helpers/env';
+import {
+  createTestDb,
+  createTestModel,
+  createTestStore,
+  temporalClient,
+  testLog,
+  testOllama,
+  uid,
+} from '../helpers/env';
 
 /**
  * Ingestion over HTTP: interactions (validation shared with `tuneloop import`, set-based batch writes, idempotency)
@@ -38,6 +46,7 @@ beforeAll(async () => {
     db,
     temporal: temporal.client,
     store,
+    ollama: testOllama(),
     log: testLog,
     taskQueue: uid('tq-'),
     bodyLimit: '1mb',

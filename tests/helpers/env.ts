@@ -11,6 +11,7 @@ import type { z } from 'zod';
 import pg from 'pg';
 import { createActivities, type ActivityDeps } from '../../src/activities';
 import { createApp, type ApiDeps } from '../../src/api/app';
+import { ServingRecorder } from '../../src/api/serving';
 import type { ChatMessage } from '../../src/db/database';
 import { migrateToLatest } from '../../src/db/migrate';
 import { createDb, type Db } from '../../src/db/pool';
@@ -26,9 +27,15 @@ import type { GpuActivityDeps } from '../../src/activities/train';
 import { createCpuWorker, createGpuWorker } from '../../src/services/worker';
 import { FileBlobStore } from '../../src/storage';
 import type { BlobStore } from '../../src/storage/blob-store';
+import { OllamaClient } from '../../src/llm/ollama';
+import { importModel, readImportPlan, type ImportPlan } from '../../src/llm/import';
+import { describeExit, startTrainer } from '../../src/activities/trainer-process';
+import { TINY_BASE_MODEL } from '../../src/services/tiny-model';
 import { statusQuery } from '../../src/workflows/messages';
 
 export const testLog = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
+/** A client of the test run's real Ollama server. */
+export const testOllama = () => new OllamaClient(inject('ollamaUrl'));
 installTemporalRuntime(testLog, process.env.TEST_LOG_LEVEL ?? 'error');
 export const uid = (prefix = '') => `${prefix}${randomBytes(4).toString('hex')}`;
 
@@ -160,8 +167,8 @@ export async function createTestModel(
   db: Db,
   overrides: Partial<z.input<typeof modelDefinitionSchema>> = {},
 ): Promise<ModelDefinition> {
-  // Training is switched off unless a test asks for it: most pipeline tests are about the data plane, and a
-  // train stage with no GPU worker on its queue would wait for one.
+  // Training and serving are switched off unless a test asks for them: most pipeline tests are about the data
+  // plane, and a train stage with no GPU worker on its queue would wait for one.
   const { config, ...rest } = overrides;
   const def = modelDefinitionSchema.parse({
     id: uid('m-'),
@@ -173,7 +180,7 @@ export async function createTestModel(
     config: {
       validationShare: 0.25,
       ...config,
-      stages: { train: false, evaluate: false, ...config?.stages },
+      stages: { train: false, evaluate: false, register: false, canary: false, promote: false, ...config?.stages },
     },
   });
   await upsertModel(db, def);
@@ -228,8 +235,11 @@ export async function readText(store: BlobStore, key: string): Promise<string> {
 }
 
 /** The real express app on a free loopback port. */
-export async function startTestApi(deps: Omit<ApiDeps, 'log' | 'bodyLimit'> & { bodyLimit?: string }) {
-  const app = createApp({ log: testLog, bodyLimit: '64kb', ...deps });
+export async function startTestApi(
+  deps: Omit<ApiDeps, 'log' | 'bodyLimit' | 'ollama'> & { bodyLimit?: string; ollama?: OllamaClient },
+) {
+  const recorder = deps.recorder ?? new ServingRecorder(deps.db, testLog);
+  const app = createApp({ log: testLog, bodyLimit: '64kb', ollama: testOllama(), recorder, ...deps });
   const server = await new Promise<Server>((resolve, reject) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
     s.once('error', reject);
@@ -257,7 +267,11 @@ export async function startTestApi(deps: Omit<ApiDeps, 'log' | 'bodyLimit'> & { 
       }
       return { status: res.status, headers: res.headers, json, text };
     },
-    close: () => closeServer(server),
+    recorder,
+    close: async () => {
+      await closeServer(server);
+      await recorder.close();
+    },
   };
 }
 
@@ -269,7 +283,7 @@ export async function startPipelineEnv() {
   const { db, drop } = await createTestDb();
   const store = await createTestStore();
   const { client, close: closeClient } = await temporalClient();
-  const deps: ActivityDeps = { db, store, log: testLog, tmpDir: await tmpDir() };
+  const deps: ActivityDeps = { db, store, log: testLog, ollama: testOllama(), tmpDir: await tmpDir() };
   const worker = await startTestWorker({ deps });
   return {
     db,
@@ -283,4 +297,27 @@ export async function startPipelineEnv() {
       await drop();
     },
   };
+}
+
+let tinyPlan: Promise<ImportPlan> | null = null;
+
+/**
+ * Imports the tiny base model into an Ollama as `tag` (the trainer stages it once per test file, exactly as the
+ * register stage does): a real model for tests of serving that need no training.
+ */
+export async function importTinyBase(ollama: OllamaClient, tag: string): Promise<void> {
+  tinyPlan ??= (async () => {
+    const out = await tmpDir('stage-');
+    const proc = startTrainer({
+      trainer: await testTrainer(),
+      command: 'ollama-stage',
+      args: ['--base', path.join(inject('modelsDir'), TINY_BASE_MODEL), '--out', path.join(out, 'stage')],
+      cwd: out,
+      log: testLog,
+    });
+    const x = await proc.exited;
+    if (x.code !== 0) throw new Error(describeExit('ollama-stage', x));
+    return readImportPlan(path.join(out, 'stage', 'ollama_import.json'));
+  })();
+  await importModel(ollama, await tinyPlan, tag);
 }

@@ -5,6 +5,7 @@ import type { TestProject } from 'vitest/node';
 import { createLogger } from '../../src/log';
 import { startEmbeddedPostgres } from '../../src/services/embedded-postgres';
 import { startTemporalDevServer } from '../../src/services/temporal-dev-server';
+import { startOllama } from '../../src/services/ollama-server';
 import { loadConfig } from '../../src/config';
 import { ensureTinyBaseModel } from '../../src/services/tiny-model';
 import { bundleWorkflows } from '../../src/services/worker';
@@ -18,12 +19,15 @@ declare module 'vitest' {
     tmpRoot: string;
     /** Holds the tiny base model (`tiny-llama`) that training tests use. */
     modelsDir: string;
+    /** A real Ollama server (the one scripts/setup.sh builds), shared; tests use model names of their own. */
+    ollamaUrl: string;
   }
 }
 
 /**
- * Real servers, started once per test run: a PostgreSQL server (each test file makes its own database on it)
- * and the Temporal dev server built by scripts/setup.sh (each test file uses its own task queues). The
+ * Real servers, started once per test run: a PostgreSQL server (each test file makes its own database on it),
+ * the Temporal dev server and Ollama built by scripts/setup.sh (each test file uses its own task queues and
+ * model names). The
  * workflow code is bundled once here and shared, as a worker would.
  */
 export default async function setup(project: TestProject) {
@@ -32,7 +36,7 @@ export default async function setup(project: TestProject) {
   await chmod(tmpRoot, 0o755); // the embedded server runs as the `postgres` OS user when we are root
   const modelsDir = path.join(tmpRoot, 'models');
   const trainer = { ...loadConfig({}).trainer, modelsDir, workDir: path.join(tmpRoot, 'gpu-work') };
-  const [pg, temporal, bundle] = await Promise.all([
+  const [pg, temporal, bundle, , ollama] = await Promise.all([
     freePort().then((port) =>
       startEmbeddedPostgres({ dir: path.join(tmpRoot, 'pg'), port, database: 'postgres', log }),
     ),
@@ -48,6 +52,7 @@ export default async function setup(project: TestProject) {
     ),
     bundleWorkflows(),
     ensureTinyBaseModel(trainer, log),
+    freePort().then((port) => startOllama({ dir: path.join(tmpRoot, 'ollama'), port, log })),
   ]);
   const workflowBundlePath = path.join(tmpRoot, 'workflow-bundle.js');
   await writeFile(workflowBundlePath, bundle.code);
@@ -56,7 +61,9 @@ export default async function setup(project: TestProject) {
   project.provide('workflowBundlePath', workflowBundlePath);
   project.provide('tmpRoot', tmpRoot);
   project.provide('modelsDir', modelsDir);
+  project.provide('ollamaUrl', ollama.url);
   return async () => {
+    await ollama.stop();
     await temporal.stop();
     await pg.stop();
     await rm(tmpRoot, { recursive: true, force: true });

@@ -35,7 +35,8 @@ describe('loadConfig', () => {
       gpuHeartbeatTimeoutS: 120,
       store: `file://${path.resolve(cwd, '.tuneloop', 'store')}`,
       s3: null,
-      ollamaHost: 'http://127.0.0.1:11434',
+      ollamaHost: null,
+      ollamaPort: 11535,
       trainer: {
         python: path.join(REPO_ROOT, '.tools/py/bin/python'),
         pythonPath: path.join(REPO_ROOT, 'gpu-worker/src'),

@@ -2,6 +2,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { ActivityExecuteInput } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { OllamaError } from '../../src/llm/ollama';
 import {
   ClassifyFailuresInterceptor,
   FailureType,
@@ -43,6 +44,21 @@ describe('ClassifyFailuresInterceptor', () => {
     // Assert
     expect(result).toEqual({ rows: 3 });
     expect(seen).toBe(input);
+  });
+
+  it.each([
+    [0, 'OLLAMA_UNAVAILABLE', false],
+    [503, 'OLLAMA_UNAVAILABLE', false],
+    [500, 'OLLAMA_UNAVAILABLE', false],
+    [400, 'CONFIG_INVALID', true],
+  ])('classifies an Ollama answer of HTTP %i as %s (non-retryable: %s)', async (status, type, nonRetryable) => {
+    // Act
+    const err = await thrownThrough(() => {
+      throw new OllamaError(status, `create m:v: HTTP ${status}`);
+    });
+
+    // Assert
+    expect(err).toMatchObject({ type, nonRetryable, message: `create m:v: HTTP ${status}` });
   });
 
   it('turns a ZodError into a non-retryable CONFIG_INVALID failure naming the path', async () => {
@@ -111,12 +127,20 @@ describe('permanentFailure', () => {
     expect(failure.details).toEqual([{ rows: 0 }]);
   });
 
-  it('treats store integrity problems, trainer crashes and a held run lock as retryable and the others as permanent', () => {
+  it('treats store integrity problems, trainer crashes, a held run lock and an unavailable Ollama as retryable and the others as permanent', () => {
     // Assert
     expect(PERMANENT_FAILURES).not.toContain(FailureType.STORE_INTEGRITY);
     expect(PERMANENT_FAILURES).not.toContain(FailureType.TRAINER_CRASHED);
     expect(PERMANENT_FAILURES).not.toContain(FailureType.TRAINER_INTERRUPTED);
     expect(PERMANENT_FAILURES).not.toContain(FailureType.RUN_LOCKED);
-    expect([...PERMANENT_FAILURES].sort()).toEqual(['CONFIG_INVALID', 'DATASET_INVALID', 'GPU_OOM', 'MODEL_NOT_FOUND']);
+    expect(PERMANENT_FAILURES).not.toContain(FailureType.OLLAMA_UNAVAILABLE);
+    expect([...PERMANENT_FAILURES].sort()).toEqual([
+      'CONFIG_INVALID',
+      'DATASET_INVALID',
+      'GPU_OOM',
+      'INVALID_STATE',
+      'MODEL_NOT_FOUND',
+      'PARITY_MISMATCH',
+    ]);
   });
 });

@@ -8,6 +8,17 @@ import {
 } from '../../src/domain/model-config';
 
 /** The training defaults the issue names: r 16, alpha 32, dropout 0.05, lr 2e-4, 3 epochs, batch 16, length 2048. */
+const SERVING_DEFAULTS = { merge: 'auto', parityPrompts: 4, parityMaxTokens: 24, logitTolerance: 0.05 };
+const CANARY_DEFAULTS = {
+  steps: [5, 25, 50, 100],
+  holdSeconds: 3600,
+  minCalls: 20,
+  maxExtensions: 3,
+  insufficientTraffic: 'rollback',
+  requireApproval: false,
+  approvalTimeoutHours: 72,
+  margins: { errorRate: 0.02, p95LatencyRatio: 1.5, thumbsDownRate: 0.05, schemaValidity: 0.02 },
+};
 const TRAINING_DEFAULTS = {
   method: 'lora',
   startFrom: 'production',
@@ -45,7 +56,9 @@ describe('modelDefinitionSchema', () => {
         minExamples: 1,
         stages: {},
         training: TRAINING_DEFAULTS,
-        thresholds: { maxLossRegression: 0, minWinRateLowerBound: 0.5 },
+        serving: SERVING_DEFAULTS,
+        canary: CANARY_DEFAULTS,
+        thresholds: { maxLossRegression: 0, minWinRateLowerBound: 0.5, maxSchemaValidityDrop: 0 },
       },
     });
   });
@@ -63,7 +76,9 @@ describe('modelDefinitionSchema', () => {
       minExamples: 20,
       stages: { train: false },
       training: TRAINING_DEFAULTS,
-      thresholds: { maxLossRegression: 0.05, minWinRateLowerBound: 0.5 },
+      serving: SERVING_DEFAULTS,
+      canary: CANARY_DEFAULTS,
+      thresholds: { maxLossRegression: 0.05, minWinRateLowerBound: 0.5, maxSchemaValidityDrop: 0 },
     });
   });
 
@@ -78,6 +93,48 @@ describe('modelDefinitionSchema', () => {
       lora: { r: 64, alpha: 32, dropout: 0.05 },
       epochs: 1,
     });
+  });
+
+  it.each([
+    [{ steps: [50, 25, 100] }, 'steps'],
+    [{ steps: [5, 25] }, 'steps'],
+    [{ holdSeconds: 0 }, 'holdSeconds'],
+    [{ margins: { errorRate: 2 } }, 'margins.errorRate'],
+    [{ margins: { p95LatencyRatio: 0.5 } }, 'margins.p95LatencyRatio'],
+  ])('rejects the bad canary config %j, naming %s', (canary, field) => {
+    // Act
+    const r = pipelineConfigSchema.safeParse({ canary });
+
+    // Assert
+    expect(r.success).toBe(false);
+    expect(r.error!.issues[0]!.path.join('.')).toBe(`canary.${field}`);
+  });
+
+  it.each([
+    ['a URL', 'https://huggingface.co/meta-llama/Llama-3-8B', 'not a URL'],
+    ['a path that climbs out', '../../etc', '".."'],
+  ])('refuses %s as a base model', (_what, baseModel, message) => {
+    // Act
+    const r = modelDefinitionSchema.safeParse({ ...minimal, baseModel });
+
+    // Assert
+    expect(r.success).toBe(false);
+    expect(r.error!.issues[0]!.path.join('.')).toBe('baseModel');
+    expect(r.error!.issues[0]!.message).toContain(message);
+  });
+
+  it.each([
+    [{ judge: { model: 'http://evil.example/model' } }, 'judge.model'],
+    [{ judge: { model: 'qwen2.5:7b', maxPairs: 0 } }, 'judge.maxPairs'],
+    [{ serving: { stop: ['<|x|>'] } }, 'serving.stop'],
+    [{ serving: { merge: 'sometimes' } }, 'serving.merge'],
+  ])('rejects the bad serving config %j, naming %s', (config, field) => {
+    // Act
+    const r = pipelineConfigSchema.safeParse(config);
+
+    // Assert
+    expect(r.success).toBe(false);
+    expect(r.error!.issues[0]!.path.join('.')).toBe(field);
   });
 
   it.each([

@@ -11,6 +11,7 @@ import {
   startTestWorker,
   temporalClient,
   testLog,
+  testOllama,
   tmpDir,
 } from '../helpers/env';
 
@@ -55,7 +56,9 @@ describe('export idempotency', () => {
   it('leaves exactly one dataset and one set of objects after failing twice after writing', async () => {
     // Arrange
     const store = crashAfterManifest(await createTestStore(), 2);
-    const worker = await startTestWorker({ deps: { db, store, log: testLog, tmpDir: await tmpDir() } });
+    const worker = await startTestWorker({
+      deps: { db, store, log: testLog, ollama: testOllama(), tmpDir: await tmpDir() },
+    });
     const model = await createTestModel(db);
     await seed(
       db,

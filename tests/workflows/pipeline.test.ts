@@ -87,7 +87,7 @@ describe('TrainingPipeline on the real Temporal dev server', () => {
     // anonymize ran over every consented row; stages switched off or not built yet say so.
     const byName = Object.fromEntries(first.stages.map((s) => [s.name, s]));
     expect(byName.train).toMatchObject({ status: 'skipped', reason: 'switched off in the model config' });
-    expect(byName.register).toMatchObject({ status: 'skipped', reason: expect.stringContaining('not built yet') });
+    expect(byName.synthesize).toMatchObject({ status: 'skipped', reason: expect.stringContaining('not built yet') });
     expect(byName.anonymize).toMatchObject({ status: 'succeeded', summary: { rows: 3, considered: 3 } });
     expect(byName.export!.status).toBe('succeeded');
 

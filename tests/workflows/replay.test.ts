@@ -15,6 +15,7 @@ import {
   startTestWorker,
   temporalClient,
   testLog,
+  testOllama,
   tmpDir,
 } from '../helpers/env';
 
@@ -48,7 +49,7 @@ describe('replay of committed pipeline histories', () => {
   it.runIf(process.env.RECORD_HISTORIES === '1')('records fresh histories (on demand)', async () => {
     const { db, drop } = await createTestDb();
     const { client, close } = await temporalClient();
-    const deps = { db, store: await createTestStore(), log: testLog, tmpDir: await tmpDir() };
+    const deps = { db, store: await createTestStore(), log: testLog, ollama: testOllama(), tmpDir: await tmpDir() };
     const worker = await startTestWorker({ deps });
     try {
       const model = await createTestModel(db);

@@ -22,6 +22,7 @@ import {
   startTestWorker,
   temporalClient,
   testLog,
+  testOllama,
   testTrainer,
   tmpDir,
   type SeedRow,
@@ -65,7 +66,7 @@ describe('train and evaluate in the pipeline', () => {
 
   it('runs export → train → evaluate with the tiny model: a candidate version with its adapter, lower held-out loss than the base, at most three checkpoints', async () => {
     const store = new FileBlobStore(await tmpDir('store-'));
-    const deps = { db, store, log: testLog, tmpDir: await tmpDir() };
+    const deps = { db, store, log: testLog, ollama: testOllama(), tmpDir: await tmpDir() };
     const cpu = await startTestWorker({ deps });
     const gpu = await startTestGpuWorker({ ...deps, trainer: await testTrainer() });
     try {
@@ -120,12 +121,12 @@ describe('train and evaluate in the pipeline', () => {
         baselineName: string;
         candidate: { loss: number; perplexity: number };
         baseline: { loss: number };
-        generationsKey: string | null;
+        pairsKey: string | null;
       };
       expect(evaluation.baselineName).toBe('base');
       expect(evaluation.candidate.loss).toBeLessThan(evaluation.baseline.loss);
       expect(evaluation.candidate.perplexity).toBeCloseTo(Math.exp(evaluation.candidate.loss), 3);
-      expect(evaluation.generationsKey).not.toBeNull();
+      expect(evaluation.pairsKey).not.toBeNull();
 
       const stored = await listStoredCheckpoints(store, run.runId);
       expect(stored.filter((s) => s.complete).length).toBeLessThanOrEqual(3);
@@ -141,7 +142,7 @@ describe('train and evaluate in the pipeline', () => {
 
   it('cancelling the run mid-training reaches the trainer as SIGTERM: it checkpoints, the checkpoint is uploaded, the run ends cancelled', async () => {
     const store = new FileBlobStore(await tmpDir('store-'));
-    const deps = { db, store, log: testLog, tmpDir: await tmpDir() };
+    const deps = { db, store, log: testLog, ollama: testOllama(), tmpDir: await tmpDir() };
     const cpu = await startTestWorker({ deps });
     const gpu = await startTestGpuWorker({ ...deps, trainer: await testTrainer() });
     try {
@@ -194,7 +195,7 @@ describe('train and evaluate in the pipeline', () => {
   it('survives kill -9 of the GPU worker mid-training: a new worker resumes from the last checkpoint, steps trained < 1.5 × planned, at most three checkpoints stored, no orphan trainer', async () => {
     const storeDir = await tmpDir('store-');
     const store = new FileBlobStore(storeDir);
-    const deps = { db, store, log: testLog, tmpDir: await tmpDir() };
+    const deps = { db, store, log: testLog, ollama: testOllama(), tmpDir: await tmpDir() };
     const cpu = await startTestWorker({ deps });
     const gpuQueue = `gpu-kill-${Date.now()}`;
     const trainer = await testTrainer();

@@ -112,7 +112,10 @@ const subjectKey = (it: { appId: string; subject: string }) => JSON.stringify([i
  * read `for key share`: an erasure cannot delete one between this and the interactions' insert that points at it.
  * `on conflict do nothing` rather than `do update`: it does not rewrite an existing subject row on every batch.
  */
-async function upsertSubjects(trx: Transaction<Database>, items: InteractionToStore[]): Promise<Map<string, string>> {
+export async function upsertSubjects(
+  trx: Transaction<Database>,
+  items: readonly { appId: string; subject: string }[],
+): Promise<Map<string, string>> {
   const ids = new Map<string, string>();
   // Sorted: concurrent batches sharing new subjects then take their insert locks in the same order. In input order,
   // two batches naming the same users in different orders deadlock (PostgreSQL aborts one of them).

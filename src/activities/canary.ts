@@ -1,0 +1,119 @@
+import { aliasStats } from '../db/queries/serving';
+import { getVersion, moveAlias, servingAliases, setVersionStatus } from '../db/queries/registry';
+import { judgeCanary, type CanaryVerdict } from '../domain/canary';
+import { parsePipelineConfig } from '../domain/model-config';
+import { activityLog, type ActivityDeps } from './deps';
+import { FailureType, permanentFailure } from './failures';
+import { requireModel } from './lookups';
+
+export interface CanaryStepInput {
+  runId: string;
+  model: string;
+  versionId: string;
+  percent: number;
+}
+
+export interface CompareInput {
+  runId: string;
+  model: string;
+  versionId: string;
+  /** ISO time the step began: the window compared. */
+  since: string;
+}
+
+export interface EndCanaryInput {
+  runId: string;
+  model: string;
+  versionId: string;
+  reason: string;
+}
+
+const actorOf = (runId: string) => `run:${runId}`;
+
+export function createCanaryActivities(deps: ActivityDeps) {
+  return {
+    /**
+     * Points the `canary` alias at the version with `percent` % of subjects (routing is by a hash of the subject,
+     * so raising the share only moves subjects onto the canary). Returns when the step began, for its window; a
+     * retry of a step already set returns the same time.
+     */
+    async setCanary(input: CanaryStepInput): Promise<{ since: string }> {
+      const version = await getVersion(deps.db, input.versionId);
+      if (!version?.ollama_tag) {
+        throw permanentFailure(FailureType.INVALID_STATE, `version ${input.versionId} is not registered in Ollama`);
+      }
+      const since = await deps.db.transaction().execute(async (trx) => {
+        await moveAlias(trx, {
+          model: input.model,
+          name: 'canary',
+          versionId: input.versionId,
+          percent: input.percent,
+          actor: actorOf(input.runId),
+          reason: `canary step ${input.percent} %`,
+        });
+        await setVersionStatus(trx, input.versionId, 'canary', `${input.percent} % of subjects`);
+        const step = await trx
+          .selectFrom('alias_history')
+          .select('at')
+          .where('model_id', '=', input.model)
+          .where('name', '=', 'canary')
+          .where('to_version_id', '=', input.versionId)
+          .where('percent', '=', input.percent)
+          .orderBy('id', 'desc')
+          .limit(1)
+          .executeTakeFirstOrThrow();
+        return step.at;
+      });
+      activityLog(deps, { model: input.model, runId: input.runId }).info(
+        { version: version.version, percent: input.percent },
+        'canary step',
+      );
+      return { since: new Date(since).toISOString() };
+    },
+
+    /** The canary against production since the step began, judged by the model's margins. */
+    async compareCanary(input: CompareInput): Promise<CanaryVerdict> {
+      const model = await requireModel(deps.db, input.model);
+      const c = parsePipelineConfig(model.config).canary;
+      const since = new Date(input.since);
+      const aliases = await servingAliases(deps.db, input.model);
+      const canary = await aliasStats(deps.db, input.model, 'canary', input.versionId, since);
+      const production = aliases.production
+        ? await aliasStats(deps.db, input.model, 'production', aliases.production.versionId, since)
+        : { calls: 0, errors: 0, p95LatencyMs: null, feedback: 0, thumbsDown: 0, schemaChecked: 0, schemaValid: 0 };
+      const verdict = judgeCanary(canary, production, c.margins, c.minCalls);
+      activityLog(deps, { model: input.model, runId: input.runId }).info(
+        { verdict: verdict.verdict, reasons: verdict.reasons, canary, production },
+        'canary compared',
+      );
+      return verdict;
+    },
+
+    /** Takes the canary out (its subjects go back to production) and marks the version rolled back. */
+    async endCanary(input: EndCanaryInput): Promise<void> {
+      await deps.db.transaction().execute(async (trx) => {
+        const current = await trx
+          .selectFrom('aliases')
+          .select('version_id')
+          .where('model_id', '=', input.model)
+          .where('name', '=', 'canary')
+          .executeTakeFirst();
+        if (current?.version_id === input.versionId) {
+          await moveAlias(trx, {
+            model: input.model,
+            name: 'canary',
+            versionId: null,
+            percent: null,
+            actor: actorOf(input.runId),
+            reason: input.reason,
+          });
+        }
+        const version = await getVersion(trx, input.versionId);
+        if (version && version.status !== 'production') {
+          await setVersionStatus(trx, input.versionId, 'rolled_back', input.reason);
+        }
+      });
+      activityLog(deps, { model: input.model, runId: input.runId }).warn({ reason: input.reason }, 'canary ended');
+    },
+  };
+}

@@ -1,0 +1,121 @@
+import { Context } from '@temporalio/activity';
+import type { ChatMessage } from '../db/database';
+import { mergeVersionMetrics } from '../db/queries/registry';
+import { pairOutcome, winRate, type PairOutcome, type Verdict, type WinRate } from '../domain/evaluation';
+import { parsePipelineConfig } from '../domain/model-config';
+import { GREEDY } from '../llm/ollama';
+import { activityLog, type ActivityDeps } from './deps';
+import { FailureType, permanentFailure } from './failures';
+import { requireModel } from './lookups';
+import { linesOf } from './staging';
+
+export interface JudgeInput {
+  runId: string;
+  model: string;
+  versionId: string;
+  pairsKey: string;
+  baselineName: 'production' | 'base';
+}
+
+export interface JudgeSummary extends WinRate {
+  judge: string;
+  /** Pairs whose two verdicts disagreed (position bias): counted as ties. */
+  disagreements: number;
+  /** Verdicts that were not valid JSON of the schema (counted as ties). */
+  invalid: number;
+  judgementsKey: string;
+}
+
+/** The judge answers in this shape (Ollama's structured output enforces it). */
+const VERDICT_SCHEMA = {
+  type: 'object',
+  properties: { winner: { type: 'string', enum: ['A', 'B', 'tie'] }, reason: { type: 'string' } },
+  required: ['winner'],
+} as const;
+
+function judgePrompt(messages: ChatMessage[], a: string, b: string, criteria: string | undefined): ChatMessage[] {
+  const conversation = messages.map((m) => `${m.role.toUpperCase()}: ${m.content}`).join('\n');
+  return [
+    {
+      role: 'system',
+      content:
+        'You compare two answers an assistant could give as its next turn in a conversation. Judge which answer is ' +
+        'more helpful, correct, safe and appropriate for this conversation; length is not a virtue. ' +
+        (criteria ? `For this app, better also means: ${criteria} ` : '') +
+        'Reply with JSON: {"winner": "A" | "B" | "tie", "reason": "<one sentence>"}.',
+    },
+    {
+      role: 'user',
+      content: `Conversation:\n${conversation}\n\nAnswer A:\n${a}\n\nAnswer B:\n${b}\n\nWhich answer is better?`,
+    },
+  ];
+}
+
+function parseVerdict(content: string): Verdict | null {
+  try {
+    const v = (JSON.parse(content) as { winner?: unknown }).winner;
+    return v === 'A' || v === 'B' || v === 'tie' ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+export function createJudgeActivities(deps: ActivityDeps) {
+  return {
+    /**
+     * judge: an LLM judge in Ollama (the model config's `judge.model`) compares the candidate's and the
+     * baseline's answers to the same validation prompts, each pair twice with the order swapped; a verdict that
+     * flips with the order is a tie. Returns the win rate with its 95 % interval; every verdict goes to the store.
+     */
+    async judge(input: JudgeInput): Promise<JudgeSummary> {
+      const ctx = Context.current();
+      const log = activityLog(deps, { model: input.model, runId: input.runId });
+      const model = await requireModel(deps.db, input.model);
+      const judge = parsePipelineConfig(model.config).judge;
+      if (!judge) throw permanentFailure(FailureType.CONFIG_INVALID, `model ${input.model} has no judge configured`);
+      if (!(await deps.ollama.show(judge.model, ctx.cancellationSignal))) {
+        throw permanentFailure(
+          FailureType.CONFIG_INVALID,
+          `judge model ${judge.model} is not in Ollama at ${deps.ollama.host}: add it there first (nothing is downloaded)`,
+        );
+      }
+      const outcomes: PairOutcome[] = [];
+      const lines: string[] = [];
+      let disagreements = 0;
+      let invalid = 0;
+      for await (const line of linesOf(await deps.store.get(input.pairsKey))) {
+        if (outcomes.length >= judge.maxPairs) break;
+        const p = JSON.parse(line) as { id: string; messages: ChatMessage[]; candidate: string; baseline: string };
+        const ask = async (a: string, b: string) => {
+          const r = await deps.ollama.chat(
+            {
+              model: judge.model,
+              messages: judgePrompt(p.messages, a, b, judge.criteria),
+              format: VERDICT_SCHEMA as unknown as Record<string, unknown>,
+              options: { ...GREEDY, num_predict: 200 },
+            },
+            ctx.cancellationSignal,
+          );
+          const v = parseVerdict(r.content);
+          if (v === null) invalid++;
+          return { verdict: v ?? 'tie', raw: r.content };
+        };
+        const first = await ask(p.candidate, p.baseline); // candidate is A
+        const second = await ask(p.baseline, p.candidate); // candidate is B
+        const outcome = pairOutcome(first.verdict, second.verdict);
+        if (outcome === 'tie' && first.verdict !== 'tie' && second.verdict !== 'tie') disagreements++;
+        outcomes.push(outcome);
+        lines.push(JSON.stringify({ id: p.id, candidateFirst: first, candidateSecond: second, outcome }));
+        ctx.heartbeat({ judged: outcomes.length });
+      }
+      const judgementsKey = `runs/${input.runId}/eval/judgements.jsonl`;
+      await deps.store.put(judgementsKey, Buffer.from(lines.map((l) => l + '\n').join('')), {
+        contentType: 'application/x-ndjson',
+      });
+      const summary: JudgeSummary = { ...winRate(outcomes), judge: judge.model, disagreements, invalid, judgementsKey };
+      await mergeVersionMetrics(deps.db, input.versionId, 'judge', summary);
+      log.info({ winRate: summary.winRate, ci95: summary.ci95, pairs: summary.pairs }, 'judged');
+      return summary;
+    },
+  };
+}

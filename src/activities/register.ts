@@ -1,0 +1,227 @@
+import { createReadStream } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Context } from '@temporalio/activity';
+import type { ChatMessage } from '../db/database';
+import { withAdvisoryLock } from '../db/locks';
+import type { Db } from '../db/pool';
+import { getVersion, mergeVersionMetrics, setVersionStatus } from '../db/queries/registry';
+import { parsePipelineConfig } from '../domain/model-config';
+import { importModel, readImportPlan } from '../llm/import';
+import { GREEDY, type OllamaClient } from '../llm/ollama';
+import { downloadDir, ensureLocalCopy } from './artifacts';
+import { activityLog } from './deps';
+import type { SplitSummary } from './export';
+import { FailureType, permanentFailure, retryableFailure } from './failures';
+import { requireModel } from './lookups';
+import { linesOf } from './staging';
+import { resolveBaseModel, type GpuActivityDeps } from './train';
+import { describeExit, startTrainer, TRAINER_EXIT, type TrainerEvent } from './trainer-process';
+
+export interface RegisterInput {
+  runId: string;
+  model: string;
+  versionId: string;
+  /** Where the parity prompts come from: validation rows first, train rows if there are too few. */
+  validation: SplitSummary;
+  train: SplitSummary;
+}
+
+export interface ParityCase {
+  id: string;
+  ok: boolean;
+  how: 'exact' | 'near_tie' | 'prompt' | 'answer';
+  reason?: string;
+  trainer: string;
+  ollama: string;
+}
+
+export interface RegisterSummary {
+  tag: string;
+  method: 'base' | 'adapter' | 'merged';
+  family: string | null;
+  bytes: number;
+  parity: { cases: number; exact: number; nearTie: number; failed: number };
+}
+
+/** The Ollama tag of a version: `<model>:<version>`. Tags are never reused for other weights. */
+export const versionTag = (model: string, version: string) => `${model}:${version}`;
+
+/**
+ * Every call that changes Ollama's tags (create, copy, delete) holds this lock: Ollama writes a tag's manifest by
+ * truncating and rewriting it, and deleting a tag while another is half written can remove blobs still in use.
+ */
+export async function withOllamaWrites<T>(db: Db, ollama: OllamaClient, fn: () => Promise<T>): Promise<T> {
+  const r = await withAdvisoryLock(db, `ollama-writes:${ollama.host}`, { wait: true }, fn);
+  if (!r.ran) throw new Error('unreachable: a waiting lock always runs');
+  return r.value;
+}
+
+export function createRegisterActivities(deps: GpuActivityDeps) {
+  return {
+    /**
+     * register: puts the candidate into Ollama as `<model>:<version>` (the adapter onto the base where Ollama can
+     * import it, merged weights otherwise), then checks parity: Ollama's greedy answers to validation prompts must
+     * be the trainer's own for the same prompts (same chat template, same stop tokens), up to float16 near-ties.
+     * A mismatch deletes the tag, marks the version `failed` and fails the stage with both answers. Idempotent:
+     * a retry imports the same files under the same tag.
+     */
+    async register(input: RegisterInput): Promise<RegisterSummary> {
+      const ctx = Context.current();
+      const log = activityLog(deps, { model: input.model, runId: input.runId });
+      const model = await requireModel(deps.db, input.model);
+      const serving = parsePipelineConfig(model.config).serving;
+      const version = await getVersion(deps.db, input.versionId);
+      if (!version?.adapter_key) {
+        throw permanentFailure(FailureType.DATASET_INVALID, `model version ${input.versionId} has no adapter`);
+      }
+      const tag = versionTag(input.model, version.version);
+      const base = await resolveBaseModel(model.base_model, deps.trainer.modelsDir);
+      const work = path.join(deps.trainer.workDir, 'register', input.runId);
+      await rm(work, { recursive: true, force: true });
+      await mkdir(work, { recursive: true });
+      const beat = setInterval(() => ctx.heartbeat({ tag }), 5_000);
+      try {
+        const adapterDir = path.join(work, 'adapter');
+        await downloadDir(deps.store, version.adapter_key, adapterDir);
+
+        // 1. The import plan, from the trainer (which knows the tokenizer, the template and Ollama's quirks).
+        const stageArgs = ['--base', base, '--adapter', adapterDir, '--out', path.join(work, 'stage')];
+        stageArgs.push('--merge', serving.merge);
+        if (serving.template) {
+          await writeFile(path.join(work, 'template.gotmpl'), serving.template);
+          stageArgs.push('--template', path.join(work, 'template.gotmpl'));
+          for (const s of serving.stop ?? []) stageArgs.push('--stop', s);
+        }
+        await runTrainer(deps, 'ollama-stage', stageArgs, work, log);
+        const plan = await readImportPlan(path.join(work, 'stage', 'ollama_import.json'));
+
+        // 2. Into Ollama.
+        const imported = await withOllamaWrites(deps.db, deps.ollama, () =>
+          importModel(deps.ollama, plan, tag, { signal: ctx.cancellationSignal }),
+        );
+        log.info({ tag, method: plan.method, family: plan.family, bytes: imported.bytes }, 'imported into Ollama');
+
+        // 3. Parity: the same prompts through Ollama and through the trainer.
+        const prompts = await parityPrompts(deps, input, work, serving.parityPrompts);
+        const cases = [];
+        for (const [i, messages] of prompts.entries()) {
+          const r = await deps.ollama.chat(
+            { model: tag, messages, options: { ...GREEDY, num_predict: serving.parityMaxTokens } },
+            ctx.cancellationSignal,
+          );
+          cases.push({
+            id: `p${i + 1}`,
+            messages,
+            ollama: { content: r.content, done: r.done, done_reason: r.doneReason, prompt_tokens: r.promptTokens },
+          });
+        }
+        await writeFile(
+          path.join(work, 'parity.json'),
+          JSON.stringify({
+            base_model: base,
+            adapter: adapterDir,
+            cases,
+            max_new_tokens: serving.parityMaxTokens,
+            logit_tolerance: serving.logitTolerance,
+            stop: plan.parameters.stop,
+          }),
+        );
+        const done = await runTrainer(deps, 'parity', ['--config', path.join(work, 'parity.json')], work, log);
+        const results = (done.cases ?? []) as ParityCase[];
+        const metrics = done.metrics as { cases: number; exact: number; near_tie: number; failed: number };
+        const parity = {
+          cases: metrics.cases,
+          exact: metrics.exact,
+          nearTie: metrics.near_tie,
+          failed: metrics.failed,
+        };
+        const summary: RegisterSummary = {
+          tag,
+          method: plan.method,
+          family: plan.family,
+          bytes: imported.bytes,
+          parity,
+        };
+        await mergeVersionMetrics(deps.db, input.versionId, 'register', {
+          ...summary,
+          cases: results.map(({ id, ok, how, reason }) => ({ id, ok, how, reason })),
+        });
+        if (parity.failed > 0) {
+          const failedCases = results.filter((c) => !c.ok);
+          const message =
+            `parity check failed for ${tag}: ${parity.failed} of ${parity.cases} validation prompts answered ` +
+            `differently by Ollama and by the trainer (is the chat template or the stop token wrong?)\n` +
+            failedCases
+              .map(
+                (c) =>
+                  `  ${c.id}: ${c.reason ?? c.how}\n    trainer: ${JSON.stringify(c.trainer)}\n    ollama:  ${JSON.stringify(c.ollama)}`,
+              )
+              .join('\n');
+          await withOllamaWrites(deps.db, deps.ollama, () => deps.ollama.delete(tag));
+          await setVersionStatus(deps.db, input.versionId, 'failed', message.split('\n')[0]!);
+          throw permanentFailure(FailureType.PARITY_MISMATCH, message, { cases: failedCases });
+        }
+        await deps.db
+          .updateTable('model_versions')
+          .set({ ollama_tag: tag, status: 'registered', status_reason: null, status_at: new Date() })
+          .where('id', '=', input.versionId)
+          .execute();
+        log.info({ tag, parity }, 'registered');
+        return summary;
+      } finally {
+        clearInterval(beat);
+        await rm(work, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+/** Conversations to ask both sides: the first rows of the validation split (then train), cut before the answer. */
+async function parityPrompts(
+  deps: GpuActivityDeps,
+  input: RegisterInput,
+  work: string,
+  want: number,
+): Promise<ChatMessage[][]> {
+  const prompts: ChatMessage[][] = [];
+  for (const [name, split] of [
+    ['validation', input.validation],
+    ['train', input.train],
+  ] as const) {
+    if (prompts.length >= want || split.count === 0) continue;
+    const file = path.join(work, `${name}.jsonl`);
+    await ensureLocalCopy(deps.store, split.key, file, split.sha256);
+    for await (const line of linesOf(createReadStream(file))) {
+      if (prompts.length >= want) break;
+      const messages = (JSON.parse(line) as { messages: ChatMessage[] }).messages;
+      const last = messages.map((m) => m.role).lastIndexOf('assistant');
+      if (last > 0) prompts.push(messages.slice(0, last));
+    }
+  }
+  if (prompts.length === 0) throw permanentFailure(FailureType.DATASET_INVALID, 'no rows to check parity on');
+  return prompts;
+}
+
+/** Runs a short trainer command to its `done` line; bad input is permanent, anything else retried. */
+async function runTrainer(
+  deps: GpuActivityDeps,
+  command: 'ollama-stage' | 'parity',
+  args: string[],
+  cwd: string,
+  log: ReturnType<typeof activityLog>,
+): Promise<TrainerEvent> {
+  const proc = startTrainer({ trainer: deps.trainer, command, args, cwd, log });
+  const ctx = Context.current();
+  const onCancel = () => proc.interrupt();
+  ctx.cancellationSignal.addEventListener('abort', onCancel, { once: true });
+  const x = await proc.exited.finally(() => ctx.cancellationSignal.removeEventListener('abort', onCancel));
+  if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
+  if (x.code === TRAINER_EXIT.BAD_INPUT) {
+    throw permanentFailure(FailureType.CONFIG_INVALID, describeExit(`trainer ${command}`, x));
+  }
+  if (x.code !== TRAINER_EXIT.OK || !x.done) {
+    throw retryableFailure(FailureType.TRAINER_CRASHED, describeExit(`trainer ${command}`, x));
+  }
+  return x.done;
+}

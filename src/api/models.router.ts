@@ -1,0 +1,141 @@
+import type { Client } from '@temporalio/client';
+import { Router } from 'express';
+import { z } from 'zod';
+import type { Db } from '../db/pool';
+import { audit } from '../db/queries/audit';
+import { listModels, getModel } from '../db/queries/models';
+import { aliasHistory, listVersions } from '../db/queries/registry';
+import { slug } from '../domain/model-config';
+import { text } from '../ingest/text';
+import { RollbackRefused, rollbackModel } from '../services/rollback-client';
+import { actorOf, assertModelAccess, principalOf, requireRole } from './auth';
+import { HttpError } from './errors';
+import type { ServingCache } from './serving';
+import { parse } from './validate';
+
+const modelParams = z.object({ model: slug }).strict();
+const rollbackBody = z.object({ reason: text(2000).optional() }).strict();
+
+export interface ModelsRouterDeps {
+  db: Db;
+  temporal: Client;
+  taskQueue: string;
+  cache: ServingCache;
+}
+
+/** The registry, read (`GET /v1/models`, `/v1/models/:model`) and rolled back (`POST .../rollback`). */
+export function createModelsRouter({ db, temporal, taskQueue, cache }: ModelsRouterDeps) {
+  const router = Router();
+
+  router.get('/v1/models', requireRole('app', 'operator'), async (req, res) => {
+    const p = principalOf(req);
+    const models = await listModels(db, p.models ?? undefined);
+    const visible = p.appId ? models.filter((m) => m.app_id === p.appId) : models;
+    const aliases = visible.length
+      ? await db
+          .selectFrom('aliases as a')
+          .innerJoin('model_versions as v', 'v.id', 'a.version_id')
+          .select(['a.model_id', 'a.name', 'a.percent', 'v.version', 'v.ollama_tag'])
+          .where(
+            'a.model_id',
+            'in',
+            visible.map((m) => m.id),
+          )
+          .execute()
+      : [];
+    res.json({
+      models: visible.map((m) => ({
+        id: m.id,
+        app: m.app_id,
+        baseModel: m.base_model,
+        taskFormat: m.task_format,
+        aliases: Object.fromEntries(
+          aliases
+            .filter((a) => a.model_id === m.id)
+            .map((a) => [a.name, { version: a.version, tag: a.ollama_tag, percent: a.percent }]),
+        ),
+      })),
+    });
+  });
+
+  router.get('/v1/models/:model', requireRole('app', 'operator'), async (req, res) => {
+    const p = principalOf(req);
+    const { model } = parse(modelParams, req, 'params');
+    assertModelAccess(p, model, 'params.model');
+    const m = await getModel(db, model);
+    if (!m || (p.appId && m.app_id !== p.appId)) {
+      throw new HttpError(404, 'model_not_found', `model ${model} does not exist`, 'params.model');
+    }
+    const [versions, history, aliases] = await Promise.all([
+      listVersions(db, model),
+      aliasHistory(db, model),
+      db.selectFrom('aliases').selectAll().where('model_id', '=', model).execute(),
+    ]);
+    const byId = new Map(versions.map((v) => [v.id, v]));
+    res.json({
+      model: { id: m.id, app: m.app_id, baseModel: m.base_model, taskFormat: m.task_format, config: m.config },
+      aliases: Object.fromEntries(
+        aliases.map((a) => [
+          a.name,
+          { version: byId.get(a.version_id)?.version ?? null, percent: a.percent, since: a.updated_at },
+        ]),
+      ),
+      versions: versions.map((v) => ({
+        id: v.id,
+        version: v.version,
+        status: v.status,
+        statusReason: v.status_reason,
+        statusAt: v.status_at,
+        tag: v.ollama_tag,
+        runId: v.run_id,
+        datasetId: v.dataset_id,
+        createdAt: v.created_at,
+        erasureFlags: v.erasure_flags,
+        metrics: v.metrics,
+      })),
+      history: history.map((h) => ({
+        alias: h.name,
+        from: h.from,
+        to: h.to,
+        percent: h.percent,
+        by: h.actor,
+        reason: h.reason,
+        at: h.at,
+      })),
+    });
+  });
+
+  router.post('/v1/models/:model/rollback', requireRole('operator'), async (req, res) => {
+    const p = principalOf(req);
+    const { model } = parse(modelParams, req, 'params');
+    const body = parse(rollbackBody, req, 'body');
+    if (!(await getModel(db, model))) {
+      throw new HttpError(404, 'model_not_found', `model ${model} does not exist`, 'params.model');
+    }
+    const reason = body.reason ?? 'rollback requested through the API';
+    let out;
+    try {
+      out = await rollbackModel(temporal, { model, taskQueue, actor: actorOf(p), reason });
+    } catch (err) {
+      if (err instanceof RollbackRefused) throw new HttpError(409, 'nothing_to_roll_back', err.message);
+      throw err;
+    }
+    cache.invalidate(model);
+    await audit(db, {
+      actor: actorOf(p),
+      action: 'model.rollback',
+      targetType: 'model',
+      targetId: model,
+      details: { from: out.plan.fromVersionId, to: out.plan.toVersionId, reason },
+    });
+    res.json({
+      model,
+      production: out.result.version,
+      tag: out.result.tag,
+      previous: out.result.previous?.version ?? null,
+      reason,
+    });
+  });
+
+  return router;
+}

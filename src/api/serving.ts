@@ -1,0 +1,172 @@
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import type { ChatMessage } from '../db/database';
+import type { Db } from '../db/pool';
+import { upsertSubjects } from '../db/queries/interactions';
+import { servingAliases, type AliasName, type ServingVersion } from '../db/queries/registry';
+import { insertServingCalls, type ServingCall } from '../db/queries/serving';
+import type { Logger } from '../log';
+
+export interface ServingInfo {
+  model: {
+    id: string;
+    appId: string;
+    systemPrompt: string | null;
+    outputSchema: Record<string, unknown> | null;
+  } | null;
+  aliases: Partial<Record<AliasName, ServingVersion>>;
+}
+
+/**
+ * What serves a model (its definition's serving fields and its aliases), read from PostgreSQL at most once a
+ * second per model: a promotion or rollback reaches every API process within a second, and a chat call costs no
+ * query. Versions are served by their own Ollama tags, which are never rewritten, so a request routed to the
+ * version that just stopped serving still succeeds.
+ */
+export class ServingCache {
+  private readonly entries = new Map<string, { at: number; value: Promise<ServingInfo> }>();
+  constructor(
+    private readonly db: Db,
+    private readonly ttlMs = 1_000,
+  ) {}
+
+  get(model: string): Promise<ServingInfo> {
+    const hit = this.entries.get(model);
+    const now = Date.now();
+    if (hit && now - hit.at < this.ttlMs) return hit.value;
+    const value = this.load(model);
+    this.entries.set(model, { at: now, value });
+    value.catch(() => this.entries.delete(model)); // a failed read is not cached
+    if (this.entries.size > 10_000) this.entries.delete(this.entries.keys().next().value!);
+    return value;
+  }
+
+  /** Forgets a model's entry (the API moved its aliases itself). */
+  invalidate(model: string) {
+    this.entries.delete(model);
+  }
+
+  private async load(model: string): Promise<ServingInfo> {
+    const row = await this.db
+      .selectFrom('models')
+      .select(['id', 'app_id', 'system_prompt', 'output_schema'])
+      .where('id', '=', model)
+      .executeTakeFirst();
+    if (!row) return { model: null, aliases: {} };
+    return {
+      model: {
+        id: row.id,
+        appId: row.app_id,
+        systemPrompt: row.system_prompt,
+        outputSchema: (row.output_schema as Record<string, unknown> | null) ?? null,
+      },
+      aliases: await servingAliases(this.db, model),
+    };
+  }
+}
+
+export interface ServedRecord {
+  interactionId: string;
+  appId: string;
+  model: string;
+  subject: string;
+  /** The conversation as the app sent it, with the answer appended; null when nothing answered. */
+  messages: ChatMessage[] | null;
+  answeredBy: string | null;
+  latencyMs: number;
+  call: Omit<ServingCall, 'interactionId' | 'model'>;
+  metadata: Record<string, unknown>;
+}
+
+/**
+ * Writes what the chat API served (the interaction, for the next training run, and the call, for the canary) in
+ * batches, off the request's path: a batch every 20 ms or 200 records, one transaction each. A failed batch is
+ * retried (PostgreSQL restarting) with the queue capped at 50 000 records; beyond that the oldest are dropped and
+ * counted in the log, rather than the API running out of memory.
+ */
+export class ServingRecorder {
+  private queue: ServedRecord[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private flushing: Promise<void> | null = null;
+  private closed = false;
+  private dropped = 0;
+  static readonly MAX_QUEUE = 50_000;
+
+  constructor(
+    private readonly db: Db,
+    private readonly log: Logger,
+    private readonly everyMs = 20,
+    private readonly batch = 200,
+  ) {}
+
+  record(r: ServedRecord) {
+    if (this.queue.length >= ServingRecorder.MAX_QUEUE) {
+      this.queue.shift();
+      this.dropped++;
+    }
+    this.queue.push(r);
+    if (this.queue.length >= this.batch) void this.flush();
+    else this.timer ??= setTimeout(() => void this.flush(), this.everyMs);
+  }
+
+  /** Writes everything queued so far (tests and shutdown wait on it). */
+  async flush(): Promise<void> {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    while (this.flushing) await this.flushing;
+    if (this.queue.length === 0) return;
+    const batch = this.queue.splice(0, this.batch);
+    this.flushing = this.write(batch)
+      .catch((err: unknown) => {
+        this.log.warn({ err: (err as Error).message, records: batch.length }, 'could not record served calls yet');
+        this.queue.unshift(...batch);
+        if (!this.closed) this.timer ??= setTimeout(() => void this.flush(), 1_000);
+      })
+      .finally(() => {
+        this.flushing = null;
+      });
+    await this.flushing;
+    if (this.dropped) {
+      this.log.error({ dropped: this.dropped }, 'served calls dropped: the database was away too long');
+      this.dropped = 0;
+    }
+    if (this.queue.length > 0 && !this.timer && !this.closed) this.timer = setTimeout(() => void this.flush(), 0);
+  }
+
+  async close(): Promise<void> {
+    for (let i = 0; i < 5 && this.queue.length > 0; i++) await this.flush();
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.queue.length) this.log.error({ records: this.queue.length }, 'served calls not recorded at shutdown');
+  }
+
+  private async write(batch: ServedRecord[]) {
+    await this.db.transaction().execute(async (trx) => {
+      const answered = batch.filter((r) => r.messages !== null);
+      if (answered.length) {
+        const subjects = await upsertSubjects(
+          trx,
+          answered.map((r) => ({ appId: r.appId, subject: r.subject })),
+        );
+        const key = (r: ServedRecord) => JSON.stringify([r.appId, r.subject]);
+        await sql`
+          insert into interactions (id, model_id, subject_id, source, messages, metadata, model_version_id, latency_ms)
+          select * from unnest(
+            ${answered.map((r) => r.interactionId)}::uuid[], ${answered.map((r) => r.model)}::text[],
+            ${answered.map((r) => subjects.get(key(r))!)}::uuid[], ${answered.map(() => 'served')}::text[],
+            ${answered.map((r) => JSON.stringify(r.messages))}::jsonb[],
+            ${answered.map((r) => JSON.stringify(r.metadata))}::jsonb[],
+            ${answered.map((r) => r.answeredBy)}::uuid[], ${answered.map((r) => Math.round(r.latencyMs))}::int[])
+          on conflict do nothing`.execute(trx);
+      }
+      await insertServingCalls(
+        trx,
+        batch.map((r) => ({ ...r.call, model: r.model, interactionId: r.messages !== null ? r.interactionId : null })),
+      );
+    });
+  }
+}
+
+export const newInteractionId = () => randomUUID();

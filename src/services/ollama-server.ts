@@ -1,0 +1,118 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { REPO_ROOT } from '../config';
+import type { Logger } from '../log';
+
+export interface RunningOllama {
+  /** http://127.0.0.1:PORT */
+  url: string;
+  modelsDir: string;
+  process: ChildProcess;
+  /** SIGTERM (Ollama stops its runners), then SIGKILL of the whole group after a deadline. */
+  stop(): Promise<void>;
+  /** SIGKILL of the server and its runners at once: a crash, for tests. */
+  kill(): Promise<void>;
+}
+
+/** The Ollama server built by scripts/setup.sh from the Go module proxy (never downloaded at run time). */
+export function ollamaBinary(): string {
+  const bin = process.env.TUNELOOP_OLLAMA_BIN ?? path.join(REPO_ROOT, '.tools/bin/ollama');
+  if (!existsSync(bin)) {
+    throw new Error(
+      `Ollama not found at ${bin}: run \`bash scripts/setup.sh\` (it builds it from the Go module proxy)`,
+    );
+  }
+  return bin;
+}
+
+/**
+ * Starts `ollama serve` on a private port with its models (and its key: HOME) under `dir`, and waits until it
+ * answers. It runs in a process group of its own: a runner (one per loaded model) outlives a server killed with
+ * SIGKILL, so stopping and killing address the whole group.
+ */
+export async function startOllama(opts: {
+  dir: string;
+  port: number;
+  log: Logger;
+  readyTimeoutMs?: number;
+}): Promise<RunningOllama> {
+  const dir = path.resolve(opts.dir);
+  const modelsDir = path.join(dir, 'models');
+  await mkdir(modelsDir, { recursive: true });
+  await removeAbandonedConversions(modelsDir, opts.log);
+  const url = `http://127.0.0.1:${opts.port}`;
+  const child = spawn(ollamaBinary(), ['serve'], {
+    detached: true,
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: {
+      ...process.env,
+      OLLAMA_HOST: `127.0.0.1:${opts.port}`,
+      OLLAMA_MODELS: modelsDir,
+      // Ollama makes its identity key under $HOME/.ollama on first start: keep it beside the models.
+      HOME: dir,
+    },
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-8000);
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const deadline = Date.now() + (opts.readyTimeoutMs ?? 30_000);
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`ollama exited (${child.exitCode}): ${stderr.slice(-2000)}`);
+    const ok = await fetch(`${url}/api/version`, { signal: AbortSignal.timeout(1_000) }).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) break;
+    if (Date.now() > deadline) {
+      killGroup(child, 'SIGKILL');
+      throw new Error(`ollama not ready after ${opts.readyTimeoutMs ?? 30_000} ms\n${stderr.slice(-2000)}`);
+    }
+    await sleep(100);
+  }
+  opts.log.info({ url, modelsDir }, 'ollama ready');
+  return {
+    url,
+    modelsDir,
+    process: child,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        killGroup(child, 'SIGKILL'); // a runner may have outlived it
+        return;
+      }
+      killGroup(child, 'SIGTERM');
+      const timer = setTimeout(() => killGroup(child, 'SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+      killGroup(child, 'SIGKILL');
+    },
+    async kill() {
+      killGroup(child, 'SIGKILL');
+      if (child.exitCode === null && child.signalCode === null) await exited;
+    },
+  };
+}
+
+function killGroup(child: ChildProcess, signal: NodeJS.Signals) {
+  try {
+    process.kill(-child.pid!, signal);
+  } catch {
+    // the group is gone
+  }
+}
+
+/**
+ * A server killed while it converted a model leaves its scratch folder (`ollama-safetensors*`) in the models
+ * directory, and nothing of Ollama's ever removes it. Nothing can be using it before the server starts.
+ */
+async function removeAbandonedConversions(modelsDir: string, log: Logger) {
+  for (const name of await readdir(modelsDir).catch(() => [] as string[])) {
+    if (!name.startsWith('ollama-safetensors')) continue;
+    log.warn({ dir: name }, 'removing the scratch folder of an interrupted model import');
+    await rm(path.join(modelsDir, name), { recursive: true, force: true });
+  }
+}

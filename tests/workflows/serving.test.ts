@@ -1,0 +1,405 @@
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApiKey } from '../../src/api/auth';
+import type { Db } from '../../src/db/pool';
+import { upsertModel } from '../../src/db/queries/models';
+import { modelDefinitionSchema, type ModelDefinition } from '../../src/domain/model-config';
+import { bucketOf } from '../../src/domain/routing';
+import { startPipeline } from '../../src/services/pipeline-client';
+import { TINY_BASE_MODEL } from '../../src/services/tiny-model';
+import { FileBlobStore } from '../../src/storage';
+import { statusQuery, type PipelineResult, type PipelineStatus } from '../../src/workflows/messages';
+import {
+  createTestDb,
+  createTestModel,
+  importTinyBase,
+  seed,
+  startTestApi,
+  startTestGpuWorker,
+  startTestWorker,
+  temporalClient,
+  testLog,
+  testOllama,
+  testTrainer,
+  tmpDir,
+  uid,
+  type SeedRow,
+} from '../helpers/env';
+
+/**
+ * The whole loop on real parts (Temporal, PostgreSQL, the Python trainer on the tiny model, Ollama, the API): a
+ * better candidate is judged, registered with a parity check, canaried and promoted, then answers POST /v1/chat;
+ * a worse one is rejected at the gate; a canary made to fail is rolled back by itself; promotion (after an
+ * operator's approval) and rollback happen under live chat traffic without one failed request; and the parity
+ * check catches a wrong chat template.
+ */
+
+const EXERCISES = ['squats', 'lunges', 'push-ups', 'planks', 'burpees', 'rows', 'dips', 'crunches'];
+const DAYS = ['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
+function coachingRows(n: number, offset = 0): SeedRow[] {
+  return Array.from({ length: n }, (_, k) => {
+    const i = k + offset;
+    const ex = EXERCISES[i % EXERCISES.length]!;
+    const day = DAYS[i % DAYS.length]!;
+    return {
+      subject: `u${i % 5}`,
+      user: `What should I do for ${ex} on ${day}? (${i})`,
+      assistant: `On ${day}, do 3 sets of 10 ${ex}, rest 60 seconds between sets, and stop if anything hurts.`,
+    };
+  });
+}
+const CONSENT = { u0: true, u1: true, u2: true, u3: true, u4: true };
+
+const TRAINING = {
+  maxSteps: 12,
+  epochs: 3,
+  effectiveBatchSize: 4,
+  microBatchSize: 2,
+  maxLength: 256,
+  learningRate: 3e-3,
+  checkpointEverySteps: 50,
+};
+const ALL_STAGES = { train: true, evaluate: true, register: true, canary: true, promote: true };
+
+let db: Db;
+let drop: () => Promise<void>;
+let temporal: Awaited<ReturnType<typeof temporalClient>>;
+let cpu: Awaited<ReturnType<typeof startTestWorker>>;
+let gpu: Awaited<ReturnType<typeof startTestGpuWorker>>;
+let api: Awaited<ReturnType<typeof startTestApi>>;
+let appKey: string;
+let operatorKey: string;
+const ollama = testOllama();
+let model: ModelDefinition;
+let judgeTag: string;
+let seeded = 0;
+
+/** Changes the model's pipeline config (the definition is replaced whole, as `tuneloop models put` does). */
+async function configure(m: ModelDefinition, config: Record<string, unknown>) {
+  const def = modelDefinitionSchema.parse({
+    id: m.id,
+    app: m.app,
+    baseModel: m.baseModel,
+    taskFormat: m.taskFormat,
+    systemPrompt: m.systemPrompt,
+    config: { validationShare: 0.2, stages: ALL_STAGES, training: TRAINING, ...config },
+  });
+  await upsertModel(db, def);
+  return def;
+}
+
+async function start(m: ModelDefinition) {
+  return startPipeline(temporal.client, db, {
+    model: m.id,
+    taskQueue: cpu.taskQueue,
+    gpuTaskQueue: gpu.taskQueue,
+    trigger: 'test',
+    requestedBy: 'test',
+  });
+}
+
+/** The run's result, or, for a run that failed, its final record. */
+async function outcome(run: Awaited<ReturnType<typeof start>>): Promise<PipelineResult | { status: string }> {
+  try {
+    return await run.result();
+  } catch (err) {
+    if (!(err instanceof WorkflowFailedError)) throw err;
+    const row = await db.selectFrom('runs').selectAll().where('id', '=', run.runId).executeTakeFirstOrThrow();
+    return { ...row, status: row.status };
+  }
+}
+
+const versionOf = (id: string) =>
+  db.selectFrom('model_versions').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+const productionOf = async (m: ModelDefinition) =>
+  (await db
+    .selectFrom('aliases as a')
+    .innerJoin('model_versions as v', 'v.id', 'a.version_id')
+    .select(['v.id', 'v.version'])
+    .where('a.model_id', '=', m.id)
+    .where('a.name', '=', 'production')
+    .executeTakeFirst()) ?? null;
+
+const chat = (subject: string, content = 'What should I do for squats on Monday?') =>
+  api.call('POST', '/v1/chat', appKey, {
+    model: model.id,
+    subject,
+    messages: [{ role: 'user', content }],
+    options: { num_predict: 6 },
+  });
+
+async function status(handle: WorkflowHandle): Promise<PipelineStatus> {
+  return handle.query(statusQuery);
+}
+
+/** A run's state in a word, so a poll that times out says where the run got to. */
+function stateOf(s: PipelineStatus): string {
+  if (s.status !== 'running')
+    return `ended ${s.status}: ${JSON.stringify(s.stages.filter((x) => x.reason && x.status !== 'skipped'))}`;
+  if (s.canary?.awaitingApproval) return 'awaiting approval';
+  if (s.canary) return `canary at ${s.canary.percent} %`;
+  return `at ${s.stage}`;
+}
+
+/** Chat calls in a loop from `n` clients until stopped: every status and answering version, in order. */
+function traffic(n: number) {
+  const seen: { status: number; version: string | null; at: number }[] = [];
+  let stop = false;
+  const clients = Array.from({ length: n }, async (_, c) => {
+    for (let i = 0; !stop; i++) {
+      const r = await chat(`load-${c}-${i % 7}`);
+      seen.push({ status: r.status, version: r.json?.version ?? null, at: Date.now() });
+    }
+  });
+  return {
+    seen,
+    stop: async () => {
+      stop = true;
+      await Promise.all(clients);
+    },
+  };
+}
+
+beforeAll(async () => {
+  ({ db, drop } = await createTestDb());
+  temporal = await temporalClient();
+  const store = new FileBlobStore(await tmpDir('store-'));
+  const deps = { db, store, log: testLog, ollama, tmpDir: await tmpDir() };
+  cpu = await startTestWorker({ deps });
+  gpu = await startTestGpuWorker({ ...deps, trainer: await testTrainer() });
+  api = await startTestApi({ db, temporal: temporal.client, store, taskQueue: cpu.taskQueue });
+  model = await createTestModel(db, { baseModel: TINY_BASE_MODEL, systemPrompt: 'You are a coach.' });
+  ({ key: appKey } = await createApiKey(db, { name: 'app', role: 'app', appId: model.app, models: [model.id] }));
+  ({ key: operatorKey } = await createApiKey(db, { name: 'ops', role: 'operator', appId: null, models: [] }));
+  // The judge: a model Ollama already has (here the tiny base; its verdicts are noise, but real and well-formed).
+  judgeTag = `judge-${uid()}:v1`;
+  await importTinyBase(ollama, judgeTag);
+});
+
+afterAll(async () => {
+  await api?.close();
+  await gpu?.stop();
+  await cpu?.stop();
+  await temporal?.close();
+  await drop?.();
+});
+
+async function seedMore(n: number) {
+  await seed(db, model, coachingRows(n, seeded), CONSENT);
+  seeded += n;
+}
+
+describe('the serving loop', () => {
+  let first: { id: string; version: string };
+
+  it('judges, registers (with parity), canaries and promotes a better candidate, which then answers POST /v1/chat', async () => {
+    // Arrange
+    model = await configure(model, {
+      judge: { model: judgeTag, maxPairs: 4 },
+      thresholds: { minWinRateLowerBound: 0 }, // the tiny judge's verdicts are noise: only the plumbing is judged
+      canary: { steps: [50, 100], holdSeconds: 1, minCalls: 0 },
+    });
+    await seedMore(48);
+
+    // Act
+    const result = (await (await start(model)).result()) as PipelineResult;
+
+    // Assert: every stage ran
+    expect(result.status).toBe('succeeded');
+    const stage = (name: string) => result.stages.find((s) => s.name === name)!;
+    for (const name of ['train', 'evaluate', 'register', 'canary', 'promote']) {
+      expect({ name, status: stage(name).status }).toEqual({ name, status: 'succeeded' });
+    }
+    const evaluation = stage('evaluate').summary as {
+      baselineName: string;
+      candidate: { loss: number };
+      baseline: { loss: number };
+      judge: { pairs: number; ci95: [number, number]; judge: string };
+      gate: { passed: boolean };
+      answers: { candidate: { answers: number } };
+    };
+    expect(evaluation.baselineName).toBe('base');
+    expect(evaluation.candidate.loss).toBeLessThan(evaluation.baseline.loss);
+    expect(evaluation.judge).toMatchObject({ pairs: 4, judge: judgeTag });
+    expect(evaluation.judge.ci95[0]).toBeGreaterThanOrEqual(0);
+    expect(evaluation.gate.passed).toBe(true);
+    expect(evaluation.answers.candidate.answers).toBeGreaterThan(0);
+    const register = stage('register').summary as { tag: string; method: string; parity: { failed: number } };
+    expect(register).toMatchObject({ method: 'adapter', parity: { failed: 0 } });
+    first = { id: result.version!.id, version: result.version!.version };
+    expect(register.tag).toBe(`${model.id}:${first.version}`);
+    expect(await productionOf(model)).toEqual(first);
+    expect((await versionOf(first.id)).status).toBe('production');
+    const tags = (await ollama.list()).map((t) => t.name);
+    expect(tags).toEqual(expect.arrayContaining([register.tag, `${model.id}:latest`]));
+
+    // Act 2: the app asks
+    await new Promise((r) => setTimeout(r, 1_100));
+    const answer = await chat('u1');
+    await api.recorder.flush();
+
+    // Assert 2: the promoted version answers, and the answer is recorded as its interaction
+    expect(answer.status).toBe(200);
+    expect(answer.json).toMatchObject({ version: first.version, alias: 'production' });
+    const served = await db
+      .selectFrom('interactions')
+      .select('model_version_id')
+      .where('id', '=', answer.json.id)
+      .executeTakeFirstOrThrow();
+    expect(served.model_version_id).toBe(first.id);
+
+    // The registry tells the story
+    const view = await api.call('GET', `/v1/models/${model.id}`, operatorKey);
+    expect(view.status).toBe(200);
+    expect(view.json.aliases.production.version).toBe(first.version);
+    expect(view.json.history.map((h: { alias: string; to: string | null }) => [h.alias, h.to])).toEqual([
+      ['canary', null],
+      ['production', first.version],
+      ['canary', first.version],
+    ]);
+  }, 420_000);
+
+  it('rejects a worse candidate at the gate; it stays registered as a non-serving version with the reasons', async () => {
+    // Arrange: a learning rate that wrecks the model
+    model = await configure(model, { training: { ...TRAINING, learningRate: 1 } });
+    await seedMore(16);
+
+    // Act
+    const result = await outcome(await start(model));
+
+    // Assert
+    expect(result.status).toBe('rejected');
+    const versions = await db
+      .selectFrom('model_versions')
+      .selectAll()
+      .where('model_id', '=', model.id)
+      .where('status', '=', 'rejected')
+      .execute();
+    expect(versions).toHaveLength(1);
+    expect(versions[0]!.status_reason).toMatch(/held-out loss/);
+    expect(versions[0]!.ollama_tag).toBeNull();
+    expect(await productionOf(model)).toEqual(first);
+    const stages = (result as PipelineResult).stages;
+    expect(stages.find((s) => s.name === 'register')!.status).toBe('skipped');
+  }, 420_000);
+
+  it('promotes after an operator approves and rolls back in one step, while 6 clients chat without a single error', async () => {
+    // Arrange
+    // (the gate is loosened: this is about promotion, and a candidate trained from production on a few more rows
+    // is not always measurably better)
+    model = await configure(model, {
+      canary: { steps: [50, 100], holdSeconds: 1, minCalls: 0, requireApproval: true },
+      thresholds: { maxLossRegression: 1 },
+    });
+    await seedMore(16);
+    const load = traffic(6);
+
+    // Act 1: the run waits for approval before 100 %
+    const run = await start(model);
+    const handle = temporal.client.workflow.getHandle(run.workflowId, run.runId);
+    await expect
+      .poll(async () => stateOf(await status(handle)), { timeout: 240_000, interval: 500 })
+      .toBe('awaiting approval');
+    const early = await api.call('POST', `/v1/runs/${run.runId}/approve`, appKey, {});
+    const approved = await api.call('POST', `/v1/runs/${run.runId}/approve`, operatorKey, { reason: 'looks good' });
+    const result = (await run.result()) as PipelineResult;
+    const second = { id: result.version!.id, version: result.version!.version };
+    await new Promise((r) => setTimeout(r, 1_500));
+
+    // Act 2: roll back under the same traffic
+    const rolled = await api.call('POST', `/v1/models/${model.id}/rollback`, operatorKey, { reason: 'test rollback' });
+    await new Promise((r) => setTimeout(r, 1_500));
+    await load.stop();
+    const again = await api.call('POST', `/v1/models/${model.id}/rollback`, operatorKey, {});
+
+    // Assert
+    expect(early.status).toBe(403); // an app key cannot approve
+    expect(approved.status).toBe(200);
+    expect(approved.json.canary.approval).toMatchObject({ approved: true, reason: 'looks good' });
+    expect(result.status).toBe('succeeded');
+    expect(rolled.status).toBe(200);
+    expect(rolled.json).toMatchObject({ production: first.version, previous: second.version });
+    expect(await productionOf(model)).toEqual(first);
+    expect((await versionOf(second.id)).status).toBe('rolled_back');
+    expect(again.status).toBe(409); // the rolled-back version is never brought back by a second rollback
+    const failures = load.seen.filter((s) => s.status !== 200);
+    expect(failures).toEqual([]);
+    const versions = new Set(load.seen.map((s) => s.version));
+    expect(versions).toEqual(new Set([first.version, second.version]));
+    expect(load.seen.at(-1)!.version).toBe(first.version);
+    expect(load.seen.length).toBeGreaterThan(20);
+  }, 420_000);
+
+  it('rolls a canary whose answers fail back by itself; its subjects are answered by production meanwhile', async () => {
+    // Arrange
+    model = await configure(model, {
+      canary: { steps: [50, 100], holdSeconds: 6, minCalls: 1 },
+      thresholds: { maxLossRegression: 1 },
+    });
+    await seedMore(16);
+
+    // Act: once the canary serves half the subjects, its model disappears from Ollama
+    const run = await start(model);
+    const handle = temporal.client.workflow.getHandle(run.workflowId, run.runId);
+    await expect
+      .poll(async () => stateOf(await status(handle)), { timeout: 240_000, interval: 300 })
+      .toBe('canary at 50 %');
+    const canary = await versionOf((await status(handle)).canary!.versionId);
+    await ollama.delete(canary.ollama_tag!);
+    await new Promise((r) => setTimeout(r, 1_100));
+    const subjects = Array.from({ length: 40 }, (_, i) => `canary-${i}`).filter((s) => bucketOf(model.id, s) < 50);
+    const answers = await Promise.all(subjects.slice(0, 5).map((s) => chat(s)));
+    await api.recorder.flush();
+    const result = await outcome(run);
+
+    // Assert
+    expect(answers.map((a) => [a.status, a.json.version])).toEqual(answers.map(() => [200, first.version]));
+    expect(result.status).toBe('rolled_back');
+    expect((await versionOf(canary.id)).status).toBe('rolled_back');
+    expect((await versionOf(canary.id)).status_reason).toMatch(/error rate 100\.0 %/);
+    const aliases = await db.selectFrom('aliases').select('name').where('model_id', '=', model.id).execute();
+    expect(aliases.map((a) => a.name)).toEqual(['production']);
+    expect(await productionOf(model)).toEqual(first);
+  }, 420_000);
+
+  it('fails registration when the parity check finds Ollama answering with a wrong chat template, showing both answers', async () => {
+    // Arrange: Llama 3's template for a ChatML model
+    const wrong = await createTestModel(db, { baseModel: TINY_BASE_MODEL, systemPrompt: 'You are a coach.' });
+    const def = modelDefinitionSchema.parse({
+      ...wrong,
+      config: {
+        validationShare: 0.2,
+        stages: { ...ALL_STAGES, canary: false, promote: false },
+        training: TRAINING,
+        serving: {
+          template:
+            '{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n{{ .Content }}<|eot_id|>{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n',
+          stop: ['<|eot_id|>'],
+        },
+      },
+    });
+    await upsertModel(db, def);
+    await seed(db, def, coachingRows(24), CONSENT);
+
+    // Act
+    const result = await outcome(await start(def));
+
+    // Assert
+    expect(result.status).toBe('failed');
+    const run = await db.selectFrom('runs').selectAll().where('model_id', '=', def.id).executeTakeFirstOrThrow();
+    const register = (run.stages as { name: string; status: string; reason: string }[]).find(
+      (s) => s.name === 'register',
+    )!;
+    expect(register.status).toBe('failed');
+    expect(register.reason).toMatch(/parity check failed/);
+    expect(register.reason).toMatch(/chat template or the BOS token differ/);
+    expect(register.reason).toMatch(/trainer: ".*"\n\s+ollama:\s+".*"/s);
+    const version = await db
+      .selectFrom('model_versions')
+      .selectAll()
+      .where('model_id', '=', def.id)
+      .executeTakeFirstOrThrow();
+    expect(version.status).toBe('failed');
+    expect((await ollama.list()).map((t) => t.name)).not.toContain(`${def.id}:${version.version}`);
+  }, 420_000);
+});
