@@ -30,6 +30,8 @@ export interface ApiDeps {
   /** Passed to the runs it starts (see PipelineInput.gpuHeartbeatTimeoutS). */
   gpuHeartbeatTimeoutS?: number;
   bodyLimit: string;
+  /** How long a key that checked out is trusted without asking the database again (revocation delay). */
+  authCacheMs?: number;
   /** How long an erasure request waits for its datasets to be rewritten before answering 202. */
   erasureWaitMs?: number;
 }
@@ -53,7 +55,7 @@ export function createApp(deps: ApiDeps): express.Express {
   );
   app.use(createHealthRouter(deps));
   // Authenticate before reading a body: an anonymous caller gets a 401, never a parse of its payload.
-  app.use('/v1', authenticate(deps.db));
+  app.use('/v1', authenticate(deps.db, { cacheMs: deps.authCacheMs }));
   app.use(express.json({ limit: deps.bodyLimit, strict: true }));
   app.use(createInteractionsRouter(deps));
   app.use(createSubjectsRouter(deps));

@@ -52,6 +52,7 @@ const optionsSchema = z
       .min(0)
       .max(2 ** 31 - 1),
     num_predict: z.number().int().min(1).max(8192),
+    repeat_penalty: z.number().min(0).max(2),
     stop: z.array(z.string().min(1).max(100)).max(8),
   })
   .partial()

