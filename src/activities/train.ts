@@ -69,12 +69,16 @@ const BAD_INPUT_TYPES: Record<string, FailureType> = {
 
 export const adapterKey = (model: string, version: string) => `models/${model}/versions/${version}/adapter/`;
 
-/** A version name that sorts by date and says which run made it: `r20261123-1a2b3c4d`. */
+/**
+ * A version name that sorts by date and says which run made it: `r20261123-5c4d3e2f1a0b`, the run id's last 12 hex
+ * digits. Temporal's run ids are UUIDv7: their first digits are a timestamp, shared by runs started within a
+ * minute of each other, so the name takes the random end.
+ */
 export function versionName(runId: string, startedAt: Date): string {
   const d = startedAt.toISOString().slice(0, 10).replaceAll('-', '');
   return `r${d}-${runId
     .replace(/[^a-z0-9]/gi, '')
-    .slice(0, 8)
+    .slice(-12)
     .toLowerCase()}`;
 }
 
@@ -96,7 +100,7 @@ export async function resolveBaseModel(baseModel: string, modelsDir: string): Pr
 
 /** Two trainers never train the same run at once, on one host or two: a PostgreSQL advisory lock per run. */
 export async function withRunLock<T>(db: Db, key: string, fn: () => Promise<T>): Promise<T> {
-  const r = await withAdvisoryLock(db, key, { wait: false }, fn);
+  const r = await withAdvisoryLock(db, key, {}, fn);
   if (!r.ran) throw retryableFailure(FailureType.RUN_LOCKED, `${key} is held by another trainer`);
   return r.value;
 }
@@ -374,10 +378,18 @@ export function createTrainActivities(deps: GpuActivityDeps) {
           .onConflict((oc) =>
             oc
               .columns(['model_id', 'version'])
-              .doUpdateSet({ adapter_key: key, metrics: JSON.stringify({ train: metrics }) }),
+              .doUpdateSet({ adapter_key: key, metrics: JSON.stringify({ train: metrics }) })
+              // A retry of this run rewrites its own version; another run's version is never touched.
+              .where('model_versions.run_id', '=', input.runId),
           )
           .returning('id')
-          .executeTakeFirstOrThrow();
+          .executeTakeFirst();
+        if (!row) {
+          throw permanentFailure(
+            FailureType.INVALID_STATE,
+            `version ${version} of ${input.model} already belongs to another run; nothing was overwritten`,
+          );
+        }
         log.info({ version, steps: progress.step, executed: progress.stepsExecuted }, 'trained');
         // The store holds the checkpoints and the adapter now; the host's copy is scratch.
         await rm(work, { recursive: true, force: true });
