@@ -1,5 +1,5 @@
 import { aliasStats } from '../db/queries/serving';
-import { getVersion, moveAlias, servingAliases, setVersionStatus } from '../db/queries/registry';
+import { aliasVersionId, getVersion, moveAlias, servingAliases, setVersionStatus } from '../db/queries/registry';
 import { judgeCanary, type CanaryVerdict } from '../domain/canary';
 import { parsePipelineConfig } from '../domain/model-config';
 import { activityLog, type ActivityDeps } from './deps';
@@ -42,6 +42,13 @@ export function createCanaryActivities(deps: ActivityDeps) {
       if (!version?.ollama_tag) {
         throw permanentFailure(FailureType.INVALID_STATE, `version ${input.versionId} is not registered in Ollama`);
       }
+      if (!['registered', 'canary'].includes(version.status)) {
+        // e.g. an operator rolled production back while this canary ran, which takes the canary out for good
+        throw permanentFailure(
+          FailureType.INVALID_STATE,
+          `version ${version.version} is ${version.status}${version.status_reason ? ` (${version.status_reason})` : ''}`,
+        );
+      }
       const since = await deps.db.transaction().execute(async (trx) => {
         await moveAlias(trx, {
           model: input.model,
@@ -71,6 +78,15 @@ export function createCanaryActivities(deps: ActivityDeps) {
       return { since: new Date(since).toISOString() };
     },
 
+    /** Which version serves the model now (production), if any. */
+    async servingState(input: {
+      model: string;
+    }): Promise<{ production: { versionId: string; version: string } | null }> {
+      const aliases = await servingAliases(deps.db, input.model);
+      const p = aliases.production;
+      return { production: p ? { versionId: p.versionId, version: p.version } : null };
+    },
+
     /** The canary against production since the step began, judged by the model's margins. */
     async compareCanary(input: CompareInput): Promise<CanaryVerdict> {
       const model = await requireModel(deps.db, input.model);
@@ -78,10 +94,19 @@ export function createCanaryActivities(deps: ActivityDeps) {
       const since = new Date(input.since);
       const aliases = await servingAliases(deps.db, input.model);
       const canary = await aliasStats(deps.db, input.model, 'canary', input.versionId, since);
+      if (aliases.canary?.versionId !== input.versionId) {
+        const empty = { ...canary };
+        return {
+          verdict: 'fail',
+          reasons: ['the canary alias no longer points at this version (an operator or another run moved it)'],
+          canary: empty,
+          production: empty,
+        };
+      }
       const production = aliases.production
         ? await aliasStats(deps.db, input.model, 'production', aliases.production.versionId, since)
         : { calls: 0, errors: 0, p95LatencyMs: null, feedback: 0, thumbsDown: 0, schemaChecked: 0, schemaValid: 0 };
-      const verdict = judgeCanary(canary, production, c.margins, c.minCalls);
+      const verdict = judgeCanary(canary, production, c.margins, { minCalls: c.minCalls, minFeedback: c.minFeedback });
       activityLog(deps, { model: input.model, runId: input.runId }).info(
         { verdict: verdict.verdict, reasons: verdict.reasons, canary, production },
         'canary compared',
@@ -92,13 +117,8 @@ export function createCanaryActivities(deps: ActivityDeps) {
     /** Takes the canary out (its subjects go back to production) and marks the version rolled back. */
     async endCanary(input: EndCanaryInput): Promise<void> {
       await deps.db.transaction().execute(async (trx) => {
-        const current = await trx
-          .selectFrom('aliases')
-          .select('version_id')
-          .where('model_id', '=', input.model)
-          .where('name', '=', 'canary')
-          .executeTakeFirst();
-        if (current?.version_id === input.versionId) {
+        const current = await aliasVersionId(trx, input.model, 'canary');
+        if (current === input.versionId) {
           await moveAlias(trx, {
             model: input.model,
             name: 'canary',

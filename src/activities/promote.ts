@@ -1,8 +1,9 @@
 import type { Db } from '../db/pool';
-import { getVersion, moveAlias, previousProduction, setVersionStatus } from '../db/queries/registry';
+import { aliasVersionId, getVersion, moveAlias, previousProduction, setVersionStatus } from '../db/queries/registry';
 import type { OllamaClient } from '../llm/ollama';
 import { activityLog, type ActivityDeps } from './deps';
-import { FailureType, permanentFailure } from './failures';
+import { FailureType, permanentFailure, retryableFailure } from './failures';
+import { LockTimeout, withAdvisoryLock } from '../db/locks';
 import { withOllamaWrites } from './register';
 
 /** The tag apps that talk to Ollama directly use; promotion and rollback re-point it with a copy. */
@@ -35,7 +36,34 @@ export interface PromoteResult {
  * rewritten, so no request sees a missing model at any point; and if Ollama dies in the middle of the copy
  * (Ollama writes a manifest by truncating and rewriting it), the retry's copy writes `latest` whole again.
  */
-export async function makeProduction(deps: { db: Db; ollama: OllamaClient }, input: PromoteInput) {
+export async function makeProduction(
+  deps: { db: Db; ollama: OllamaClient },
+  input: PromoteInput & {
+    /** Production must point at one of these when the move commits (a rollback planned earlier must not land on
+     * top of a promotion that happened since). */
+    expectProduction?: (string | null)[];
+    /** Statuses the version must not have (a pipeline never promotes a version an operator rolled back). */
+    refuse?: string[];
+  },
+): Promise<PromoteResult> {
+  // One promotion or rollback of a model at a time, from the tag copy to the alias commit: otherwise two could
+  // interleave and leave `<model>:latest` on one version while the alias names the other.
+  try {
+    const r = await withAdvisoryLock(deps.db, `tuneloop:serving:${input.model}`, { waitMs: 60_000 }, () =>
+      makeProductionLocked(deps, input),
+    );
+    if (!r.ran) throw new Error('unreachable: a waiting lock runs or throws');
+    return r.value;
+  } catch (err) {
+    if (err instanceof LockTimeout) throw retryableFailure(FailureType.OLLAMA_UNAVAILABLE, `${err.message}: busy`);
+    throw err;
+  }
+}
+
+async function makeProductionLocked(
+  deps: { db: Db; ollama: OllamaClient },
+  input: PromoteInput & { expectProduction?: (string | null)[]; refuse?: string[] },
+): Promise<PromoteResult> {
   const version = await getVersion(deps.db, input.versionId);
   if (!version || version.model_id !== input.model) {
     throw permanentFailure(FailureType.INVALID_STATE, `version ${input.versionId} is not a version of ${input.model}`);
@@ -43,14 +71,29 @@ export async function makeProduction(deps: { db: Db; ollama: OllamaClient }, inp
   if (!version.ollama_tag) {
     throw permanentFailure(FailureType.INVALID_STATE, `version ${version.version} was never registered in Ollama`);
   }
+  if (input.refuse?.includes(version.status)) {
+    throw permanentFailure(
+      FailureType.INVALID_STATE,
+      `version ${version.version} is ${version.status}${version.status_reason ? ` (${version.status_reason})` : ''}`,
+    );
+  }
   if (!(await deps.ollama.show(version.ollama_tag))) {
     throw permanentFailure(
       FailureType.INVALID_STATE,
       `Ollama at ${deps.ollama.host} has no ${version.ollama_tag}: register the version again before serving it`,
     );
   }
-  await withOllamaWrites(deps.db, deps.ollama, () => deps.ollama.copy(version.ollama_tag!, servedTag(input.model)));
+  await withOllamaWrites(deps.db, () => deps.ollama.copy(version.ollama_tag!, servedTag(input.model)));
   const { moved, from } = await deps.db.transaction().execute(async (trx) => {
+    if (input.expectProduction) {
+      const current = await aliasVersionId(trx, input.model, 'production');
+      if (current !== input.versionId && !input.expectProduction.includes(current)) {
+        throw permanentFailure(
+          FailureType.INVALID_STATE,
+          `production of ${input.model} moved since this was planned; nothing was changed`,
+        );
+      }
+    }
     const r = await moveAlias(trx, {
       model: input.model,
       name: 'production',
@@ -59,12 +102,7 @@ export async function makeProduction(deps: { db: Db; ollama: OllamaClient }, inp
       actor: input.actor,
       reason: input.reason,
     });
-    const canary = await trx
-      .selectFrom('aliases')
-      .select('version_id')
-      .where('model_id', '=', input.model)
-      .where('name', '=', 'canary')
-      .executeTakeFirst();
+    const canary = await aliasVersionId(trx, input.model, 'canary');
     if (canary) {
       await moveAlias(trx, {
         model: input.model,
@@ -72,10 +110,10 @@ export async function makeProduction(deps: { db: Db; ollama: OllamaClient }, inp
         versionId: null,
         percent: null,
         actor: input.actor,
-        reason: canary.version_id === input.versionId ? 'promoted to production' : `replaced: ${input.reason}`,
+        reason: canary === input.versionId ? 'promoted to production' : `replaced: ${input.reason}`,
       });
-      if (canary.version_id !== input.versionId) {
-        await setVersionStatus(trx, canary.version_id, 'rolled_back', `production moved: ${input.reason}`);
+      if (canary !== input.versionId) {
+        await setVersionStatus(trx, canary, 'rolled_back', `production moved: ${input.reason}`);
       }
     }
     await setVersionStatus(trx, input.versionId, 'production', input.reason);
@@ -91,7 +129,7 @@ export async function makeProduction(deps: { db: Db; ollama: OllamaClient }, inp
     servedTag: servedTag(input.model),
     previous: previous ? { id: previous.id, version: previous.version } : null,
     moved,
-  } satisfies PromoteResult;
+  };
 }
 
 export interface RollbackPlan {
@@ -109,6 +147,8 @@ export function createPromoteActivities(deps: ActivityDeps) {
         model: input.model,
         versionId: input.versionId,
         reason: 'passed evaluation and canary',
+        // An operator's rollback of the canary, or a failed parity check, is final for this run.
+        refuse: ['rolled_back', 'rejected', 'failed', 'previous'],
       });
       activityLog(deps, { model: input.model, runId: input.runId }).info(r, 'promoted');
       return r;
@@ -119,18 +159,13 @@ export function createPromoteActivities(deps: ActivityDeps) {
      * one production pointed at before. A retried rollback then cannot go back one step too far.
      */
     async planRollback(input: { model: string }): Promise<RollbackPlan> {
-      const current = await deps.db
-        .selectFrom('aliases')
-        .select('version_id')
-        .where('model_id', '=', input.model)
-        .where('name', '=', 'production')
-        .executeTakeFirst();
+      const current = await aliasVersionId(deps.db, input.model, 'production');
       if (!current) throw permanentFailure(FailureType.INVALID_STATE, `model ${input.model} has no production version`);
       const to = await previousProduction(deps.db, input.model);
       if (!to) {
         throw permanentFailure(FailureType.INVALID_STATE, `model ${input.model} has no earlier production version`);
       }
-      return { model: input.model, fromVersionId: current.version_id, toVersionId: to };
+      return { model: input.model, fromVersionId: current, toVersionId: to };
     },
 
     /** Puts the previous production version back (the plan's), in one step; the rolled-back one keeps its tag. */
@@ -140,6 +175,7 @@ export function createPromoteActivities(deps: ActivityDeps) {
         model: input.model,
         versionId: input.toVersionId,
         reason: `rollback: ${input.reason}`,
+        expectProduction: [input.fromVersionId],
       });
       const from = await getVersion(deps.db, input.fromVersionId);
       if (from && from.status !== 'production') {

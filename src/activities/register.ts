@@ -3,12 +3,12 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { ChatMessage } from '../db/database';
-import { withAdvisoryLock } from '../db/locks';
+import { LockTimeout, withAdvisoryLock } from '../db/locks';
 import type { Db } from '../db/pool';
 import { getVersion, mergeVersionMetrics, setVersionStatus } from '../db/queries/registry';
 import { parsePipelineConfig } from '../domain/model-config';
 import { importModel, readImportPlan } from '../llm/import';
-import { GREEDY, type OllamaClient } from '../llm/ollama';
+import { GREEDY } from '../llm/ollama';
 import { downloadDir, ensureLocalCopy } from './artifacts';
 import { activityLog } from './deps';
 import type { SplitSummary } from './export';
@@ -48,13 +48,32 @@ export interface RegisterSummary {
 export const versionTag = (model: string, version: string) => `${model}:${version}`;
 
 /**
- * Every call that changes Ollama's tags (create, copy, delete) holds this lock: Ollama writes a tag's manifest by
- * truncating and rewriting it, and deleting a tag while another is half written can remove blobs still in use.
+ * Every call that changes Ollama's tags (create, copy, delete) holds this lock, across all hosts and Ollamas (one
+ * key: two workers may spell the same Ollama's address differently). Ollama writes a tag's manifest by truncating
+ * and rewriting it, and deleting a tag while another is half written can remove blobs still in use. Blob uploads
+ * do not need it and happen outside. A waiter heartbeats (inside an activity) and gives up after `waitMs` with a
+ * retryable failure rather than blocking: the retry comes back later.
  */
-export async function withOllamaWrites<T>(db: Db, ollama: OllamaClient, fn: () => Promise<T>): Promise<T> {
-  const r = await withAdvisoryLock(db, `ollama-writes:${ollama.host}`, { wait: true }, fn);
-  if (!r.ran) throw new Error('unreachable: a waiting lock always runs');
-  return r.value;
+export async function withOllamaWrites<T>(db: Db, fn: () => Promise<T>, waitMs = 60_000): Promise<T> {
+  let ctx: Context | null = null;
+  try {
+    ctx = Context.current();
+  } catch {
+    // not in an activity (tests, tools)
+  }
+  try {
+    const r = await withAdvisoryLock(
+      db,
+      'tuneloop:ollama-tag-writes',
+      { waitMs, onWait: () => ctx?.heartbeat({ waiting: 'ollama-tag-writes' }), signal: ctx?.cancellationSignal },
+      fn,
+    );
+    if (!r.ran) throw new Error('unreachable: a waiting lock runs or throws');
+    return r.value;
+  } catch (err) {
+    if (err instanceof LockTimeout) throw retryableFailure(FailureType.OLLAMA_UNAVAILABLE, `${err.message}: busy`);
+    throw err;
+  }
 }
 
 export function createRegisterActivities(deps: GpuActivityDeps) {
@@ -70,7 +89,7 @@ export function createRegisterActivities(deps: GpuActivityDeps) {
       const ctx = Context.current();
       const log = activityLog(deps, { model: input.model, runId: input.runId });
       const model = await requireModel(deps.db, input.model);
-      const serving = parsePipelineConfig(model.config).serving;
+      const { serving, training } = parsePipelineConfig(model.config);
       const version = await getVersion(deps.db, input.versionId);
       if (!version?.adapter_key) {
         throw permanentFailure(FailureType.DATASET_INVALID, `model version ${input.versionId} has no adapter`);
@@ -97,9 +116,11 @@ export function createRegisterActivities(deps: GpuActivityDeps) {
         const plan = await readImportPlan(path.join(work, 'stage', 'ollama_import.json'));
 
         // 2. Into Ollama.
-        const imported = await withOllamaWrites(deps.db, deps.ollama, () =>
-          importModel(deps.ollama, plan, tag, { signal: ctx.cancellationSignal }),
-        );
+        const imported = await importModel(deps.ollama, plan, tag, {
+          signal: ctx.cancellationSignal,
+          parameters: { num_ctx: Math.max(4096, training.maxLength) },
+          lockCreate: (create) => withOllamaWrites(deps.db, create),
+        });
         log.info({ tag, method: plan.method, family: plan.family, bytes: imported.bytes }, 'imported into Ollama');
 
         // 3. Parity: the same prompts through Ollama and through the trainer.
@@ -158,7 +179,7 @@ export function createRegisterActivities(deps: GpuActivityDeps) {
                   `  ${c.id}: ${c.reason ?? c.how}\n    trainer: ${JSON.stringify(c.trainer)}\n    ollama:  ${JSON.stringify(c.ollama)}`,
               )
               .join('\n');
-          await withOllamaWrites(deps.db, deps.ollama, () => deps.ollama.delete(tag));
+          await withOllamaWrites(deps.db, () => deps.ollama.delete(tag));
           await setVersionStatus(deps.db, input.versionId, 'failed', message.split('\n')[0]!);
           throw permanentFailure(FailureType.PARITY_MISMATCH, message, { cases: failedCases });
         }

@@ -73,28 +73,29 @@ const chatSchema = z
   .strict();
 type ChatBody = z.output<typeof chatSchema>;
 
-const ajv = new Ajv2020({ strict: false, allErrors: false, validateSchema: true });
-const validators = new Map<string, ValidateFunction>();
+// Schemas come from requests: compiled ones are not registered by their `$id` (one app's schema cannot take an id
+// another's needs), and the compiled-schema cache is bounded (evicted schemas are removed from ajv's own cache).
+const ajv = new Ajv2020({ strict: false, allErrors: false, validateSchema: true, addUsedSchema: false });
+const validators = new Map<string, { validate: ValidateFunction; schema: object }>();
 
 /** A JSON schema compiled once (by its text); an invalid one is a 400 naming `field`. */
 function validatorFor(schema: Record<string, unknown>, field: string): ValidateFunction {
   const key = JSON.stringify(schema);
-  let v = validators.get(key);
-  if (!v) {
-    try {
-      v = ajv.compile(schema);
-    } catch (err) {
-      throw new HttpError(
-        400,
-        'invalid_request',
-        `${field}: not a valid JSON schema: ${(err as Error).message}`,
-        field,
-      );
-    }
-    if (validators.size >= 500) validators.delete(validators.keys().next().value!);
-    validators.set(key, v);
+  const hit = validators.get(key);
+  if (hit) return hit.validate;
+  let validate: ValidateFunction;
+  try {
+    validate = ajv.compile(schema);
+  } catch (err) {
+    throw new HttpError(400, 'invalid_request', `${field}: not a valid JSON schema: ${(err as Error).message}`, field);
   }
-  return v;
+  if (validators.size >= 500) {
+    const [oldest, entry] = validators.entries().next().value!;
+    validators.delete(oldest);
+    ajv.removeSchema(entry.schema);
+  }
+  validators.set(key, { validate, schema });
+  return validate;
 }
 
 function matches(content: string, validate: ValidateFunction | null): boolean {
@@ -134,6 +135,11 @@ export function createChatRouter(deps: ChatRouterDeps) {
 
   router.post('/v1/chat', requireRole('app'), async (req, res) => {
     const t0 = performance.now();
+    // The caller going away ends the generation in Ollama too.
+    const gone = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) gone.abort();
+    });
     const p = principalOf(req);
     const body = parse(chatSchema, req, 'body');
     assertModelAccess(p, body.model, 'body.model');
@@ -159,12 +165,6 @@ export function createChatRouter(deps: ChatRouterDeps) {
     const first = canary && routesToCanary(body.model, body.subject, canary.percent ?? 0) ? canary : production;
     const alias = first === production ? 'production' : 'canary';
     const id = newInteractionId();
-
-    // The caller going away ends the generation in Ollama too.
-    const gone = new AbortController();
-    res.on('close', () => {
-      if (!res.writableFinished) gone.abort();
-    });
 
     const record = (answeredBy: ServingVersion | null, answer: Answer | null, err: string | null, fellBack: boolean) =>
       deps.recorder.record({
@@ -192,28 +192,11 @@ export function createChatRouter(deps: ChatRouterDeps) {
       await streamAnswer(deps, res, body, request, first, production, id, alias, validate, checkJson, gone, record);
       return;
     }
-    let answeredBy = first;
-    let answer: Answer;
-    let error: string | null = null;
-    try {
-      answer = await ask(deps.ollama, first, request, validate, checkJson, gone.signal);
-    } catch (err) {
-      if (gone.signal.aborted) return;
-      error = describe(err);
-      if (first === production) {
-        record(null, null, error, false);
-        throw new HttpError(502, 'model_unavailable', `the model server did not answer: ${error}`);
-      }
-      deps.log.warn({ model: body.model, version: first.version, err: error }, 'canary failed; production answers');
-      answeredBy = production;
-      try {
-        answer = await ask(deps.ollama, production, request, validate, checkJson, gone.signal);
-      } catch (err2) {
-        if (gone.signal.aborted) return;
-        record(null, null, error, true);
-        throw new HttpError(502, 'model_unavailable', `the model server did not answer: ${describe(err2)}`);
-      }
-    }
+    const got = await withFallback(deps.log, body.model, first, production, gone.signal, record, (v) =>
+      ask(deps.ollama, v, request, validate, checkJson, gone.signal),
+    );
+    if (!got) return; // the caller went away
+    const { version: answeredBy, value: answer, error } = got;
     const fellBack = answeredBy !== first;
     record(answeredBy, answer, error, fellBack);
     res.json({
@@ -261,9 +244,66 @@ async function ask(
   }
 }
 
+/**
+ * Asks `first`; when that is the canary and it fails, asks production. Returns what answered, the canary's error
+ * if there was one, and null when the caller went away. A failure of production (asked first or second) is a 502,
+ * recorded; a request Ollama refuses as malformed is a 400.
+ */
+async function withFallback<T>(
+  log: Logger,
+  model: string,
+  first: ServingVersion,
+  production: ServingVersion,
+  signal: AbortSignal,
+  record: (by: ServingVersion | null, a: Answer | null, err: string | null, fellBack: boolean) => void,
+  attempt: (v: ServingVersion) => Promise<T>,
+): Promise<{ version: ServingVersion; value: T; error: string | null } | null> {
+  try {
+    return { version: first, value: await attempt(first), error: null };
+  } catch (err) {
+    if (signal.aborted) return null;
+    refusedRequest(err);
+    const error = describe(err);
+    if (first === production) {
+      record(null, null, error, false);
+      throw unavailable(log, model, first, err);
+    }
+    log.warn({ model, version: first.version, err: error }, 'canary failed; production answers');
+    try {
+      return { version: production, value: await attempt(production), error };
+    } catch (err2) {
+      if (signal.aborted) return null;
+      refusedRequest(err2);
+      record(null, null, error, true);
+      throw unavailable(log, model, production, err2);
+    }
+  }
+}
+
 function describe(err: unknown): string {
   if (err instanceof OllamaError) return err.message;
   return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * Ollama refusing the request itself (HTTP 400: a `format` it cannot turn into a grammar, say) is the caller's
+ * problem, answered 400 with Ollama's reason; it says nothing about the version, so it is not held against it.
+ */
+function refusedRequest(err: unknown) {
+  if (err instanceof OllamaError && err.status === 400) {
+    const reason = err.message.replace(/^.*?HTTP 400: /, '');
+    throw new HttpError(400, 'invalid_request', `the model server refused the request: ${reason}`, 'body');
+  }
+}
+
+/** 502 to the caller without the model server's address or internals; the details go to the log. */
+function unavailable(log: Logger, model: string, version: ServingVersion, err: unknown): HttpError {
+  log.error({ model, version: version.version, err: describe(err) }, 'the model server did not answer');
+  return new HttpError(
+    502,
+    'model_unavailable',
+    `version ${version.version} of ${model} could not answer; retry shortly`,
+  );
 }
 
 /**
@@ -291,27 +331,9 @@ async function streamAnswer(
     const head = await it.next(); // the HTTP answer and the first chunk: errors surface here
     return { it, head };
   };
-  let version = first;
-  let error: string | null = null;
-  let opened: Awaited<ReturnType<typeof open>>;
-  try {
-    opened = await open(first);
-  } catch (err) {
-    if (gone.signal.aborted) return;
-    error = describe(err);
-    if (first === production) {
-      record(null, null, error, false);
-      throw new HttpError(502, 'model_unavailable', `the model server did not answer: ${error}`);
-    }
-    version = production;
-    try {
-      opened = await open(production);
-    } catch (err2) {
-      if (gone.signal.aborted) return;
-      record(null, null, error, true);
-      throw new HttpError(502, 'model_unavailable', `the model server did not answer: ${describe(err2)}`);
-    }
-  }
+  const got = await withFallback(deps.log, body.model, first, production, gone.signal, record, open);
+  if (!got) return; // the caller went away
+  const { version, value: opened, error } = got;
   const fellBack = version !== first;
   res.writeHead(200, {
     'content-type': 'text/event-stream; charset=utf-8',
@@ -335,7 +357,13 @@ async function streamAnswer(
   } catch (err) {
     if (gone.signal.aborted) return;
     const message = describe(err);
-    res.write(`event: error\ndata: ${JSON.stringify({ code: 'model_unavailable', message })}\n\n`);
+    deps.log.error({ model: body.model, version: version.version, err: message }, 'stream broke off');
+    res.write(
+      `event: error
+data: ${JSON.stringify({ code: 'model_unavailable', message: 'the answer broke off; retry' })}
+
+`,
+    );
     res.end();
     record(null, null, error ?? message, fellBack);
     return;

@@ -113,6 +113,14 @@ export function createModelsRouter({ db, temporal, taskQueue, cache }: ModelsRou
       throw new HttpError(404, 'model_not_found', `model ${model} does not exist`, 'params.model');
     }
     const reason = body.reason ?? 'rollback requested through the API';
+    // Recorded before waiting: the request is on record even if the caller goes away before the answer.
+    await audit(db, {
+      actor: actorOf(p),
+      action: 'model.rollback.request',
+      targetType: 'model',
+      targetId: model,
+      details: { reason },
+    });
     let out;
     try {
       out = await rollbackModel(temporal, { model, taskQueue, actor: actorOf(p), reason });

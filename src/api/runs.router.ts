@@ -23,7 +23,8 @@ const listSchema = z
   })
   .strict();
 const idSchema = z.object({ id: z.string().regex(/^[A-Za-z0-9-]{1,100}$/, 'expected a run id') }).strict();
-const approveSchema = z.object({ approved: z.boolean().default(true), reason: text(2000).optional() }).strict();
+// `approved` has no default: an empty body must not send a canary to 100 %.
+const approveSchema = z.object({ approved: z.boolean(), reason: text(2000).optional() }).strict();
 
 export interface RunsRouterDeps {
   db: Db;

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import type { ChatMessage } from '../db/database';
-import type { Db } from '../db/pool';
+import { isTransientDbError, type Db } from '../db/pool';
 import { upsertSubjects } from '../db/queries/interactions';
 import { servingAliases, type AliasName, type ServingVersion } from '../db/queries/registry';
 import { insertServingCalls, type ServingCall } from '../db/queries/serving';
@@ -80,9 +80,11 @@ export interface ServedRecord {
 
 /**
  * Writes what the chat API served (the interaction, for the next training run, and the call, for the canary) in
- * batches, off the request's path: a batch every 20 ms or 200 records, one transaction each. A failed batch is
- * retried (PostgreSQL restarting) with the queue capped at 50 000 records; beyond that the oldest are dropped and
- * counted in the log, rather than the API running out of memory.
+ * batches, off the request's path: a batch every 20 ms or 200 records, one transaction each. While the database is
+ * away, batches are retried once a second (not once per request) with the queue capped at 50 000 records; beyond
+ * that the oldest are dropped and counted in the log, rather than the API running out of memory. A batch that
+ * keeps failing while the database answers is split until the record at fault is found, and that record alone is
+ * dropped (logged): one bad answer never blocks every app's records.
  */
 export class ServingRecorder {
   private queue: ServedRecord[] = [];
@@ -90,7 +92,10 @@ export class ServingRecorder {
   private flushing: Promise<void> | null = null;
   private closed = false;
   private dropped = 0;
+  private retryAt = 0;
+  private readonly failures = new WeakMap<ServedRecord, number>();
   static readonly MAX_QUEUE = 50_000;
+  static readonly MAX_ATTEMPTS = 5;
 
   constructor(
     private readonly db: Db,
@@ -104,12 +109,12 @@ export class ServingRecorder {
       this.queue.shift();
       this.dropped++;
     }
-    this.queue.push(r);
-    if (this.queue.length >= this.batch) void this.flush();
-    else this.timer ??= setTimeout(() => void this.flush(), this.everyMs);
+    this.queue.push(sanitize(r));
+    if (this.queue.length >= this.batch && Date.now() >= this.retryAt) void this.flush();
+    else this.schedule(Math.max(this.everyMs, this.retryAt - Date.now()));
   }
 
-  /** Writes everything queued so far (tests and shutdown wait on it). */
+  /** Writes everything queued so far (tests and shutdown wait on it), retry delays aside. */
   async flush(): Promise<void> {
     if (this.timer) {
       clearTimeout(this.timer);
@@ -117,13 +122,14 @@ export class ServingRecorder {
     }
     while (this.flushing) await this.flushing;
     if (this.queue.length === 0) return;
-    const batch = this.queue.splice(0, this.batch);
+    // After a failure about the data, batches are smaller (halved each time) until one goes through.
+    const batch = this.queue.splice(0, Math.min(this.batch, this.batchLimit));
     this.flushing = this.write(batch)
-      .catch((err: unknown) => {
-        this.log.warn({ err: (err as Error).message, records: batch.length }, 'could not record served calls yet');
-        this.queue.unshift(...batch);
-        if (!this.closed) this.timer ??= setTimeout(() => void this.flush(), 1_000);
+      .then(() => {
+        this.retryAt = 0;
+        this.batchLimit = Infinity;
       })
+      .catch((err: unknown) => this.failed(batch, err))
       .finally(() => {
         this.flushing = null;
       });
@@ -132,15 +138,51 @@ export class ServingRecorder {
       this.log.error({ dropped: this.dropped }, 'served calls dropped: the database was away too long');
       this.dropped = 0;
     }
-    if (this.queue.length > 0 && !this.timer && !this.closed) this.timer = setTimeout(() => void this.flush(), 0);
+    if (this.queue.length > 0) this.schedule(Math.max(0, this.retryAt - Date.now()));
   }
 
   async close(): Promise<void> {
-    for (let i = 0; i < 5 && this.queue.length > 0; i++) await this.flush();
+    for (let i = 0; i < 5 && this.queue.length > 0; i++) {
+      this.retryAt = 0;
+      await this.flush();
+    }
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     if (this.queue.length) this.log.error({ records: this.queue.length }, 'served calls not recorded at shutdown');
   }
+
+  private schedule(ms: number) {
+    if (this.closed || this.timer) return;
+    this.timer = setTimeout(() => void this.flush(), ms);
+  }
+
+  private failed(batch: ServedRecord[], err: unknown) {
+    const message = (err as Error).message;
+    if (isTransientDbError(err)) {
+      // The database is away: everything waits, in order, and is tried again in a second.
+      this.queue.unshift(...batch);
+      this.retryAt = Date.now() + 1_000;
+      this.log.warn({ err: message, records: batch.length }, 'could not record served calls yet');
+      return;
+    }
+    // The database answered with an error about the data: find the record at fault.
+    const retry: ServedRecord[] = [];
+    for (const r of batch) {
+      const n = (this.failures.get(r) ?? 0) + 1;
+      this.failures.set(r, n);
+      if (batch.length === 1 && n >= ServingRecorder.MAX_ATTEMPTS) {
+        this.log.error({ err: message, interactionId: r.interactionId, model: r.model }, 'served call dropped');
+      } else {
+        retry.push(r);
+      }
+    }
+    // The next batches are half as big, so the good records of a bad batch are written and the bad one isolated.
+    this.queue.unshift(...retry);
+    this.batchLimit = Math.max(1, Math.ceil(batch.length / 2));
+    this.retryAt = Date.now() + 100;
+  }
+
+  private batchLimit = Infinity;
 
   private async write(batch: ServedRecord[]) {
     await this.db.transaction().execute(async (trx) => {
@@ -167,6 +209,12 @@ export class ServingRecorder {
       );
     });
   }
+}
+
+/** PostgreSQL text cannot hold U+0000, which a model may well emit: it is dropped from what is recorded. */
+function sanitize(r: ServedRecord): ServedRecord {
+  if (!r.messages?.some((m) => m.content.includes('\u0000'))) return r;
+  return { ...r, messages: r.messages.map((m) => ({ ...m, content: m.content.replaceAll('\u0000', '') })) };
 }
 
 export const newInteractionId = () => randomUUID();

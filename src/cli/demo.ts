@@ -70,8 +70,9 @@ export async function runDemo(
       `Making the tiny base model the demo trains (${TINY_BASE_MODEL}, random weights, once) in ${config.trainer.modelsDir}…`,
     );
     await ensureTinyBaseModel(config.trainer, log);
-    await startWorkers(config, stack, { db, store, log, ollama: openOllama(config) }, { cpu: true, gpu: true });
-    const api = await startApi(config, stack, { db, temporal: client, store, log, ollama: openOllama(config) });
+    const ollama = openOllama(config, stack);
+    await startWorkers(config, stack, { db, store, log, ollama }, { cpu: true, gpu: true });
+    const api = await startApi(config, stack, { db, temporal: client, store, log, ollama });
 
     const model = await upsertModel(
       db,

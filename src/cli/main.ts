@@ -92,8 +92,9 @@ export function buildProgram(): Command {
         const db = await openDb(config, stack, log, { migrate: true });
         const store = await openStore(config);
         const client = await openTemporalClient(config, stack);
-        await startWorkers(config, stack, { db, store, log, ollama: openOllama(config) }, { cpu: true, gpu: true });
-        const api = await startApi(config, stack, { db, temporal: client, store, log, ollama: openOllama(config) });
+        const ollama = openOllama(config, stack);
+        await startWorkers(config, stack, { db, store, log, ollama }, { cpu: true, gpu: true });
+        const api = await startApi(config, stack, { db, temporal: client, store, log, ollama });
         console.log(`tuneloop is up (state in ${config.home})`);
         console.log(`  API          ${api.url}`);
         if (temporal?.uiUrl) console.log(`  Temporal UI  ${temporal.uiUrl}`);
@@ -116,7 +117,13 @@ export function buildProgram(): Command {
       const db = await openDb(config, stack, log, { migrate: true });
       const store = await openStore(config);
       const client = await openTemporalClient(config, stack);
-      const api = await startApi(config, stack, { db, temporal: client, store, log, ollama: openOllama(config) });
+      const api = await startApi(config, stack, {
+        db,
+        temporal: client,
+        store,
+        log,
+        ollama: openOllama(config, stack),
+      });
       log.info({ url: api.url }, 'api listening');
       await serve(stack, log);
     });
@@ -133,7 +140,7 @@ export function buildProgram(): Command {
       await startWorkers(
         config,
         stack,
-        { db, store, log, ollama: openOllama(config) },
+        { db, store, log, ollama: openOllama(config, stack) },
         { cpu: !opts.gpu, gpu: !!opts.gpu },
       );
       log.info({ taskQueue: opts.gpu ? config.gpuTaskQueue : config.taskQueue }, 'worker running');

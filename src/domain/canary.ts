@@ -29,24 +29,32 @@ export interface CanaryVerdict {
 const rate = (n: number, d: number) => (d > 0 ? n / d : 0);
 const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
 
+/** Errors enough to roll a canary back before it has `minCalls`: a version that cannot answer is plainly broken. */
+export const FAST_FAIL_ERRORS = 5;
+
 /**
  * Worse beyond the margins on any of error rate, p95 latency, thumbs-down rate or schema validity is a fail (each
- * reason named); fewer than `minCalls` canary calls is insufficient (the step is held longer). Metrics production
- * has no data for are compared with zero (error and thumbs-down rates) or not at all (latency, validity).
+ * reason named), judged only on enough evidence: rates need `minCalls` canary calls (and the thumbs-down rate
+ * `minFeedback` pieces of feedback), except that FAST_FAIL_ERRORS failed calls with an error rate beyond the
+ * margin fail the canary at once. Too little evidence is `insufficient` (the step is held longer). Metrics
+ * production has no data for are compared with zero (error and thumbs-down rates) or not at all (latency,
+ * validity).
  */
 export function judgeCanary(
   canary: AliasStats,
   production: AliasStats,
   margins: CanaryMargins,
-  minCalls: number,
+  evidence: { minCalls: number; minFeedback: number },
 ): CanaryVerdict {
   const reasons: string[] = [];
+  const enough = canary.calls >= evidence.minCalls;
   const errC = rate(canary.errors, canary.calls);
   const errP = rate(production.errors, production.calls);
-  if (canary.calls > 0 && errC - errP > margins.errorRate) {
+  if (canary.calls > 0 && errC - errP > margins.errorRate && (enough || canary.errors >= FAST_FAIL_ERRORS)) {
     reasons.push(`error rate ${pct(errC)} vs production ${pct(errP)} (margin ${pct(margins.errorRate)})`);
   }
   if (
+    enough &&
     canary.p95LatencyMs !== null &&
     production.p95LatencyMs !== null &&
     production.p95LatencyMs > 0 &&
@@ -59,10 +67,10 @@ export function judgeCanary(
   }
   const tdC = rate(canary.thumbsDown, canary.feedback);
   const tdP = rate(production.thumbsDown, production.feedback);
-  if (canary.feedback > 0 && tdC - tdP > margins.thumbsDownRate) {
+  if (canary.feedback >= Math.max(1, evidence.minFeedback) && tdC - tdP > margins.thumbsDownRate) {
     reasons.push(`thumbs-down rate ${pct(tdC)} vs production ${pct(tdP)} (margin ${pct(margins.thumbsDownRate)})`);
   }
-  if (canary.schemaChecked > 0 && production.schemaChecked > 0) {
+  if (enough && canary.schemaChecked > 0 && production.schemaChecked > 0) {
     const vC = rate(canary.schemaValid, canary.schemaChecked);
     const vP = rate(production.schemaValid, production.schemaChecked);
     if (vP - vC > margins.schemaValidity) {
@@ -70,10 +78,10 @@ export function judgeCanary(
     }
   }
   if (reasons.length > 0) return { verdict: 'fail', reasons, canary, production };
-  if (canary.calls < minCalls) {
+  if (!enough) {
     return {
       verdict: 'insufficient',
-      reasons: [`${canary.calls} canary calls in the window, ${minCalls} needed`],
+      reasons: [`${canary.calls} canary calls in the window, ${evidence.minCalls} needed`],
       canary,
       production,
     };

@@ -120,6 +120,8 @@ export const canaryConfigSchema = z
       .default(3600),
     /** Calls the canary must have answered in a step's window for the step to be judged on them. */
     minCalls: z.number().int().min(0).max(1_000_000).default(20),
+    /** Feedback on the canary's answers needed before its thumbs-down rate is judged. */
+    minFeedback: z.number().int().min(1).max(1_000_000).default(10),
     /** Holds extended while traffic is short, before `insufficientTraffic` decides. */
     maxExtensions: z.number().int().min(0).max(100).default(3),
     insufficientTraffic: z.enum(['rollback', 'proceed']).default('rollback'),
@@ -190,7 +192,17 @@ export const pipelineConfigSchema = z
       .strict()
       .default({ maxLossRegression: 0, minWinRateLowerBound: 0.5, maxSchemaValidityDrop: 0 }),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    // A canary that passes is promoted; without promote it would stay at its last share for good.
+    if (c.stages.canary !== false && c.stages.promote === false) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['stages', 'promote'],
+        message: 'a canary that passes is promoted: switch canary off too, or keep promote',
+      });
+    }
+  });
 export type PipelineConfig = z.output<typeof pipelineConfigSchema>;
 
 export const TASK_FORMATS = ['chat', 'completion', 'instruction', 'json'] as const;

@@ -36,7 +36,14 @@ export async function importModel(
   ollama: OllamaClient,
   plan: ImportPlan,
   tag: string,
-  opts: { signal?: AbortSignal; onFile?: (name: string, how: 'present' | 'uploaded') => void } = {},
+  opts: {
+    signal?: AbortSignal;
+    onFile?: (name: string, how: 'present' | 'uploaded') => void;
+    /** Extra model parameters (e.g. num_ctx) merged over the plan's. */
+    parameters?: Record<string, unknown>;
+    /** Runs the create (the only step that writes a manifest) under the caller's lock. */
+    lockCreate?: (create: () => Promise<void>) => Promise<void>;
+  } = {},
 ): Promise<{ bytes: number; uploaded: number }> {
   const digests = async (group: Record<string, z.output<typeof fileEntry>>) => {
     const out: Record<string, string> = {};
@@ -55,9 +62,17 @@ export async function importModel(
   let uploaded = 0;
   const files = await digests(plan.files);
   const adapters = plan.adapters ? await digests(plan.adapters) : undefined;
-  await ollama.create(
-    { model: tag, files, ...(adapters ? { adapters } : {}), template: plan.template, parameters: plan.parameters },
-    opts.signal,
-  );
+  const create = () =>
+    ollama.create(
+      {
+        model: tag,
+        files,
+        ...(adapters ? { adapters } : {}),
+        template: plan.template,
+        parameters: { ...plan.parameters, ...opts.parameters },
+      },
+      opts.signal,
+    );
+  await (opts.lockCreate ? opts.lockCreate(create) : create());
   return { bytes, uploaded };
 }

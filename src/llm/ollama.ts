@@ -135,10 +135,15 @@ export class OllamaClient {
     if (await this.hasBlob(digest, signal)) return 'present';
     const size = (await stat(file)).size;
     const body = Readable.toWeb(createReadStream(file)) as ReadableStream<Uint8Array>;
-    const res = await this.fetch('POST', `/api/blobs/${digest}`, body, signal, {
-      'content-length': String(size),
-      'content-type': 'application/octet-stream',
-    });
+    // No overall time limit: a merged 8B model is 16 GB. The caller's signal (the activity's cancellation) ends it.
+    const res = await this.fetch(
+      'POST',
+      `/api/blobs/${digest}`,
+      body,
+      signal,
+      { 'content-length': String(size), 'content-type': 'application/octet-stream' },
+      0,
+    );
     if (res.status !== 200 && res.status !== 201) throw await errorOf(res, `upload of blob ${digest}`);
     await res.body?.cancel();
     return 'uploaded';
@@ -204,7 +209,8 @@ export class OllamaClient {
    * OllamaError thrown by the first next()), then one chunk per line. Aborting the signal ends the generation.
    */
   async *chatStream(req: ChatRequest, signal?: AbortSignal): AsyncGenerator<ChatChunk> {
-    const res = await this.post('/api/chat', chatBody(req, true), signal, 0);
+    // A model load may hold the first byte back; after it, each chunk must come within the same time.
+    const res = await this.post('/api/chat', chatBody(req, true), signal, this.timeoutMs);
     if (res.statusCode >= 400) throw errorOfText(res.statusCode, await res.body.text(), `chat with ${req.model}`);
     let buffer = '';
     res.body.setEncoding('utf8');

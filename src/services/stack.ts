@@ -72,8 +72,11 @@ export const temporalAddress = (config: Config) => config.temporalAddress ?? `12
 /** OLLAMA_HOST, or the Ollama `tuneloop up` runs on its private port. */
 export const ollamaUrl = (config: Config) => config.ollamaHost ?? `http://127.0.0.1:${config.ollamaPort}`;
 
-export function openOllama(config: Config): OllamaClient {
-  return new OllamaClient(ollamaUrl(config));
+/** The process's Ollama client (one pool of connections); closed with the stack when one is given. */
+export function openOllama(config: Config, stack?: Stack): OllamaClient {
+  const client = new OllamaClient(ollamaUrl(config));
+  stack?.add('ollama-client', () => client.close());
+  return client;
 }
 
 /**

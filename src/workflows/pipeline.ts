@@ -24,6 +24,7 @@ import type { GateResult } from '../domain/evaluation';
 import type { RunOutcome, RunPlan } from '../activities/run';
 import type { TrainSummary } from '../activities/train';
 import type { GpuActivities } from '../services/worker';
+import { PERMANENT, SERVING } from './activity-options';
 import { REQUIRED_STAGES, STAGES, type StageName } from '../domain/model-config';
 import {
   abortSignal,
@@ -37,15 +38,6 @@ import {
   type PipelineResult,
   type PipelineStatus,
 } from './messages';
-
-const PERMANENT = [
-  'CONFIG_INVALID',
-  'MODEL_NOT_FOUND',
-  'DATASET_INVALID',
-  'GPU_OOM',
-  'PARITY_MISMATCH',
-  'INVALID_STATE',
-];
 
 // One proxy per timeout class, each chosen for what the work does.
 /** Database bookkeeping: quick, retried through a database restart (up to half an hour of outage). */
@@ -77,20 +69,9 @@ const objects = proxyActivities<Activities>({
   },
 });
 
-/**
- * Registry moves and Ollama tag copies (canary steps, promotion): quick, retried through an Ollama or database
- * restart for up to half an hour. The judge asks Ollama a few hundred questions: minutes, with a heartbeat.
- */
-const serving = proxyActivities<Activities>({
-  startToCloseTimeout: '2 minutes',
-  scheduleToCloseTimeout: '30 minutes',
-  retry: {
-    initialInterval: '1 second',
-    backoffCoefficient: 2,
-    maximumInterval: '30 seconds',
-    nonRetryableErrorTypes: PERMANENT,
-  },
-});
+/** Registry moves and Ollama tag copies (canary steps, promotion): see SERVING. */
+const serving = proxyActivities<Activities>(SERVING);
+/** The judge asks Ollama a few hundred questions: minutes, with a heartbeat. */
 const judging = proxyActivities<Activities>({
   startToCloseTimeout: '2 hours',
   heartbeatTimeout: '5 minutes',
@@ -227,17 +208,24 @@ export async function TrainingPipeline(input: PipelineInput): Promise<PipelineRe
   }
 
   async function finish(status: RunOutcome, error: string | null): Promise<PipelineResult> {
-    // A canary left behind by a run that did not succeed is taken out: its subjects go back to production.
-    const canary = state.canary;
-    if (canary && !promoted && status !== 'succeeded') {
-      await CancellationScope.nonCancellable(() =>
-        serving.endCanary({
-          runId,
-          model: input.model,
-          versionId: canary.versionId,
-          reason: `run ended as ${status}${error ? `: ${error}` : ''}`,
-        }),
-      );
+    // A canary left behind by a run that did not succeed is taken out: its subjects go back to production. Asked
+    // whenever this run registered a version it did not promote (a canary step may have been set just as the run
+    // was aborted); endCanary acts only if the alias points at this version. Its failure must not keep the run
+    // from being recorded.
+    if (trained && registered && !promoted && status !== 'succeeded') {
+      const versionId = trained.versionId;
+      try {
+        await CancellationScope.nonCancellable(() =>
+          serving.endCanary({
+            runId,
+            model: input.model,
+            versionId,
+            reason: `run ended as ${status}${error ? `: ${error}` : ''}`,
+          }),
+        );
+      } catch (err) {
+        log.warn('could not take the canary out', { error: err instanceof Error ? err.message : String(err) });
+      }
     }
     state.stage = null;
     for (const s of state.stages) if (s.status === 'pending') s.status = 'skipped';
@@ -295,7 +283,11 @@ export async function TrainingPipeline(input: PipelineInput): Promise<PipelineRe
       state.canary = null;
       return { outcome: 'rolled_back' as const, reasons: [reason], steps: done };
     };
-    for (const percent of c.steps) {
+    // The first version has nothing to be compared with, and the API has nothing to serve the other subjects
+    // with: it goes to production after the approval (if asked for) without traffic steps.
+    const { production } = await serving.servingState({ model: input.model });
+    const steps = production ? c.steps : [];
+    for (const percent of steps) {
       if (percent === 100) break;
       const { since } = await serving.setCanary({ runId, model: input.model, versionId, percent });
       state.canary = { versionId, percent, since, awaitingApproval: false, approval: null, last: null };
@@ -317,27 +309,38 @@ export async function TrainingPipeline(input: PipelineInput): Promise<PipelineRe
       done.push(percent);
     }
     if (c.requireApproval) {
-      const canary = (state.canary ??= {
-        versionId,
-        percent: 0,
-        since: new Date().toISOString(),
-        awaitingApproval: false,
-        approval: null,
-        last: null,
-      });
-      canary.awaitingApproval = true;
-      upsertSearchAttributes([{ key: STAGE_SEARCH_ATTRIBUTE, value: 'canary:awaiting-approval' }]);
-      const answered = await condition(() => canary.approval !== null, c.approvalTimeoutHours * 3600 * 1000);
-      canary.awaitingApproval = false;
-      upsertSearchAttributes([{ key: STAGE_SEARCH_ATTRIBUTE, value: 'canary' }]);
-      if (!answered) return rollback(`no approval within ${c.approvalTimeoutHours} h`);
-      if (!canary.approval!.approved) {
-        return rollback(
-          `declined by ${canary.approval!.by}${canary.approval!.reason ? `: ${canary.approval!.reason}` : ''}`,
-        );
-      }
+      const approval = await awaitApproval(versionId);
+      if (!approval.approved) return rollback(approval.reason);
     }
-    return { outcome: 'passed', reasons: [], steps: done };
+    return {
+      outcome: 'passed',
+      reasons: production ? [] : ['no production version yet: nothing to compare with, no traffic steps'],
+      steps: done,
+    };
+  }
+
+  /** Waits for an operator's `approve` update (or its timeout); the status query shows the wait. */
+  async function awaitApproval(versionId: string): Promise<{ approved: boolean; reason: string }> {
+    const c = plan.config.canary;
+    const canary = (state.canary ??= {
+      versionId,
+      percent: 0,
+      since: new Date().toISOString(),
+      awaitingApproval: false,
+      approval: null,
+      last: null,
+    });
+    canary.awaitingApproval = true;
+    const stage = state.stage ?? 'canary';
+    upsertSearchAttributes([{ key: STAGE_SEARCH_ATTRIBUTE, value: `${stage}:awaiting-approval` }]);
+    const answered = await condition(() => canary.approval !== null, c.approvalTimeoutHours * 3600 * 1000);
+    canary.awaitingApproval = false;
+    upsertSearchAttributes([{ key: STAGE_SEARCH_ATTRIBUTE, value: stage }]);
+    if (!answered) return { approved: false, reason: `no approval within ${c.approvalTimeoutHours} h` };
+    const a = canary.approval!;
+    return a.approved
+      ? { approved: true, reason: `approved by ${a.by}` }
+      : { approved: false, reason: `declined by ${a.by}${a.reason ? `: ${a.reason}` : ''}` };
   }
 
   upsertSearchAttributes([{ key: MODEL_SEARCH_ATTRIBUTE, value: input.model }]);
@@ -512,9 +515,20 @@ export async function TrainingPipeline(input: PipelineInput): Promise<PipelineRe
           continue;
         }
         const versionId = trained!.versionId;
+        const canaryRan = report('canary').status === 'succeeded';
+        if (plan.config.canary.requireApproval && !canaryRan) {
+          // No canary stage: the approval the model asks for still comes before production.
+          const approval = await runStage(
+            'promote',
+            () => awaitApproval(versionId),
+            (a) => ({ ...a }),
+          );
+          if (!approval.approved) return await finish('rolled_back', approval.reason);
+        }
+        // Once it starts, a promotion finishes and the run records it, even if the run is aborted meanwhile.
         promoted = await runStage(
           'promote',
-          () => serving.promote({ runId, model: input.model, versionId }),
+          () => CancellationScope.nonCancellable(() => serving.promote({ runId, model: input.model, versionId })),
           (p) => ({ ...p }),
         );
       }

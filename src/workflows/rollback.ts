@@ -1,20 +1,9 @@
 import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { PromoteResult, RollbackPlan } from '../activities/promote';
+import { SERVING } from './activity-options';
 
-const PERMANENT = ['CONFIG_INVALID', 'MODEL_NOT_FOUND', 'INVALID_STATE'];
-
-/** Registry and Ollama tag work: quick, retried through an Ollama or database restart (up to half an hour). */
-const serving = proxyActivities<Activities>({
-  startToCloseTimeout: '2 minutes',
-  scheduleToCloseTimeout: '30 minutes',
-  retry: {
-    initialInterval: '1 second',
-    backoffCoefficient: 2,
-    maximumInterval: '30 seconds',
-    nonRetryableErrorTypes: PERMANENT,
-  },
-});
+const serving = proxyActivities<Activities>(SERVING);
 
 /**
  * RollbackModel: puts the previous production version back (`POST /v1/models/:model/rollback`,

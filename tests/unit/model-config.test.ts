@@ -13,6 +13,7 @@ const CANARY_DEFAULTS = {
   steps: [5, 25, 50, 100],
   holdSeconds: 3600,
   minCalls: 20,
+  minFeedback: 10,
   maxExtensions: 3,
   insufficientTraffic: 'rollback',
   requireApproval: false,

@@ -14,6 +14,7 @@ const stats = (over: Partial<AliasStats> = {}): AliasStats => ({
   ...over,
 });
 const MARGINS = { errorRate: 0.02, p95LatencyRatio: 1.5, thumbsDownRate: 0.05, schemaValidity: 0.02 };
+const EVIDENCE = { minCalls: 20, minFeedback: 10 };
 const THRESHOLDS = { maxLossRegression: 0, minWinRateLowerBound: 0.5, maxSchemaValidityDrop: 0 };
 
 describe('pairwise judging', () => {
@@ -142,7 +143,7 @@ describe('the gate', () => {
 
 describe('the canary verdict', () => {
   it('passes a canary as good as production', () => {
-    expect(judgeCanary(stats(), stats(), MARGINS, 20).verdict).toBe('pass');
+    expect(judgeCanary(stats(), stats(), MARGINS, EVIDENCE).verdict).toBe('pass');
   });
 
   it.each([
@@ -155,20 +156,24 @@ describe('the canary verdict', () => {
     const production = stats({ feedback: 10, thumbsDown: 0, schemaChecked: 10, schemaValid: 10 });
 
     // Act
-    const v = judgeCanary(canary, production, MARGINS, 20);
+    const v = judgeCanary(canary, production, MARGINS, EVIDENCE);
 
     // Assert
     expect(v.verdict).toBe('fail');
     expect(v.reasons.join('; ')).toMatch(reason);
   });
 
-  it('fails a canary that errors on its few calls at once, but holds a quiet healthy one as insufficient', () => {
+  it('fails a canary at once on five failed calls, but not on fewer, nor on a first thumbs-down', () => {
     // Act
-    const failing = judgeCanary(stats({ calls: 3, errors: 3 }), stats(), MARGINS, 20);
-    const quiet = judgeCanary(stats({ calls: 3 }), stats(), MARGINS, 20);
+    const broken = judgeCanary(stats({ calls: 5, errors: 5 }), stats(), MARGINS, EVIDENCE);
+    const unlucky = judgeCanary(stats({ calls: 2, errors: 2 }), stats(), MARGINS, EVIDENCE);
+    const oneVoice = judgeCanary(stats({ feedback: 1, thumbsDown: 1 }), stats(), MARGINS, EVIDENCE);
+    const quiet = judgeCanary(stats({ calls: 3 }), stats(), MARGINS, EVIDENCE);
 
     // Assert
-    expect(failing.verdict).toBe('fail');
+    expect(broken.verdict).toBe('fail');
+    expect(unlucky).toMatchObject({ verdict: 'insufficient', reasons: ['2 canary calls in the window, 20 needed'] });
+    expect(oneVoice.verdict).toBe('pass');
     expect(quiet).toMatchObject({ verdict: 'insufficient', reasons: ['3 canary calls in the window, 20 needed'] });
   });
 });

@@ -5,26 +5,28 @@ import { Worker } from '@temporalio/worker';
 import { describe, expect, inject, it } from 'vitest';
 import { temporalBinary } from '../../src/services/temporal-dev-server';
 import { startPipeline } from '../../src/services/pipeline-client';
-import { abortSignal } from '../../src/workflows/messages';
 import {
   createTestDb,
   createTestModel,
   createTestStore,
   seed,
-  startRunHeldAtExport,
+  startTestGpuWorker,
   startTestWorker,
   temporalClient,
   testLog,
   testOllama,
+  testTrainer,
   tmpDir,
 } from '../helpers/env';
+import { TINY_BASE_MODEL } from '../../src/services/tiny-model';
 
 const HISTORIES = path.resolve(import.meta.dirname, '../histories');
 
 /**
  * Committed histories of real pipeline runs, replayed against today's workflow code: a change that would break
  * a run in flight (a non-deterministic change not guarded by patched()) fails here, in CI, before it ships.
- * Record new ones with `RECORD_HISTORIES=1 npx vitest run tests/workflows/replay` after an intended change.
+ * Record the whole-loop history again with `RECORD_HISTORIES=1 npx vitest run tests/workflows/replay` after an
+ * intended change (and a patched() branch for runs in flight).
  */
 describe('replay of committed pipeline histories', () => {
   it('replays every committed history without a determinism error', async () => {
@@ -46,45 +48,63 @@ describe('replay of committed pipeline histories', () => {
     expect(results).toEqual(files.map((f) => ({ id: f, error: null })));
   });
 
-  it.runIf(process.env.RECORD_HISTORIES === '1')('records fresh histories (on demand)', async () => {
-    const { db, drop } = await createTestDb();
-    const { client, close } = await temporalClient();
-    const deps = { db, store: await createTestStore(), log: testLog, ollama: testOllama(), tmpDir: await tmpDir() };
-    const worker = await startTestWorker({ deps });
-    try {
-      const model = await createTestModel(db);
-      await seed(
+  // pipeline-succeeded.json and pipeline-aborted.json were recorded by the code before the train stage existed and are
+  // kept as they are: they prove that runs started by that code still replay. This records the whole loop as the
+  // code runs it now (a second run, so that the canary has a production version to be compared with).
+  it.runIf(process.env.RECORD_HISTORIES === '1')(
+    'records the history of a run through every stage (on demand)',
+    async () => {
+      const { db, drop } = await createTestDb();
+      const { client, close } = await temporalClient();
+      const deps = {
         db,
-        model,
-        [
-          { subject: 'a', user: 'q', assistant: 'a' },
-          { subject: 'b', user: 'q2', assistant: 'a2' },
-        ],
-        { a: true, b: false },
-      );
-      const ok = await startPipeline(client, db, {
-        model: model.id,
-        taskQueue: worker.taskQueue,
-        trigger: 'test',
-        requestedBy: 'recorder',
-      });
-      await ok.result();
-      await writeFile(path.join(HISTORIES, 'pipeline-succeeded.json'), showHistory(ok.workflowId, ok.runId));
-
-      // An aborted run: the abort arrives while export is held.
-      await seed(db, model, [{ subject: 'a', user: 'q3', assistant: 'a3' }]);
-      const { held, started: ab, handle: h } = await startRunHeldAtExport(client, db, deps, model.id);
-      await h.signal(abortSignal, { reason: 'recording an aborted run', by: 'recorder' });
-      await ab.result();
-      held.release();
-      await held.stop();
-      await writeFile(path.join(HISTORIES, 'pipeline-aborted.json'), showHistory(ab.workflowId, ab.runId));
-    } finally {
-      await worker.stop();
-      await close();
-      await drop();
-    }
-  });
+        store: await createTestStore(),
+        log: testLog,
+        ollama: testOllama(),
+        tmpDir: await tmpDir(),
+      };
+      const worker = await startTestWorker({ deps });
+      const gpu = await startTestGpuWorker({ ...deps, trainer: await testTrainer() });
+      try {
+        const model = await createTestModel(db, {
+          baseModel: TINY_BASE_MODEL,
+          config: {
+            validationShare: 0.2,
+            stages: { train: true, evaluate: true, register: true, canary: true, promote: true },
+            training: { maxSteps: 4, effectiveBatchSize: 4, microBatchSize: 2, maxLength: 256, learningRate: 3e-3 },
+            thresholds: { maxLossRegression: 10 },
+            canary: { steps: [50, 100], holdSeconds: 1, minCalls: 0 },
+          },
+        });
+        const rows = (n: number, offset: number) =>
+          Array.from({ length: n }, (_, i) => ({
+            subject: `s${i % 3}`,
+            user: `How many squats on day ${i + offset}?`,
+            assistant: `Do 3 sets of 10 squats on day ${i + offset}.`,
+          }));
+        const consent = { s0: true, s1: true, s2: true };
+        let served = null;
+        for (const offset of [0, 100]) {
+          await seed(db, model, rows(20, offset), consent);
+          served = await startPipeline(client, db, {
+            model: model.id,
+            taskQueue: worker.taskQueue,
+            gpuTaskQueue: gpu.taskQueue,
+            trigger: 'test',
+            requestedBy: 'recorder',
+          });
+          expect((await served.result()).status).toBe('succeeded');
+        }
+        await writeFile(path.join(HISTORIES, 'pipeline-served.json'), showHistory(served!.workflowId, served!.runId));
+      } finally {
+        await gpu.stop();
+        await worker.stop();
+        await close();
+        await drop();
+      }
+    },
+    600_000,
+  );
 });
 
 /** The history in the standard proto JSON form, as the Temporal CLI and UI export it. */

@@ -144,12 +144,13 @@ function stateOf(s: PipelineStatus): string {
 
 /** Chat calls in a loop from `n` clients until stopped: every status and answering version, in order. */
 function traffic(n: number) {
-  const seen: { status: number; version: string | null; at: number }[] = [];
+  const seen: { status: number; version: string | null; sentAt: number; at: number }[] = [];
   let stop = false;
   const clients = Array.from({ length: n }, async (_, c) => {
     for (let i = 0; !stop; i++) {
+      const sentAt = Date.now();
       const r = await chat(`load-${c}-${i % 7}`);
-      seen.push({ status: r.status, version: r.json?.version ?? null, at: Date.now() });
+      seen.push({ status: r.status, version: r.json?.version ?? null, sentAt, at: Date.now() });
     }
   });
   return {
@@ -208,7 +209,9 @@ describe('the serving loop', () => {
     model = await configure(model, {
       judge: { model: judgeTag, maxPairs: 4 },
       thresholds: { minWinRateLowerBound: 0 }, // the tiny judge's verdicts are noise: only the plumbing is judged
-      canary: { steps: [50, 100], holdSeconds: 1, minCalls: 0 },
+      // The default evidence rule (20 calls a step) would hold a canary forever with no traffic; the first version
+      // has no production to compare with, and goes to production without traffic steps.
+      canary: { steps: [50, 100], holdSeconds: 1 },
     });
     await seedMore(48);
 
@@ -264,10 +267,9 @@ describe('the serving loop', () => {
     expect(view.status).toBe(200);
     expect(view.json.aliases.production.version).toBe(first.version);
     expect(view.json.history.map((h: { alias: string; to: string | null }) => [h.alias, h.to])).toEqual([
-      ['canary', null],
       ['production', first.version],
-      ['canary', first.version],
     ]);
+    expect(stage('canary').summary).toMatchObject({ steps: [], reasons: [expect.stringContaining('no production')] });
   }, 420_000);
 
   it('rejects a worse candidate at the gate; it stays registered as a non-serving version with the reasons', async () => {
@@ -312,20 +314,26 @@ describe('the serving loop', () => {
     await expect
       .poll(async () => stateOf(await status(handle)), { timeout: 240_000, interval: 500 })
       .toBe('awaiting approval');
-    const early = await api.call('POST', `/v1/runs/${run.runId}/approve`, appKey, {});
-    const approved = await api.call('POST', `/v1/runs/${run.runId}/approve`, operatorKey, { reason: 'looks good' });
+    const early = await api.call('POST', `/v1/runs/${run.runId}/approve`, appKey, { approved: true });
+    const unsaid = await api.call('POST', `/v1/runs/${run.runId}/approve`, operatorKey, {});
+    const approved = await api.call('POST', `/v1/runs/${run.runId}/approve`, operatorKey, {
+      approved: true,
+      reason: 'looks good',
+    });
     const result = (await run.result()) as PipelineResult;
     const second = { id: result.version!.id, version: result.version!.version };
     await new Promise((r) => setTimeout(r, 1_500));
 
     // Act 2: roll back under the same traffic
     const rolled = await api.call('POST', `/v1/models/${model.id}/rollback`, operatorKey, { reason: 'test rollback' });
-    await new Promise((r) => setTimeout(r, 1_500));
+    const rolledAt = Date.now();
+    await new Promise((r) => setTimeout(r, 4_000));
     await load.stop();
     const again = await api.call('POST', `/v1/models/${model.id}/rollback`, operatorKey, {});
 
     // Assert
     expect(early.status).toBe(403); // an app key cannot approve
+    expect([unsaid.status, unsaid.json.error.field]).toEqual([400, 'body.approved']); // silence is not a yes
     expect(approved.status).toBe(200);
     expect(approved.json.canary.approval).toMatchObject({ approved: true, reason: 'looks good' });
     expect(result.status).toBe('succeeded');
@@ -338,7 +346,10 @@ describe('the serving loop', () => {
     expect(failures).toEqual([]);
     const versions = new Set(load.seen.map((s) => s.version));
     expect(versions).toEqual(new Set([first.version, second.version]));
-    expect(load.seen.at(-1)!.version).toBe(first.version);
+    // Calls sent once every API process has seen the rollback (the routing is cached for a second) get the old one.
+    const after = load.seen.filter((s) => s.sentAt > rolledAt + 1_100);
+    expect(after.length).toBeGreaterThan(0);
+    expect(new Set(after.map((s) => s.version))).toEqual(new Set([first.version]));
     expect(load.seen.length).toBeGreaterThan(20);
   }, 420_000);
 

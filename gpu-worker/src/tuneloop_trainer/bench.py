@@ -80,6 +80,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+from .config import LoraSettings, _bad, _choice, _int, _number
 from .protocol import BadInput, ErrorType, emit
 
 log = logging.getLogger("tuneloop_trainer.bench")
@@ -88,7 +89,7 @@ METHODS = ("lora", "qlora")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "bf16", "fp32")
 ATTENTION = ("auto", "sdpa", "eager", "flash_attention_2")
-DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
 
 # Architecture fields every spec must give, as positive integers; any other key goes to the config as is.
 ARCH_REQUIRED = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
@@ -134,34 +135,6 @@ FLOPS_FORMULA = (
 # ---------------------------------------------------------------------------------------------------- config
 
 
-def _bad(name: str, message: str) -> BadInput:
-    return BadInput(message, type=ErrorType.CONFIG_INVALID, field=name)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _int(name: str, value: Any, *, low: int, high: int | None = None) -> None:
-    if not _is_int(value) or value < low or (high is not None and value > high):
-        expected = f"an integer >= {low}" + (f" and <= {high}" if high is not None else "")
-        raise _bad(name, f"expected {expected}, got {value!r}")
-
-
-def _number(name: str, value: Any, *, low: float, high: float, low_open: bool = False, high_open: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not ok:
-        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
-        raise _bad(name, f"expected a number in {lo}{low}, {high}{hi}, got {value!r}")
-
-
-def _choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
-    if not any(type(value) is type(c) and value == c for c in choices):  # true must not match 1
-        raise _bad(name, f"expected one of {', '.join(json.dumps(c) for c in choices)}, got {json.dumps(value)}")
-
-
 def _build(cls: type, data: Any, prefix: str) -> Any:
     if isinstance(data, cls):
         return data
@@ -175,20 +148,8 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     return cls(**data)
 
 
-@dataclass
-class LoraShape:
-    r: int = 16
-    alpha: float = 32
-    dropout: float = 0.05
-    target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES))
-
-    def __post_init__(self) -> None:
-        _int("lora.r", self.r, low=1, high=4096)
-        _number("lora.alpha", self.alpha, low=0, high=1e6, low_open=True)
-        _number("lora.dropout", self.dropout, low=0, high=1, high_open=True)
-        modules = self.target_modules
-        if not isinstance(modules, list) or not modules or not all(isinstance(m, str) and m.strip() for m in modules):
-            raise _bad("lora.target_modules", f"expected a non-empty list of module names, got {modules!r}")
+# The adapter's shape, validated exactly as the trainer's config validates it.
+LoraShape = LoraSettings
 
 
 @dataclass

@@ -28,7 +28,6 @@ Prints one `done` line: {"outputs": {"adapter", "merged"}, "metrics": {"adapter_
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import sha256_file
 from .protocol import BadInput, ErrorType, emit
 
 log = logging.getLogger("tuneloop_trainer.export")
@@ -223,7 +223,7 @@ def export_adapter(
             metrics["merged_parameters"] = _write_merged(base_dir, tmp, tmp / "merged")  # type: ignore[arg-type]
         marker = {
             "adapter": str(Path(adapter_dir).absolute()),
-            "adapter_sha256": _sha256(tmp / ADAPTER_WEIGHTS),
+            "adapter_sha256": sha256_file(tmp / ADAPTER_WEIGHTS),
             "base": str(Path(base_used).absolute()) if base_used else None,
             "merged": merge,
             "ollama_adapter_import": importable,
@@ -249,7 +249,7 @@ def _write_adapter(weights: Path, config_path: Path, tmp: Path) -> None:
     target = tmp / ADAPTER_WEIGHTS
     if weights.name == ADAPTER_WEIGHTS:
         shutil.copyfile(weights, target)
-        if _sha256(target) != _sha256(weights):
+        if sha256_file(target) != sha256_file(weights):
             raise OSError(f"copy of {weights} does not match its source")
     else:
         _bin_to_safetensors(weights, target)
@@ -303,14 +303,6 @@ def _write_merged(base_dir: str, adapter_dir: Path, merged_dir: Path) -> int:
     if (Path(base_dir) / "generation_config.json").is_file():
         shutil.copyfile(Path(base_dir) / "generation_config.json", merged_dir / "generation_config.json")
     return sum(p.numel() for p in merged.parameters())
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _readable(root: Path) -> None:

@@ -41,7 +41,6 @@ Prints one `done` line: {"outputs": {"plan"}, "metrics": {"files", "bytes"}, "me
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -50,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from .export import ADAPTER_CONFIG, ADAPTER_WEIGHTS, check_adapter_dir, ollama_adapter_support, _write_merged
+from .checkpoint import sha256_file
 from .protocol import BadInput, ErrorType, emit
 
 log = logging.getLogger("tuneloop_trainer.ollama")
@@ -127,14 +127,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _read_json(path: Path, field: str) -> dict:
@@ -294,7 +286,7 @@ def stage(base_dir: str, adapter_dir: str | None, out_dir: str, *, merge: str = 
     def entry(path: Path) -> dict:
         # Staged files are named relative to the plan (the folder is renamed into place); the base's by full path.
         where = str(path.relative_to(tmp)) if path.is_relative_to(tmp) else str(path)
-        return {"path": where, "sha256": _sha256(path), "size": path.stat().st_size}
+        return {"path": where, "sha256": sha256_file(path), "size": path.stat().st_size}
 
     try:
         files: dict[str, dict] = {}

@@ -32,6 +32,17 @@ export async function servingAliases(db: Conn, model: string): Promise<Partial<R
   return out;
 }
 
+/** The version an alias of a model points at, or null. */
+export async function aliasVersionId(db: Conn, model: string, name: AliasName): Promise<string | null> {
+  const row = await db
+    .selectFrom('aliases')
+    .select('version_id')
+    .where('model_id', '=', model)
+    .where('name', '=', name)
+    .executeTakeFirst();
+  return row?.version_id ?? null;
+}
+
 export async function getVersion(db: Conn, id: string) {
   return db.selectFrom('model_versions').selectAll().where('id', '=', id).executeTakeFirst();
 }
@@ -115,12 +126,7 @@ export async function moveAlias(
  * Null when there is none.
  */
 export async function previousProduction(db: Conn, model: string): Promise<string | null> {
-  const current = await db
-    .selectFrom('aliases')
-    .select('version_id')
-    .where('model_id', '=', model)
-    .where('name', '=', 'production')
-    .executeTakeFirst();
+  const current = await aliasVersionId(db, model, 'production');
   if (!current) return null;
   const row = await db
     .selectFrom('alias_history as h')
@@ -128,7 +134,7 @@ export async function previousProduction(db: Conn, model: string): Promise<strin
     .select('h.from_version_id')
     .where('h.model_id', '=', model)
     .where('h.name', '=', 'production')
-    .where('h.from_version_id', '!=', current.version_id)
+    .where('h.from_version_id', '!=', current)
     .where('v.status', 'not in', ['rolled_back', 'failed', 'rejected'])
     .where('v.ollama_tag', 'is not', null)
     .orderBy('h.id', 'desc')

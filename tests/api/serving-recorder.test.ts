@@ -1,0 +1,121 @@
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newInteractionId, ServingRecorder, type ServedRecord } from '../../src/api/serving';
+import type { Db } from '../../src/db/pool';
+import type { ModelDefinition } from '../../src/domain/model-config';
+import { createTestDb, createTestModel, testLog } from '../helpers/env';
+
+/** The chat API's recorder against a real PostgreSQL: batches, one bad record isolated, U+0000 dropped. */
+
+let db: Db;
+let drop: () => Promise<void>;
+let model: ModelDefinition;
+
+beforeAll(async () => {
+  ({ db, drop } = await createTestDb());
+  model = await createTestModel(db);
+});
+afterAll(async () => drop?.());
+
+function served(over: Partial<ServedRecord> = {}): ServedRecord {
+  return {
+    interactionId: newInteractionId(),
+    appId: model.app,
+    model: model.id,
+    subject: 'subject-1',
+    messages: [
+      { role: 'user', content: 'hi' },
+      { role: 'assistant', content: 'hello' },
+    ],
+    answeredBy: null,
+    latencyMs: 12.5,
+    metadata: {},
+    call: {
+      versionId: null,
+      alias: 'production',
+      ok: true,
+      fellBack: false,
+      error: null,
+      latencyMs: 12.5,
+      schemaValid: null,
+    },
+    ...over,
+  };
+}
+
+const count = async (table: 'interactions' | 'serving_calls') =>
+  Number((await sql<{ n: string }>`select count(*) as n from ${sql.table(table)}`.execute(db)).rows[0]!.n);
+
+describe('ServingRecorder', () => {
+  it('writes what was served, the conversation as an interaction of source "served"', async () => {
+    // Arrange
+    const recorder = new ServingRecorder(db, testLog);
+    const r = served();
+
+    // Act
+    recorder.record(r);
+    await recorder.close();
+
+    // Assert
+    const row = await db
+      .selectFrom('interactions')
+      .selectAll()
+      .where('id', '=', r.interactionId)
+      .executeTakeFirstOrThrow();
+    expect(row).toMatchObject({ source: 'served', latency_ms: 13, model_id: model.id });
+    expect(await count('serving_calls')).toBe(1);
+  });
+
+  it('drops a record the database refuses, alone, and writes the others of its batch', async () => {
+    // Arrange: one record names a model that does not exist (a foreign key refuses it)
+    const recorder = new ServingRecorder(db, testLog);
+    const [interactions, calls] = [await count('interactions'), await count('serving_calls')];
+    const good = Array.from({ length: 6 }, () => served());
+    const bad = served({ model: 'no-such-model' });
+
+    // Act
+    for (const r of [...good.slice(0, 3), bad, ...good.slice(3)]) recorder.record(r);
+    for (let i = 0; i < 20 && (await count('serving_calls')) < calls + 6; i++) await recorder.flush();
+    await recorder.close();
+
+    // Assert
+    expect(await count('interactions')).toBe(interactions + 6);
+    expect(await count('serving_calls')).toBe(calls + 6);
+    const stored = await db
+      .selectFrom('interactions')
+      .select('id')
+      .where(
+        'id',
+        'in',
+        good.map((g) => g.interactionId),
+      )
+      .execute();
+    expect(stored).toHaveLength(6);
+  });
+
+  it('drops U+0000 from an answer rather than failing to store it', async () => {
+    // Arrange
+    const recorder = new ServingRecorder(db, testLog);
+    const r = served({
+      messages: [
+        { role: 'user', content: 'hi' },
+        { role: 'assistant', content: 'a\u0000b' },
+      ],
+    });
+
+    // Act
+    recorder.record(r);
+    await recorder.close();
+
+    // Assert
+    const row = await db
+      .selectFrom('interactions')
+      .select('messages')
+      .where('id', '=', r.interactionId)
+      .executeTakeFirstOrThrow();
+    expect(row.messages).toEqual([
+      { role: 'user', content: 'hi' },
+      { role: 'assistant', content: 'ab' },
+    ]);
+  });
+});
