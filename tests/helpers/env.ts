@@ -92,13 +92,18 @@ export async function startTestWorker(opts: {
     bundle: { codePath: inject('workflowBundlePath') },
     activities: opts.activities ?? createActivities(opts.deps),
   });
-  const running = worker.run();
+  return running(worker, taskQueue, connection);
+}
+
+/** Runs a worker; `stop` shuts it down and closes its connection. */
+function running(worker: Worker, taskQueue: string, connection: NativeConnection) {
+  const done = worker.run();
   return {
     worker,
     taskQueue,
     stop: async () => {
       if (worker.getState() === 'RUNNING') worker.shutdown();
-      await running;
+      await done;
       await connection.close();
     },
   };
@@ -116,16 +121,7 @@ export async function testTrainer(): Promise<GpuActivityDeps['trainer']> {
 export async function startTestGpuWorker(deps: GpuActivityDeps, taskQueue = uid('gpu-')) {
   const connection = await NativeConnection.connect({ address: inject('temporalAddress') });
   const worker = await createGpuWorker({ connection, namespace: 'default', taskQueue, deps });
-  const running = worker.run();
-  return {
-    worker,
-    taskQueue,
-    stop: async () => {
-      if (worker.getState() === 'RUNNING') worker.shutdown();
-      await running;
-      await connection.close();
-    },
-  };
+  return running(worker, taskQueue, connection);
 }
 
 /**
@@ -320,4 +316,22 @@ export async function importTinyBase(ollama: OllamaClient, tag: string): Promise
     return readImportPlan(path.join(out, 'stage', 'ollama_import.json'));
   })();
   await importModel(ollama, await tinyPlan, tag);
+}
+
+const EXERCISES = ['squats', 'lunges', 'push-ups', 'planks', 'burpees', 'rows', 'dips', 'crunches'];
+const DAYS = ['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
+
+/** A coaching log with a pattern the tiny model learns in a few dozen steps; subjects u0..u4. */
+export function coachingRows(n: number, offset = 0): SeedRow[] {
+  return Array.from({ length: n }, (_, k) => {
+    const i = k + offset;
+    const ex = EXERCISES[i % EXERCISES.length]!;
+    const day = DAYS[i % DAYS.length]!;
+    return {
+      subject: `u${i % 5}`,
+      id: `row-${i}`,
+      user: `What should I do for ${ex} on ${day}? (${i})`,
+      assistant: `On ${day}, do 3 sets of 10 ${ex}, rest 60 seconds between sets, and stop if anything hurts.`,
+    };
+  });
 }

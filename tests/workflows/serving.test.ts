@@ -23,7 +23,7 @@ import {
   testTrainer,
   tmpDir,
   uid,
-  type SeedRow,
+  coachingRows,
 } from '../helpers/env';
 
 /**
@@ -34,20 +34,6 @@ import {
  * check catches a wrong chat template.
  */
 
-const EXERCISES = ['squats', 'lunges', 'push-ups', 'planks', 'burpees', 'rows', 'dips', 'crunches'];
-const DAYS = ['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
-function coachingRows(n: number, offset = 0): SeedRow[] {
-  return Array.from({ length: n }, (_, k) => {
-    const i = k + offset;
-    const ex = EXERCISES[i % EXERCISES.length]!;
-    const day = DAYS[i % DAYS.length]!;
-    return {
-      subject: `u${i % 5}`,
-      user: `What should I do for ${ex} on ${day}? (${i})`,
-      assistant: `On ${day}, do 3 sets of 10 ${ex}, rest 60 seconds between sets, and stop if anything hurts.`,
-    };
-  });
-}
 const CONSENT = { u0: true, u1: true, u2: true, u3: true, u4: true };
 
 const TRAINING = {
@@ -231,10 +217,13 @@ describe('the serving loop', () => {
       judge: { pairs: number; ci95: [number, number]; judge: string };
       gate: { passed: boolean };
       answers: { candidate: { answers: number } };
+      prompts: number;
     };
     expect(evaluation.baselineName).toBe('base');
     expect(evaluation.candidate.loss).toBeLessThan(evaluation.baseline.loss);
-    expect(evaluation.judge).toMatchObject({ pairs: 4, judge: judgeTag });
+    // Every validation prompt judged, up to maxPairs (the split is by a hash of random ids: its size varies).
+    expect(evaluation.prompts).toBeGreaterThan(0);
+    expect(evaluation.judge).toMatchObject({ pairs: Math.min(4, evaluation.prompts), judge: judgeTag });
     expect(evaluation.judge.ci95[0]).toBeGreaterThanOrEqual(0);
     expect(evaluation.gate.passed).toBe(true);
     expect(evaluation.answers.candidate.answers).toBeGreaterThan(0);

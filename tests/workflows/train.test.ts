@@ -25,28 +25,11 @@ import {
   testOllama,
   testTrainer,
   tmpDir,
-  type SeedRow,
+  coachingRows,
 } from '../helpers/env';
 
 // The train and evaluate stages for real: the Python trainer on the tiny Llama model, on CPU, driven by the GPU
 // worker through the Temporal dev server, checkpoints in a real store.
-
-const EXERCISES = ['squats', 'lunges', 'push-ups', 'planks', 'burpees', 'rows', 'dips', 'crunches'];
-const DAYS = ['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
-
-/** A coaching log with a pattern a tiny model can learn in a few dozen steps. */
-function coachingRows(n: number): SeedRow[] {
-  return Array.from({ length: n }, (_, i) => {
-    const ex = EXERCISES[i % EXERCISES.length]!;
-    const day = DAYS[i % DAYS.length]!;
-    return {
-      subject: `u${i % 5}`,
-      id: `row-${i}`,
-      user: `What should I do for ${ex} on ${day}? (${i})`,
-      assistant: `On ${day}, do 3 sets of 10 ${ex}, rest 60 seconds between sets, and stop if anything hurts.`,
-    };
-  });
-}
 
 const CONSENT = { u0: true, u1: true, u2: true, u3: true, u4: true };
 
