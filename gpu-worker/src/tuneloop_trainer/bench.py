@@ -80,7 +80,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import LoraSettings, _bad, _choice, _int, _number
+from .config import LoraSettings, _bad, _choice, _int, _number, read_config_file
 from .protocol import BadInput, ErrorType, emit
 
 log = logging.getLogger("tuneloop_trainer.bench")
@@ -295,16 +295,8 @@ def config_from_dict(data: Any, *, base_dir: str | None = None) -> BenchConfig:
 
 
 def load_bench_config(path: str) -> BenchConfig:
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as err:
-        raise _bad("config", f"cannot read config file {path}: {err.strerror or err}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise _bad("config", f"{path} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
-    return config_from_dict(data, base_dir=os.path.dirname(os.path.abspath(path)))
+    data, base_dir = read_config_file(path)
+    return config_from_dict(data, base_dir=base_dir)
 
 
 # ---------------------------------------------------------------------------------------------------- command

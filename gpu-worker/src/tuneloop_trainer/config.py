@@ -284,7 +284,8 @@ def config_from_dict(data: Any, *, base_dir: str | None = None) -> TrainConfig:
     return _build(TrainConfig, data)
 
 
-def load_train_config(path: str) -> TrainConfig:
+def read_config_file(path: str) -> tuple[Any, str]:
+    """A config file's JSON and the folder its relative paths are relative to; a clear BadInput otherwise."""
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -294,4 +295,9 @@ def load_train_config(path: str) -> TrainConfig:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise _bad("config", f"{path} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
-    return config_from_dict(data, base_dir=os.path.dirname(os.path.abspath(path)))
+    return data, os.path.dirname(os.path.abspath(path))
+
+
+def load_train_config(path: str) -> TrainConfig:
+    data, base_dir = read_config_file(path)
+    return config_from_dict(data, base_dir=base_dir)
