@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
+import type { ValidateFunction } from 'ajv/dist/2020.js';
 import { Router, type Response } from 'express';
 import { z } from 'zod';
 import type { ChatMessage } from '../db/database';
@@ -9,6 +9,7 @@ import { routesToCanary } from '../domain/routing';
 import { MAX_TURNS } from '../ingest/interaction';
 import { metadataSchema } from '../ingest/metadata';
 import { externalId, text } from '../ingest/text';
+import { compileSchema, InvalidSchemaError, matchesSchema } from '../llm/json-schema';
 import { OllamaError, type ChatOptions, type OllamaClient } from '../llm/ollama';
 import type { Logger } from '../log';
 import { assertModelAccess, principalOf, requireRole } from './auth';
@@ -73,37 +74,14 @@ const chatSchema = z
   .strict();
 type ChatBody = z.output<typeof chatSchema>;
 
-// Schemas come from requests: compiled ones are not registered by their `$id` (one app's schema cannot take an id
-// another's needs), and the compiled-schema cache is bounded (evicted schemas are removed from ajv's own cache).
-const ajv = new Ajv2020({ strict: false, allErrors: false, validateSchema: true, addUsedSchema: false });
-const validators = new Map<string, { validate: ValidateFunction; schema: object }>();
-
-/** A JSON schema compiled once (by its text); an invalid one is a 400 naming `field`. */
-function validatorFor(schema: Record<string, unknown>, field: string): ValidateFunction {
-  const key = JSON.stringify(schema);
-  const hit = validators.get(key);
-  if (hit) return hit.validate;
-  let validate: ValidateFunction;
+/** The answer's schema compiled; an invalid one is a 400 naming the request's field, or the model's config. */
+function validatorFor(schema: Record<string, unknown>, fromModel: boolean): ValidateFunction {
   try {
-    validate = ajv.compile(schema);
+    return compileSchema(schema);
   } catch (err) {
-    throw new HttpError(400, 'invalid_request', `${field}: not a valid JSON schema: ${(err as Error).message}`, field);
-  }
-  if (validators.size >= 500) {
-    const [oldest, entry] = validators.entries().next().value!;
-    validators.delete(oldest);
-    ajv.removeSchema(entry.schema);
-  }
-  validators.set(key, { validate, schema });
-  return validate;
-}
-
-function matches(content: string, validate: ValidateFunction | null): boolean {
-  try {
-    const value = JSON.parse(content) as unknown;
-    return validate ? validate(value) : true;
-  } catch {
-    return false;
+    if (!(err instanceof InvalidSchemaError)) throw err;
+    const field = fromModel ? 'model.outputSchema' : 'body.format';
+    throw new HttpError(400, 'invalid_request', `${field}: ${err.message}`, field);
   }
 }
 
@@ -155,7 +133,7 @@ export function createChatRouter(deps: ChatRouterDeps) {
     const schema =
       body.format === undefined ? info.model.outputSchema : body.format === 'json' ? null : (body.format as object);
     const format = body.format ?? info.model.outputSchema ?? undefined;
-    const validate = schema ? validatorFor(schema as Record<string, unknown>, 'body.format') : null;
+    const validate = schema ? validatorFor(schema as Record<string, unknown>, body.format === undefined) : null;
     const checkJson = format !== undefined;
     const messages: ChatMessage[] =
       info.model.systemPrompt && body.messages[0]!.role !== 'system'
@@ -232,7 +210,7 @@ async function ask(
 ): Promise<Answer> {
   for (let attempt = 0; ; attempt++) {
     const r = await ollama.chat({ model: version.tag, ...req }, signal);
-    const valid = checkJson ? matches(r.content, validate) : null;
+    const valid = checkJson ? matchesSchema(r.content, validate) : null;
     if (valid === false && attempt === 0) continue;
     return {
       content: r.content,
@@ -368,7 +346,7 @@ data: ${JSON.stringify({ code: 'model_unavailable', message: 'the answer broke o
     record(null, null, error ?? message, fellBack);
     return;
   }
-  const schemaValid = checkJson ? matches(content, validate) : null;
+  const schemaValid = checkJson ? matchesSchema(content, validate) : null;
   record(
     version,
     {

@@ -4,6 +4,7 @@ import { ConfigError, loadConfig, type Config } from '../config';
 import { createLogger, type Logger } from '../log';
 import { migrateToLatest } from '../db/migrate';
 import { upsertModel } from '../db/queries/models';
+import { compileSchema } from '../llm/json-schema';
 import { getRun, listRuns } from '../db/queries/runs';
 import { createApiKey } from '../api/auth';
 import { modelDefinitionSchema, slug } from '../domain/model-config';
@@ -217,6 +218,13 @@ export function buildProgram(): Command {
         if (!parsed.success) {
           const i = parsed.error.issues[0]!;
           throw new UsageError(`${file}: ${i.path.join('.') || '(root)'}: ${i.message}`);
+        }
+        if (parsed.data.outputSchema) {
+          try {
+            compileSchema(parsed.data.outputSchema);
+          } catch (err) {
+            throw new UsageError(`${file}: outputSchema: ${(err as Error).message}`);
+          }
         }
         const db = await openDb(config, stack, log, { migrate: true });
         const m = await upsertModel(db, parsed.data);

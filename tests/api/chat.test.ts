@@ -238,6 +238,11 @@ describe('POST /v1/chat', () => {
     ],
     ['an empty message', { messages: [{ role: 'user', content: '' }] }, 'body.messages.0.content'],
     ['a format that is not a JSON schema', { format: { type: 'nonsense' } }, 'body.format'],
+    [
+      'a pattern with a look-ahead (not linear-time)',
+      { format: { type: 'string', pattern: '^(?=a)a+$' } },
+      'body.format',
+    ],
     ['a temperature out of range', { options: { temperature: 5 } }, 'body.options.temperature'],
     ['an unknown option', { options: { mirostat: 2 } }, 'body.options.mirostat'],
     ['an unknown field', { url: 'http://example.com/model' }, 'body.url'],

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
@@ -165,6 +165,22 @@ describe('tuneloop CLI', () => {
     // Assert
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`${file}: app: `);
+    expect(await readdir(emptyHome)).toEqual(['model.json']);
+  });
+
+  it('models put refuses an output schema that does not compile, before opening any database', async () => {
+    // Arrange
+    const emptyHome = await mkdtemp(path.join(inject('tmpRoot'), 'cli-schema-'));
+    const file = path.join(emptyHome, 'model.json');
+    const definition = JSON.parse(await readFile('samples/demo/model.json', 'utf8')) as Record<string, unknown>;
+    await writeFile(file, JSON.stringify({ ...definition, outputSchema: { type: 'string', pattern: '(a)\\1' } }));
+
+    // Act
+    const r = await tuneloop(['models', 'put', file], { TUNELOOP_HOME: emptyHome });
+
+    // Assert
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${file}: outputSchema: not a valid JSON schema`);
     expect(await readdir(emptyHome)).toEqual(['model.json']);
   });
 
