@@ -74,7 +74,7 @@ export interface ServedRecord {
   messages: ChatMessage[] | null;
   answeredBy: string | null;
   latencyMs: number;
-  call: Omit<ServingCall, 'interactionId' | 'model'>;
+  call: Omit<ServingCall, 'interactionId' | 'model' | 'callId'>;
   metadata: Record<string, unknown>;
 }
 
@@ -205,7 +205,12 @@ export class ServingRecorder {
       }
       await insertServingCalls(
         trx,
-        batch.map((r) => ({ ...r.call, model: r.model, interactionId: r.messages !== null ? r.interactionId : null })),
+        batch.map((r) => ({
+          ...r.call,
+          model: r.model,
+          callId: r.interactionId,
+          interactionId: r.messages !== null ? r.interactionId : null,
+        })),
       );
     });
   }

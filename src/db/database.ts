@@ -174,6 +174,8 @@ export interface ServingCallTable {
   latency_ms: number;
   schema_valid: boolean | null;
   interaction_id: string | null;
+  /** The API's id for the call (the interaction's id when it answered); null on calls recorded before it existed. */
+  call_id: string | null;
   at: GeneratedTimestamp;
 }
 

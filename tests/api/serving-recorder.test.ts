@@ -93,6 +93,55 @@ describe('ServingRecorder', () => {
     expect(stored).toHaveLength(6);
   });
 
+  it('counts a call once when its batch is written again after a lost commit acknowledgement', async () => {
+    // Arrange: the first commit goes through, then the connection "drops" before the recorder hears of it.
+    let lose = true;
+    let writes = 0;
+    const flaky = new Proxy(db, {
+      get(target, prop, receiver) {
+        if (prop !== 'transaction') return Reflect.get(target, prop, receiver) as unknown;
+        return () => {
+          const trx = target.transaction();
+          return {
+            execute: async <T>(fn: Parameters<typeof trx.execute<T>>[0]) => {
+              writes++;
+              const result = await trx.execute(fn);
+              if (lose) {
+                lose = false;
+                throw new Error('Connection terminated unexpectedly');
+              }
+              return result;
+            },
+          };
+        };
+      },
+    });
+    const recorder = new ServingRecorder(flaky, testLog);
+    const records = [served(), served({ messages: null, call: { ...served().call, ok: false, error: 'down' } })];
+    const [interactions, calls] = [await count('interactions'), await count('serving_calls')];
+
+    // Act
+    for (const r of records) recorder.record(r);
+    await recorder.flush(); // committed, but reported lost: queued again
+    expect(lose).toBe(false);
+    await recorder.close(); // written again
+
+    // Assert
+    expect(await count('interactions')).toBe(interactions + 1);
+    expect(await count('serving_calls')).toBe(calls + 2);
+    const ids = await db
+      .selectFrom('serving_calls')
+      .select('call_id')
+      .where(
+        'call_id',
+        'in',
+        records.map((r) => r.interactionId),
+      )
+      .execute();
+    expect(ids).toHaveLength(2);
+    expect(writes).toBe(2); // the second write went through whole: nothing refused, split or dropped
+  });
+
   it('drops U+0000 from an answer rather than failing to store it', async () => {
     // Arrange
     const recorder = new ServingRecorder(db, testLog);

@@ -14,6 +14,8 @@ export interface ServingCall {
   latencyMs: number;
   schemaValid: boolean | null;
   interactionId: string | null;
+  /** Unique per call: recording a call twice keeps one row. */
+  callId: string;
 }
 
 export async function insertServingCalls(db: Conn, calls: readonly ServingCall[]): Promise<void> {
@@ -31,8 +33,10 @@ export async function insertServingCalls(db: Conn, calls: readonly ServingCall[]
         latency_ms: c.latencyMs,
         schema_valid: c.schemaValid,
         interaction_id: c.interactionId,
+        call_id: c.callId,
       })),
     )
+    .onConflict((oc) => oc.column('call_id').doNothing())
     .execute();
 }
 
