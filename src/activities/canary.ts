@@ -1,8 +1,10 @@
+import { performance } from 'node:perf_hooks';
 import { aliasStats } from '../db/queries/serving';
 import { aliasVersionId, getVersion, moveAlias, servingAliases, setVersionStatus } from '../db/queries/registry';
 import { judgeCanary, type CanaryVerdict } from '../domain/canary';
 import { parsePipelineConfig } from '../domain/model-config';
-import { activityLog, type ActivityDeps } from './deps';
+import type { Logger } from '../log';
+import { activityLog, cancellationSignal, type ActivityDeps } from './deps';
 import { FailureType, permanentFailure } from './failures';
 import { requireModel } from './lookups';
 
@@ -30,6 +32,26 @@ export interface EndCanaryInput {
 
 const actorOf = (runId: string) => `run:${runId}`;
 
+/** How long a canary's model may take to load before its first subjects are sent to it. */
+const WARM_TIMEOUT_MS = 90_000;
+
+/**
+ * Loads the canary's model before subjects are routed to it, so the first of them do not wait for the load and
+ * the step's p95 latency compares answers, not a load. Best effort: a model that cannot load is left to the
+ * step's comparison (its errors count against the canary), not failed here.
+ */
+async function warm(deps: ActivityDeps, tag: string, log: Logger) {
+  const t0 = performance.now();
+  const signal = cancellationSignal();
+  try {
+    await deps.ollama.load(tag, '30m', signal, WARM_TIMEOUT_MS);
+    log.info({ tag, loadMs: Math.round(performance.now() - t0) }, 'canary model loaded');
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    log.warn({ tag, err: (err as Error).message }, 'canary model could not be loaded ahead of its step');
+  }
+}
+
 export function createCanaryActivities(deps: ActivityDeps) {
   return {
     /**
@@ -49,6 +71,8 @@ export function createCanaryActivities(deps: ActivityDeps) {
           `version ${version.version} is ${version.status}${version.status_reason ? ` (${version.status_reason})` : ''}`,
         );
       }
+      const log = activityLog(deps, { model: input.model, runId: input.runId });
+      await warm(deps, version.ollama_tag, log);
       const since = await deps.db.transaction().execute(async (trx) => {
         await moveAlias(trx, {
           model: input.model,
@@ -71,10 +95,7 @@ export function createCanaryActivities(deps: ActivityDeps) {
           .executeTakeFirstOrThrow();
         return step.at;
       });
-      activityLog(deps, { model: input.model, runId: input.runId }).info(
-        { version: version.version, percent: input.percent },
-        'canary step',
-      );
+      log.info({ version: version.version, percent: input.percent }, 'canary step');
       return { since: new Date(since).toISOString() };
     },
 

@@ -29,6 +29,15 @@ export function heartbeat(details?: unknown): void {
   if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
 }
 
+/** The running activity's cancellation signal; undefined when called directly (tests, scripts). */
+export function cancellationSignal(): AbortSignal | undefined {
+  try {
+    return Context.current().cancellationSignal;
+  } catch {
+    return undefined;
+  }
+}
+
 export function activityLog(deps: ActivityDeps, bindings: Record<string, unknown>) {
   try {
     const info = Context.current().info;

@@ -174,6 +174,20 @@ export class OllamaClient {
     if (r.status !== 'success') throw new OllamaError(500, `create ${req.model}: ${r.error ?? JSON.stringify(r)}`);
   }
 
+  /**
+   * Loads a model into memory without generating (`keepAlive` 0 unloads it instead). A model load may take a
+   * while (seconds for billions of parameters), hence its own time limit.
+   */
+  async load(model: string, keepAlive: string | number, signal?: AbortSignal, timeoutMs = this.timeoutMs) {
+    await this.request('POST', '/api/generate', { model, keep_alive: keepAlive, stream: false }, signal, timeoutMs);
+  }
+
+  /** The models loaded in memory now, by name. */
+  async loaded(signal?: AbortSignal): Promise<string[]> {
+    const r = await this.request<{ models?: { name: string }[] }>('GET', '/api/ps', undefined, signal);
+    return (r.models ?? []).map((m) => m.name);
+  }
+
   async copy(source: string, destination: string, signal?: AbortSignal): Promise<void> {
     await this.request('POST', '/api/copy', { source, destination }, signal);
   }

@@ -1,0 +1,76 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCanaryActivities } from '../../src/activities/canary';
+import type { ActivityDeps } from '../../src/activities/deps';
+import { servingAliases } from '../../src/db/queries/registry';
+import type { ModelDefinition } from '../../src/domain/model-config';
+import {
+  createTestDb,
+  createTestModel,
+  createTestStore,
+  importTinyBase,
+  testLog,
+  testOllama,
+  tmpDir,
+} from '../helpers/env';
+
+/** The canary's first step against the test run's real Ollama: the model is loaded before subjects reach it. */
+
+let deps: ActivityDeps;
+let drop: () => Promise<void>;
+let model: ModelDefinition;
+
+beforeAll(async () => {
+  const { db, drop: dropDb } = await createTestDb();
+  drop = dropDb;
+  deps = { db, store: await createTestStore(), log: testLog, ollama: testOllama(), tmpDir: await tmpDir() };
+  model = await createTestModel(db);
+});
+afterAll(async () => {
+  await deps.ollama.close();
+  await drop?.();
+});
+
+async function version(name: string, tag: string): Promise<string> {
+  const row = await deps.db
+    .insertInto('model_versions')
+    .values({ model_id: model.id, version: name, status: 'registered', ollama_tag: tag })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return row.id;
+}
+
+async function waitUntil(check: () => Promise<boolean>) {
+  for (let i = 0; i < 100 && !(await check()); i++) await new Promise((r) => setTimeout(r, 100));
+  return check();
+}
+
+describe('canary steps', () => {
+  it('load the canary’s model into Ollama before its subjects are routed to it', async () => {
+    // Arrange: the version's tag exists but is not in memory
+    const tag = `${model.id}:warm`;
+    await importTinyBase(deps.ollama, tag);
+    const versionId = await version('warm', tag);
+    await deps.ollama.load(tag, 0);
+    expect(await waitUntil(async () => !(await deps.ollama.loaded()).includes(tag))).toBe(true);
+
+    // Act
+    await createCanaryActivities(deps).setCanary({ runId: 'r1', model: model.id, versionId, percent: 5 });
+
+    // Assert
+    expect(await deps.ollama.loaded()).toContain(tag);
+    const aliases = await servingAliases(deps.db, model.id);
+    expect(aliases.canary).toMatchObject({ versionId, percent: 5 });
+  });
+
+  it('still begin the step when the model cannot be loaded: its errors are the comparison’s to judge', async () => {
+    // Arrange: a version whose tag Ollama does not have
+    const versionId = await version('gone', `${model.id}:gone`);
+
+    // Act
+    await createCanaryActivities(deps).setCanary({ runId: 'r2', model: model.id, versionId, percent: 5 });
+
+    // Assert
+    const aliases = await servingAliases(deps.db, model.id);
+    expect(aliases.canary).toMatchObject({ versionId, percent: 5 });
+  });
+});
