@@ -9,6 +9,8 @@ export class HttpError extends Error {
     readonly code: string,
     message: string,
     readonly field?: string,
+    /** Sent as Retry-After (seconds) when set. */
+    readonly retryAfterS?: number,
   ) {
     super(message);
   }
@@ -52,6 +54,7 @@ export function errorMiddleware(log: Logger): ErrorRequestHandler {
     let body: ErrorBody = { error: { code: 'internal', message: 'internal error' } };
     if (err instanceof HttpError) {
       status = err.status;
+      if (err.retryAfterS !== undefined) res.setHeader('Retry-After', String(err.retryAfterS));
       body = { error: { code: err.code, message: err.message, ...(err.field ? { field: err.field } : {}) } };
     } else if (err instanceof ZodError) {
       status = 400;

@@ -2,7 +2,7 @@ import { Router } from 'express';
 import { z } from 'zod';
 import type { Db } from '../db/pool';
 import { findInteractionsForFeedback, insertFeedback } from '../db/queries/feedback';
-import { insertInteractions } from '../db/queries/interactions';
+import { ErasedDuringWrite, insertInteractions, type StoredInteraction } from '../db/queries/interactions';
 import { slug } from '../domain/model-config';
 import { feedbackSchema } from '../ingest/feedback';
 import { batchSchema, canonicalize, interactionSchema } from '../ingest/interaction';
@@ -44,16 +44,36 @@ export function createInteractionsRouter({ db }: { db: Db }) {
     }
 
     // One transaction: the whole batch is written or none of it, and 2xx means it is committed.
-    const results = await db.transaction().execute((trx) =>
-      insertInteractions(
-        trx,
-        items.map((it) => ({ ...canonicalize(it), appId: appOf.get(it.model)!, source: 'api' })),
-      ),
-    );
-    const accepted = results.filter((r) => !r.duplicate).length;
-    res
-      .status(accepted > 0 ? 201 : 200)
-      .json({ accepted, duplicates: results.length - accepted, interactions: results });
+    let results: StoredInteraction[];
+    try {
+      results = await db.transaction().execute((trx) =>
+        insertInteractions(
+          trx,
+          items.map((it) => ({ ...canonicalize(it), appId: appOf.get(it.model)!, source: 'api' })),
+        ),
+      );
+    } catch (err) {
+      if (err instanceof ErasedDuringWrite) throw new HttpError(503, 'retry', err.message, undefined, 1);
+      throw err;
+    }
+    // A single interaction of an erased subject is gone for good (410); in a batch, it is answered per item, so a
+    // batch an app keeps retrying is not refused forever for one erased item.
+    if (!('interactions' in body) && results[0]!.erased) {
+      throw new HttpError(
+        410,
+        'erased',
+        `interaction ${results[0]!.externalId} of model ${items[0]!.model} was erased with its subject; it is not stored again`,
+        'body.id',
+      );
+    }
+    const erased = results.filter((r) => r.erased).length;
+    const accepted = results.filter((r) => !r.duplicate && !r.erased).length;
+    res.status(accepted > 0 ? 201 : 200).json({
+      accepted,
+      duplicates: results.filter((r) => r.duplicate).length,
+      erased,
+      interactions: results,
+    });
   });
 
   /**

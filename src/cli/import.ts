@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { access, constants, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Db } from '../db/pool';
-import { insertInteractions } from '../db/queries/interactions';
+import { ErasedDuringWrite, insertInteractions } from '../db/queries/interactions';
 import type { CanonicalInteraction } from '../ingest/interaction';
 import { parseImportLine, splitLines } from '../ingest/jsonl';
 import type { Logger } from '../log';
@@ -30,6 +30,8 @@ export interface ImportReport {
   lines: number;
   imported: number;
   duplicates: number;
+  /** Lines naming (by the app's id) an interaction erased with its subject: not imported again. */
+  erased: number;
   /** Every rejected line, counted; `rejected` lists the first MAX_REPORTED_REJECTIONS of them. */
   rejectedCount: number;
   rejected: { line: number; error: string }[];
@@ -115,6 +117,7 @@ export async function importInteractions(db: Db, opts: ImportOptions, io: Io): P
     lines: 0,
     imported: 0,
     duplicates: 0,
+    erased: 0,
     rejectedCount: 0,
     rejected: [],
     seconds: 0,
@@ -147,15 +150,23 @@ export async function importInteractions(db: Db, opts: ImportOptions, io: Io): P
     const items = batch;
     batch = [];
     batchBytes = 0;
-    const stored = await db.transaction().execute((trx) =>
-      insertInteractions(
-        trx,
-        items.map((it) => ({ ...it, appId: model.app_id, source: 'import' })),
-      ),
-    );
+    const write = () =>
+      db.transaction().execute((trx) =>
+        insertInteractions(
+          trx,
+          items.map((it) => ({ ...it, appId: model.app_id, source: 'import' })),
+        ),
+      );
+    // An erasure committing during the write refuses the batch whole; written again, its erased lines are skipped.
+    const stored = await write().catch((err: unknown) => {
+      if (err instanceof ErasedDuringWrite) return write();
+      throw err;
+    });
     const duplicates = stored.filter((s) => s.duplicate).length;
+    const erased = stored.filter((s) => s.erased).length;
     report.duplicates += duplicates;
-    report.imported += stored.length - duplicates;
+    report.erased += erased;
+    report.imported += stored.length - duplicates - erased;
   };
 
   let nextProgress = 100_000;

@@ -311,7 +311,10 @@ export function buildProgram(): Command {
     .description('import interactions an app already has: a JSON-lines file, one interaction per line, in any shape')
     .requiredOption('--model <id>', 'the model they belong to (a line may name it too, but no other)', slugArg)
     .option('--strict', 'import nothing if any line is bad (default: skip bad lines and report them)')
-    .option('--report <file>', 'also write the outcome as JSON: { imported, duplicates, rejected: [{ line, error }] }')
+    .option(
+      '--report <file>',
+      'also write the outcome as JSON: { imported, duplicates, erased, rejected: [{ line, error }] }',
+    )
     .option('--batch <n>', `interactions per transaction, 1 to 5000`, intArg(1, 5000), MAX_BATCH)
     .addHelpText(
       'after',
@@ -335,7 +338,7 @@ export function buildProgram(): Command {
           const r = await importInteractions(db, options, { warn: (line) => console.error(line), log });
           const rate = r.seconds > 0 ? Math.round(r.lines / r.seconds) : r.lines;
           console.log(
-            `imported ${r.imported} interactions into ${r.model}: ${r.duplicates} duplicates, ` +
+            `imported ${r.imported} interactions into ${r.model}: ${r.duplicates} duplicates, ${r.erased} erased, ` +
               `${r.rejectedCount} rejected lines, ${r.lines} lines in ${r.seconds} s (${rate} lines/s)`,
           );
         } catch (err) {

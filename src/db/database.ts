@@ -139,6 +139,14 @@ export interface ErasureTable {
   completed_at: NullableTimestamp;
 }
 
+/** An erased interaction's (model, app id), the id kept only as a hash: a retried write of it is refused. */
+export interface ErasedInteractionTable {
+  model_id: string;
+  external_id_sha256: Buffer;
+  erasure_id: string;
+  at: GeneratedTimestamp;
+}
+
 export interface ModelVersionTable {
   id: Generated<string>;
   model_id: string;
@@ -250,6 +258,7 @@ export interface Database {
   api_keys: ApiKeyTable;
   audit_log: AuditLogTable;
   erasures: ErasureTable;
+  erased_interactions: ErasedInteractionTable;
   serving_calls: ServingCallTable;
 }
 

@@ -148,7 +148,7 @@ describe('tuneloop import', () => {
     const r = await tuneloop(['import', f, '--model', m.id, '--strict', '--batch', '3']);
 
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^imported 7 interactions into .*: 0 duplicates, 0 rejected lines/m);
+    expect(r.stdout).toMatch(/^imported 7 interactions into .*: 0 duplicates, 0 erased, 0 rejected lines/m);
     expect(await countOf(m.id)).toBe(7);
   });
 

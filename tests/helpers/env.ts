@@ -215,7 +215,10 @@ export async function seed(
         source: 'api',
       })),
     );
-    return stored.map((s) => s.id);
+    return stored.map((s) => {
+      if (s.id === null) throw new Error(`seed: interaction ${s.externalId} was erased`);
+      return s.id;
+    });
   });
 }
 

@@ -1,9 +1,13 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ActivityDeps } from '../../src/activities';
 import type { DatasetManifest } from '../../src/activities/export';
 import { createApiKey } from '../../src/api/auth';
+import { importInteractions } from '../../src/cli/import';
 import { sha256Hex } from '../../src/dataset/rows';
 import { eraseSubjectRecords } from '../../src/db/queries/erasure';
 import type { Db } from '../../src/db/pool';
@@ -326,5 +330,123 @@ describe('consent input', () => {
     });
     expect(ctl.status).toBe(400);
     expect(await count()).toBe(n);
+  });
+});
+
+describe('after an erasure, old writes of the subject’s interactions', () => {
+  const chat = (id: string, subject: string, model: ModelDefinition) => ({
+    model: model.id,
+    subject,
+    id,
+    messages: [
+      { role: 'user', content: `question ${id}` },
+      { role: 'assistant', content: `answer ${id}` },
+    ],
+  });
+  const subjectRows = (model: ModelDefinition, subject: string) =>
+    db.selectFrom('subjects').select('id').where('app_id', '=', model.app).where('external_id', '=', subject).execute();
+  const interactionIds = async (model: ModelDefinition) =>
+    (await db.selectFrom('interactions').select('external_id').where('model_id', '=', model.id).execute()).map(
+      (r) => r.external_id,
+    );
+
+  it('are refused, alone (410) or per item in a batch, without bringing back the subject', async () => {
+    // Arrange: zoe wrote z-1 alone and z-2 in a batch with ann's a-1; then zoe was erased.
+    const model = await createTestModel(db);
+    const { key: appKey } = await createApiKey(db, { name: 'app', role: 'app', appId: model.app, models: [model.id] });
+    expect((await api.call('POST', '/v1/interactions', appKey, chat('z-1', 'zoe', model))).status).toBe(201);
+    const first = { interactions: [chat('z-2', 'zoe', model), chat('a-1', 'ann', model)] };
+    expect((await api.call('POST', '/v1/interactions', appKey, first)).status).toBe(201);
+    expect((await api.call('DELETE', `/v1/subjects/zoe?app=${model.app}`, adminKey)).status).toBe(200);
+
+    // Act: the app's retry queue sends everything again, with one new interaction of ann's
+    const single = await api.call('POST', '/v1/interactions', appKey, chat('z-1', 'zoe', model));
+    const batch = await api.call('POST', '/v1/interactions', appKey, {
+      interactions: [chat('z-2', 'zoe', model), chat('a-1', 'ann', model), chat('a-2', 'ann', model)],
+    });
+
+    // Assert
+    expect(single.status).toBe(410);
+    expect(single.json.error).toMatchObject({ code: 'erased', field: 'body.id' });
+    expect(single.json.error.message).toContain('z-1');
+    expect(batch.status).toBe(201);
+    expect(batch.json).toMatchObject({ accepted: 1, duplicates: 1, erased: 1 });
+    expect(batch.json.interactions[0]).toEqual({ id: null, externalId: 'z-2', duplicate: false, erased: true });
+    expect((await interactionIds(model)).sort()).toEqual(['a-1', 'a-2']);
+    expect(await subjectRows(model, 'zoe')).toEqual([]);
+    // The tombstones keep no app id in the clear.
+    const stones = await db.selectFrom('erased_interactions').selectAll().where('model_id', '=', model.id).execute();
+    expect(stones).toHaveLength(2);
+    expect(JSON.stringify(stones)).not.toMatch(/z-1|z-2|zoe/);
+  });
+
+  it('are skipped and counted by tuneloop import; new interactions of the same subject are stored', async () => {
+    // Arrange
+    const model = await createTestModel(db);
+    await seed(db, model, [{ subject: 'zoe', id: 'z-1', user: 'hi', assistant: 'hello' }], { zoe: true });
+    expect((await api.call('DELETE', `/v1/subjects/zoe?app=${model.app}`, adminKey)).status).toBe(200);
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'erased-import-'));
+    const file = path.join(dir, 'log.jsonl');
+    await writeFile(
+      file,
+      [chat('z-1', 'zoe', model), chat('z-9', 'zoe', model)].map((l) => JSON.stringify(l)).join('\n'),
+    );
+
+    // Act
+    const report = await importInteractions(
+      db,
+      { file, model: model.id, strict: false, batch: 100 },
+      { warn: () => {}, log: testLog },
+    );
+
+    // Assert: z-9 is new (zoe came back as a new subject, with no consent: never trained on until she gives it)
+    expect(report).toMatchObject({ imported: 1, erased: 1, duplicates: 0, rejectedCount: 0 });
+    expect(await interactionIds(model)).toEqual(['z-9']);
+    const [subject] = await db
+      .selectFrom('subjects')
+      .select('training_consent')
+      .where('app_id', '=', model.app)
+      .where('external_id', '=', 'zoe')
+      .execute();
+    expect(subject).toEqual({ training_consent: null });
+  });
+
+  it('that race the erasure are refused whole with 503 + Retry-After, and the retry is answered 410', async () => {
+    // Arrange: zoe's erasure has deleted her rows but not committed; the app retries z-1 meanwhile.
+    const model = await createTestModel(db);
+    const { key: appKey } = await createApiKey(db, { name: 'app', role: 'app', appId: model.app, models: [model.id] });
+    expect((await api.call('POST', '/v1/interactions', appKey, chat('z-1', 'zoe', model))).status).toBe(201);
+    const trx = await db.startTransaction().execute();
+    let committed = false;
+    try {
+      await eraseSubjectRecords(trx, { appId: model.app, subject: 'zoe', actor: 'test' });
+      const racing = api.call('POST', '/v1/interactions', appKey, chat('z-1', 'zoe', model));
+      await expect
+        .poll(
+          async () => {
+            const r = await sql<{ n: string }>`select count(*) n from pg_stat_activity
+              where wait_event_type = 'Lock' and query ilike '%insert into subjects%'`.execute(db);
+            return Number(r.rows[0]!.n);
+          },
+          { timeout: 30_000, interval: 50 },
+        )
+        .toBe(1);
+
+      // Act
+      await trx.commit().execute();
+      committed = true;
+      const raced = await racing;
+      const retried = await api.call('POST', '/v1/interactions', appKey, chat('z-1', 'zoe', model));
+
+      // Assert
+      expect(raced.status).toBe(503);
+      expect(raced.json.error.code).toBe('retry');
+      expect(raced.headers.get('retry-after')).toBe('1');
+      expect(retried.status).toBe(410);
+      expect(await interactionIds(model)).toEqual([]);
+      expect(await subjectRows(model, 'zoe')).toEqual([]);
+    } finally {
+      if (!committed) await trx.rollback().execute();
+    }
   });
 });

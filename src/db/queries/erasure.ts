@@ -98,6 +98,12 @@ export async function eraseSubjectRecords(
     .where('id', '=', erasure.id)
     .execute();
 
+  // Tombstones: an app that retries an old write of one of these interactions must not bring it back.
+  await sql`
+    insert into erased_interactions (model_id, external_id_sha256, erasure_id)
+    select model_id, sha256(convert_to(external_id, 'UTF8')), ${erasure.id}::uuid
+    from interactions where subject_id = ${subject.id}::uuid and external_id is not null
+    on conflict do nothing`.execute(trx);
   await trx.deleteFrom('dataset_items').where('interaction_id', 'in', ofSubject).execute();
   await trx.deleteFrom('interactions').where('subject_id', '=', subject.id).execute();
   await trx.deleteFrom('subjects').where('id', '=', subject.id).execute();

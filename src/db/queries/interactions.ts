@@ -13,16 +13,40 @@ export interface InteractionToStore {
   source: string;
 }
 
-export interface StoredInteraction {
-  id: string;
-  externalId: string | null;
-  duplicate: boolean;
+export type StoredInteraction =
+  | { id: string; externalId: string | null; duplicate: boolean; erased?: false }
+  /** The app's id names an interaction of a subject who was erased: not stored again. */
+  | { id: null; externalId: string; duplicate: false; erased: true };
+
+/**
+ * An erasure of one of the subjects committed while their interactions were being written: the write is refused
+ * whole (nothing of it is stored) and a retry finds the erased ones refused.
+ */
+export class ErasedDuringWrite extends Error {
+  constructor() {
+    super('a subject of this write was erased while it was being written; retry it');
+  }
+}
+
+/** Indices of `items` whose app id names an erased interaction of the same model. */
+async function erasedItems(
+  trx: Transaction<Database>,
+  items: readonly { index: number; model: string; id: string }[],
+): Promise<Set<number>> {
+  if (!items.length) return new Set();
+  const r = await sql<{ index: number }>`
+    select u.index from unnest(${items.map((i) => i.index)}::int[], ${items.map((i) => i.model)}::text[],
+                               ${items.map((i) => i.id)}::text[]) as u(index, model_id, external_id)
+    join erased_interactions e
+      on e.model_id = u.model_id and e.external_id_sha256 = sha256(convert_to(u.external_id, 'UTF8'))`.execute(trx);
+  return new Set(r.rows.map((row) => row.index));
 }
 
 /**
  * Stores interactions (creating their subjects, without consent) inside the caller's transaction, and answers per
  * item, in input order, the stored id and whether the item was a duplicate: of a row stored before (same model and
- * app id), or of an earlier item of the same call.
+ * app id), or of an earlier item of the same call. An item whose app id names an interaction that an erasure
+ * removed is not stored (nor is its subject created) and is answered `erased`.
  *
  * Set-based: a handful of statements whatever the batch size (subjects upserted at once; one multi-row insert;
  * one look-up of the duplicates). Rows travel as one array parameter per column through unnest(), so the statement
@@ -33,12 +57,27 @@ export async function insertInteractions(
   items: InteractionToStore[],
 ): Promise<StoredInteraction[]> {
   if (!items.length) return [];
-  const subjectIds = await upsertSubjects(trx, items);
+  const withIds = items.flatMap((it, index) => (it.id === undefined ? [] : [{ index, model: it.model, id: it.id }]));
+  const erased = await erasedItems(trx, withIds);
+  const live = items.filter((_, index) => !erased.has(index));
+  const subjectIds = await upsertSubjects(trx, live);
+  // An erasure that committed after the check above deleted a subject row that upsertSubjects then waited on (it
+  // reads existing subjects `for key share`): checked again now that any such erasure has committed.
+  if (
+    (
+      await erasedItems(
+        trx,
+        withIds.filter((w) => !erased.has(w.index)),
+      )
+    ).size
+  )
+    throw new ErasedDuringWrite();
 
   // An app id seen earlier in the call is a duplicate of that item: stored once, answered for each.
   const firstOf = new Map<string, number>();
   const rows: { index: number; id: string }[] = [];
   items.forEach((it, index) => {
+    if (erased.has(index)) return;
     if (it.id !== undefined) {
       const key = JSON.stringify([it.model, it.id]);
       if (firstOf.has(key)) return;
@@ -92,7 +131,8 @@ export async function insertInteractions(
   }
 
   const ownId = new Map(rows.map((r) => [r.index, r.id]));
-  return items.map((it, index) => {
+  return items.map((it, index): StoredInteraction => {
+    if (erased.has(index)) return { id: null, externalId: it.id!, duplicate: false, erased: true };
     const mine = ownId.get(index);
     if (mine !== undefined && stored.has(mine)) return { id: mine, externalId: it.id ?? null, duplicate: false };
     const key = JSON.stringify([it.model, it.id]);

@@ -1,0 +1,22 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- migrations are frozen in time and must not depend on today's Database type */
+import { sql, type Kysely } from 'kysely';
+
+// What an erasure leaves behind so that the app cannot bring the subject's data back by retrying an old write: the
+// (model, app id) of each erased interaction, the app's id kept only as its SHA-256. Frozen once landed: never
+// edit; add a new migration instead.
+
+export async function up(db: Kysely<any>): Promise<void> {
+  await db.schema
+    .createTable('erased_interactions')
+    .addColumn('model_id', 'text', (c) => c.notNull().references('models.id').onDelete('cascade'))
+    // sha256 of the app's interaction id (UTF-8)
+    .addColumn('external_id_sha256', 'bytea', (c) => c.notNull())
+    .addColumn('erasure_id', 'uuid', (c) => c.notNull().references('erasures.id'))
+    .addColumn('at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+    .addPrimaryKeyConstraint('erased_interactions_pkey', ['model_id', 'external_id_sha256'])
+    .execute();
+}
+
+export async function down(db: Kysely<any>): Promise<void> {
+  await db.schema.dropTable('erased_interactions').ifExists().execute();
+}
