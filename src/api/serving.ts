@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { sql } from 'kysely';
-import type { ChatMessage } from '../db/database';
+import { sql, type Transaction } from 'kysely';
+import type { ChatMessage, Database } from '../db/database';
 import { isTransientDbError, type Db } from '../db/pool';
+import { subjectHash } from '../db/queries/erasure';
 import { upsertSubjects } from '../db/queries/interactions';
 import { servingAliases, type AliasName, type ServingVersion } from '../db/queries/registry';
 import { insertServingCalls, type ServingCall } from '../db/queries/serving';
@@ -76,6 +77,8 @@ export interface ServedRecord {
   latencyMs: number;
   call: Omit<ServingCall, 'interactionId' | 'model' | 'callId'>;
   metadata: Record<string, unknown>;
+  /** When the call was served (ms since the epoch); the recorder stamps it when left out. */
+  servedAt?: number;
 }
 
 /**
@@ -109,7 +112,7 @@ export class ServingRecorder {
       this.queue.shift();
       this.dropped++;
     }
-    this.queue.push(sanitize(r));
+    this.queue.push(sanitize(r.servedAt === undefined ? { ...r, servedAt: Date.now() } : r));
     if (this.queue.length >= this.batch && Date.now() >= this.retryAt) void this.flush();
     else this.schedule(Math.max(this.everyMs, this.retryAt - Date.now()));
   }
@@ -158,6 +161,11 @@ export class ServingRecorder {
 
   private failed(batch: ServedRecord[], err: unknown) {
     const message = (err as Error).message;
+    if (err instanceof ErasedWhileRecording) {
+      // Nothing about the data: written again at once, and this time the erased subject's conversations are left out.
+      this.queue.unshift(...batch);
+      return;
+    }
     if (isTransientDbError(err)) {
       // The database is away: everything waits, in order, and is tried again in a second.
       this.queue.unshift(...batch);
@@ -186,12 +194,20 @@ export class ServingRecorder {
 
   private async write(batch: ServedRecord[]) {
     await this.db.transaction().execute(async (trx) => {
-      const answered = batch.filter((r) => r.messages !== null);
+      // A conversation served before its subject was erased is not recorded after the erasure (the call still is,
+      // for the canary: it names no subject).
+      const erasedBefore = await conversationsOfErasedSubjects(
+        trx,
+        batch.filter((r) => r.messages !== null),
+      );
+      const answered = batch.filter((r) => r.messages !== null && !erasedBefore.has(r));
       if (answered.length) {
         const subjects = await upsertSubjects(
           trx,
           answered.map((r) => ({ appId: r.appId, subject: r.subject })),
         );
+        // An erasure that committed while upsertSubjects waited on the subject's row: written again, without it.
+        if ((await conversationsOfErasedSubjects(trx, answered)).size) throw new ErasedWhileRecording();
         const key = (r: ServedRecord) => JSON.stringify([r.appId, r.subject]);
         await sql`
           insert into interactions (id, model_id, subject_id, source, messages, metadata, model_version_id, latency_ms)
@@ -209,11 +225,40 @@ export class ServingRecorder {
           ...r.call,
           model: r.model,
           callId: r.interactionId,
-          interactionId: r.messages !== null ? r.interactionId : null,
+          interactionId: r.messages !== null && !erasedBefore.has(r) ? r.interactionId : null,
         })),
       );
     });
   }
+}
+
+class ErasedWhileRecording extends Error {
+  constructor() {
+    super('a subject was erased while their served calls were being recorded');
+  }
+}
+
+/** The records whose subject was erased after the call was served. */
+async function conversationsOfErasedSubjects(
+  trx: Transaction<Database>,
+  records: readonly ServedRecord[],
+): Promise<Set<ServedRecord>> {
+  if (!records.length) return new Set();
+  const hashes = records.map((r) => subjectHash(r.appId, r.subject));
+  const rows = await trx
+    .selectFrom('erasures')
+    .select(['app_id', 'subject_hash', (eb) => eb.fn.max('created_at').as('at')])
+    .where('subject_hash', 'in', [...new Set(hashes)])
+    .groupBy(['app_id', 'subject_hash'])
+    .execute();
+  if (!rows.length) return new Set();
+  const erasedAt = new Map(rows.map((e) => [`${e.app_id}\u0000${e.subject_hash}`, new Date(e.at).getTime()]));
+  return new Set(
+    records.filter((r, i) => {
+      const at = erasedAt.get(`${r.appId}\u0000${hashes[i]}`);
+      return at !== undefined && r.servedAt! <= at;
+    }),
+  );
 }
 
 /** PostgreSQL text cannot hold U+0000, which a model may well emit: it is dropped from what is recorded. */

@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newInteractionId, ServingRecorder, type ServedRecord } from '../../src/api/serving';
 import type { Db } from '../../src/db/pool';
+import { eraseSubjectRecords } from '../../src/db/queries/erasure';
 import type { ModelDefinition } from '../../src/domain/model-config';
 import { createTestDb, createTestModel, testLog } from '../helpers/env';
 
@@ -166,5 +167,90 @@ describe('ServingRecorder', () => {
       { role: 'user', content: 'hi' },
       { role: 'assistant', content: 'ab' },
     ]);
+  });
+
+  describe('and erasure', () => {
+    const subjectRows = (subject: string) =>
+      db.selectFrom('subjects').select('id').where('external_id', '=', subject).execute();
+    const erase = (subject: string) =>
+      db.transaction().execute((trx) => eraseSubjectRecords(trx, { appId: model.app, subject, actor: 'test' }));
+
+    it('does not record, after an erasure, a conversation served before it; one served after is recorded', async () => {
+      // Arrange: sam chatted, was recorded, then erased; a call served before the erasure is still queued.
+      const recorder = new ServingRecorder(db, testLog);
+      recorder.record(served({ subject: 'sam' }));
+      await recorder.flush();
+      const late = served({ subject: 'sam', servedAt: Date.now() - 1_000 });
+      await erase('sam');
+      const after = served({ subject: 'sam' });
+
+      // Act
+      recorder.record(late);
+      recorder.record(after);
+      await recorder.close();
+
+      // Assert
+      const ids = (await db.selectFrom('interactions').select('id').execute()).map((r) => r.id);
+      expect(ids).not.toContain(late.interactionId);
+      expect(ids).toContain(after.interactionId);
+      const calls = await db
+        .selectFrom('serving_calls')
+        .select(['call_id', 'interaction_id'])
+        .where('call_id', 'in', [late.interactionId, after.interactionId])
+        .orderBy('id')
+        .execute();
+      expect(calls).toEqual([
+        { call_id: late.interactionId, interaction_id: null },
+        { call_id: after.interactionId, interaction_id: after.interactionId },
+      ]);
+    });
+
+    it('leaves out a conversation whose subject’s erasure commits while the batch is being written', async () => {
+      // Arrange: tia exists; her erasure has deleted her rows but not committed when the recorder writes.
+      const recorder = new ServingRecorder(db, testLog);
+      recorder.record(served({ subject: 'tia' }));
+      await recorder.flush();
+      const queued = served({ subject: 'tia', servedAt: Date.now() - 60_000 });
+      const trx = await db.startTransaction().execute();
+      let committed = false;
+      try {
+        await eraseSubjectRecords(trx, { appId: model.app, subject: 'tia', actor: 'test' });
+        recorder.record(queued);
+        const writing = recorder.flush();
+        await expect
+          .poll(
+            async () => {
+              const r = await sql<{ n: string }>`select count(*) n from pg_stat_activity
+                where wait_event_type = 'Lock' and query ilike '%insert into subjects%'`.execute(db);
+              return Number(r.rows[0]!.n);
+            },
+            { timeout: 30_000, interval: 50 },
+          )
+          .toBe(1);
+
+        // Act
+        await trx.commit().execute();
+        committed = true;
+        await writing;
+        await recorder.close();
+
+        // Assert
+        const stored = await db
+          .selectFrom('interactions')
+          .select('id')
+          .where('id', '=', queued.interactionId)
+          .execute();
+        expect(stored).toEqual([]);
+        expect(await subjectRows('tia')).toEqual([]);
+        const call = await db
+          .selectFrom('serving_calls')
+          .select('interaction_id')
+          .where('call_id', '=', queued.interactionId)
+          .execute();
+        expect(call).toEqual([{ interaction_id: null }]);
+      } finally {
+        if (!committed) await trx.rollback().execute();
+      }
+    });
   });
 });
