@@ -74,14 +74,28 @@ const chatSchema = z
   .strict();
 type ChatBody = z.output<typeof chatSchema>;
 
-/** The answer's schema compiled; an invalid one is a 400 naming the request's field, or the model's config. */
-function validatorFor(schema: Record<string, unknown>, fromModel: boolean): ValidateFunction {
+const warned = new Set<string>(); // once per model and reason, not once per call
+
+/**
+ * The answer's schema compiled. A request's schema that does not compile is a 400 naming `body.format`. A model's
+ * own (`model` names it), stored before `models put` checked schemas with this engine, is the operator's to fix,
+ * not a reason to refuse every call: answers are then checked for being JSON only, and the log says why.
+ */
+function validatorFor(schema: Record<string, unknown>, model: string | null, log: Logger): ValidateFunction | null {
   try {
     return compileSchema(schema);
   } catch (err) {
     if (!(err instanceof InvalidSchemaError)) throw err;
-    const field = fromModel ? 'model.outputSchema' : 'body.format';
-    throw new HttpError(400, 'invalid_request', `${field}: ${err.message}`, field);
+    if (model === null) throw new HttpError(400, 'invalid_request', `body.format: ${err.message}`, 'body.format');
+    const key = `${model}\u0000${err.message}`;
+    if (!warned.has(key)) {
+      warned.add(key);
+      log.warn(
+        { model, err: err.message },
+        "the model's outputSchema does not compile: answers are checked as JSON only",
+      );
+    }
+    return null;
   }
 }
 
@@ -133,7 +147,9 @@ export function createChatRouter(deps: ChatRouterDeps) {
     const schema =
       body.format === undefined ? info.model.outputSchema : body.format === 'json' ? null : (body.format as object);
     const format = body.format ?? info.model.outputSchema ?? undefined;
-    const validate = schema ? validatorFor(schema as Record<string, unknown>, body.format === undefined) : null;
+    const validate = schema
+      ? validatorFor(schema as Record<string, unknown>, body.format === undefined ? body.model : null, deps.log)
+      : null;
     const checkJson = format !== undefined;
     const messages: ChatMessage[] =
       info.model.systemPrompt && body.messages[0]!.role !== 'system'

@@ -140,6 +140,35 @@ describe('POST /v1/chat', () => {
     if (res.json.schemaValid) expect(JSON.parse(res.json.message.content)).toHaveProperty('sets');
   });
 
+  it('still answers for a model whose stored outputSchema the pattern engine refuses, checking JSON only', async () => {
+    // Arrange: a schema stored before `models put` checked patterns (a repeat count over RE2's 1000)
+    const third = await createTestModel(db);
+    const { key } = await createApiKey(db, { name: 'third', role: 'app', appId: third.app, models: [third.id] });
+    const v = await addVersion(third, 'v1', `${model.id}:v1`);
+    await point(third, 'production', v.id, null);
+    await db
+      .updateTable('models')
+      .set({
+        output_schema: JSON.stringify({
+          type: 'object',
+          properties: { a: { type: 'string', pattern: '^a{0,1001}$' } },
+        }),
+      })
+      .where('id', '=', third.id)
+      .execute();
+
+    // Act
+    const res = await api.call('POST', '/v1/chat', key, {
+      ...ask('Answer in JSON.'),
+      model: third.id,
+      options: { num_predict: 16 },
+    });
+
+    // Assert
+    expect(res.status).toBe(200);
+    expect(typeof res.json.schemaValid).toBe('boolean');
+  });
+
   it('streams server-sent events: meta with the version, content chunks, then done', async () => {
     // Act
     const res = await fetch(`${api.baseUrl}/v1/chat`, {
