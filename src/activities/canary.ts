@@ -4,7 +4,7 @@ import { aliasVersionId, getVersion, moveAlias, servingAliases, setVersionStatus
 import { judgeCanary, type CanaryVerdict } from '../domain/canary';
 import { parsePipelineConfig } from '../domain/model-config';
 import type { Logger } from '../log';
-import { activityLog, cancellationSignal, type ActivityDeps } from './deps';
+import { activityLog, cancellationSignal, heartbeat, type ActivityDeps } from './deps';
 import { FailureType, permanentFailure } from './failures';
 import { requireModel } from './lookups';
 
@@ -38,17 +38,29 @@ const WARM_TIMEOUT_MS = 90_000;
 /**
  * Loads the canary's model before subjects are routed to it, so the first of them do not wait for the load and
  * the step's p95 latency compares answers, not a load. Best effort: a model that cannot load is left to the
- * step's comparison (its errors count against the canary), not failed here.
+ * step's comparison (its errors count against the canary), not failed here. (It helps a canary with weights of its
+ * own; an adapter on production's base shares production's runner in Ollama 0.11, which reloads it whenever the
+ * adapter asked for changes.)
  */
 async function warm(deps: ActivityDeps, tag: string, log: Logger) {
   const t0 = performance.now();
   const signal = cancellationSignal();
+  // Heartbeats while loading: they are how a cancellation of the run reaches this activity.
+  const beat = setInterval(() => {
+    try {
+      heartbeat({ loading: tag });
+    } catch {
+      // cancelled: the load's signal ends it
+    }
+  }, 5_000);
   try {
-    await deps.ollama.load(tag, '30m', signal, WARM_TIMEOUT_MS);
+    await deps.ollama.load(tag, { signal, timeoutMs: WARM_TIMEOUT_MS });
     log.info({ tag, loadMs: Math.round(performance.now() - t0) }, 'canary model loaded');
   } catch (err) {
     if (signal?.aborted) throw err;
     log.warn({ tag, err: (err as Error).message }, 'canary model could not be loaded ahead of its step');
+  } finally {
+    clearInterval(beat);
   }
 }
 
@@ -154,6 +166,8 @@ export function createCanaryActivities(deps: ActivityDeps) {
           await setVersionStatus(trx, input.versionId, 'rolled_back', input.reason);
         }
       });
+      // The candidate is not unloaded from Ollama here: Ollama keeps one runner per base model file, so for an
+      // adapter on production's base, unloading "the canary" would unload production's runner.
       activityLog(deps, { model: input.model, runId: input.runId }).warn({ reason: input.reason }, 'canary ended');
     },
   };

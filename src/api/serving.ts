@@ -79,6 +79,11 @@ export interface ServedRecord {
   metadata: Record<string, unknown>;
   /** When the call was served (ms since the epoch); the recorder stamps it when left out. */
   servedAt?: number;
+  /**
+   * The call's own id (stamped by the recorder when left out): not the interaction's id, which the app is given, so
+   * that a call row cannot be joined back to a conversation erased since.
+   */
+  callId?: string;
 }
 
 /**
@@ -112,7 +117,7 @@ export class ServingRecorder {
       this.queue.shift();
       this.dropped++;
     }
-    this.queue.push(sanitize(r.servedAt === undefined ? { ...r, servedAt: Date.now() } : r));
+    this.queue.push(sanitize({ ...r, servedAt: r.servedAt ?? Date.now(), callId: r.callId ?? randomUUID() }));
     if (this.queue.length >= this.batch && Date.now() >= this.retryAt) void this.flush();
     else this.schedule(Math.max(this.everyMs, this.retryAt - Date.now()));
   }
@@ -224,7 +229,7 @@ export class ServingRecorder {
         batch.map((r) => ({
           ...r.call,
           model: r.model,
-          callId: r.interactionId,
+          callId: r.callId!,
           interactionId: r.messages !== null && !erasedBefore.has(r) ? r.interactionId : null,
         })),
       );
@@ -238,6 +243,14 @@ class ErasedWhileRecording extends Error {
   }
 }
 
+/**
+ * How long after an erasure took effect (by the database's clock) a served conversation of its subject is still
+ * taken for one served before it: the API's clock may differ from the database's, and an erasure takes effect a
+ * moment before it commits. Erring this way loses a minute of a returning subject's conversations for training,
+ * never keeps an erased one.
+ */
+const ERASURE_MARGIN_MS = 60_000;
+
 /** The records whose subject was erased after the call was served. */
 async function conversationsOfErasedSubjects(
   trx: Transaction<Database>,
@@ -247,7 +260,7 @@ async function conversationsOfErasedSubjects(
   const hashes = records.map((r) => subjectHash(r.appId, r.subject));
   const rows = await trx
     .selectFrom('erasures')
-    .select(['app_id', 'subject_hash', (eb) => eb.fn.max('created_at').as('at')])
+    .select(['app_id', 'subject_hash', sql<Date>`max(coalesce(effective_at, created_at))`.as('at')])
     .where('subject_hash', 'in', [...new Set(hashes)])
     .groupBy(['app_id', 'subject_hash'])
     .execute();
@@ -256,7 +269,7 @@ async function conversationsOfErasedSubjects(
   return new Set(
     records.filter((r, i) => {
       const at = erasedAt.get(`${r.appId}\u0000${hashes[i]}`);
-      return at !== undefined && r.servedAt! <= at;
+      return at !== undefined && r.servedAt! <= at + ERASURE_MARGIN_MS;
     }),
   );
 }

@@ -137,6 +137,8 @@ export interface ErasureTable {
   model_versions: GeneratedJson<{ id: string; version: string; model: string }[]>;
   created_at: GeneratedTimestamp;
   completed_at: NullableTimestamp;
+  /** When the database half ended (its last statement; null on erasures before it was recorded). */
+  effective_at: NullableTimestamp;
 }
 
 /** An erased interaction's (model, app id), the id kept only as a hash: a retried write of it is refused. */

@@ -175,11 +175,16 @@ export class OllamaClient {
   }
 
   /**
-   * Loads a model into memory without generating (`keepAlive` 0 unloads it instead). A model load may take a
-   * while (seconds for billions of parameters), hence its own time limit.
+   * Loads a model into memory without generating, for the server's keep-alive unless `keepAlive` says otherwise
+   * (0 unloads it instead). A model load may take a while (seconds for billions of parameters), hence its own
+   * time limit.
    */
-  async load(model: string, keepAlive: string | number, signal?: AbortSignal, timeoutMs = this.timeoutMs) {
-    await this.request('POST', '/api/generate', { model, keep_alive: keepAlive, stream: false }, signal, timeoutMs);
+  async load(
+    model: string,
+    opts: { keepAlive?: string | number; signal?: AbortSignal; timeoutMs?: number } = {},
+  ): Promise<void> {
+    const body = { model, stream: false, ...(opts.keepAlive !== undefined ? { keep_alive: opts.keepAlive } : {}) };
+    await this.request('POST', '/api/generate', body, opts.signal, opts.timeoutMs ?? this.timeoutMs);
   }
 
   /** The models loaded in memory now, by name. */

@@ -3,30 +3,33 @@ import { createCanaryActivities } from '../../src/activities/canary';
 import type { ActivityDeps } from '../../src/activities/deps';
 import { servingAliases } from '../../src/db/queries/registry';
 import type { ModelDefinition } from '../../src/domain/model-config';
-import {
-  createTestDb,
-  createTestModel,
-  createTestStore,
-  importTinyBase,
-  testLog,
-  testOllama,
-  tmpDir,
-} from '../helpers/env';
+import { OllamaClient } from '../../src/llm/ollama';
+import { startOllama, type RunningOllama } from '../../src/services/ollama-server';
+import { createTestDb, createTestModel, createTestStore, importTinyBase, testLog, tmpDir } from '../helpers/env';
+import { freePort } from '../helpers/ports';
 
-/** The canary's first step against the test run's real Ollama: the model is loaded before subjects reach it. */
+/**
+ * The canary's first step against a real Ollama of this file's own (the test run's shared one would not do: every
+ * test imports the same tiny weights, and Ollama keeps one runner per weights file, whichever tag asked for it):
+ * the model is loaded before subjects reach it.
+ */
 
 let deps: ActivityDeps;
 let drop: () => Promise<void>;
 let model: ModelDefinition;
+let server: RunningOllama;
 
 beforeAll(async () => {
   const { db, drop: dropDb } = await createTestDb();
   drop = dropDb;
-  deps = { db, store: await createTestStore(), log: testLog, ollama: testOllama(), tmpDir: await tmpDir() };
+  server = await startOllama({ dir: await tmpDir('ollama-'), port: await freePort(), log: testLog });
+  const ollama = new OllamaClient(server.url, { timeoutMs: 30_000 });
+  deps = { db, store: await createTestStore(), log: testLog, ollama, tmpDir: await tmpDir() };
   model = await createTestModel(db);
 });
 afterAll(async () => {
-  await deps.ollama.close();
+  await deps?.ollama.close();
+  await server?.stop();
   await drop?.();
 });
 
@@ -50,7 +53,7 @@ describe('canary steps', () => {
     const tag = `${model.id}:warm`;
     await importTinyBase(deps.ollama, tag);
     const versionId = await version('warm', tag);
-    await deps.ollama.load(tag, 0);
+    await deps.ollama.load(tag, { keepAlive: 0 });
     expect(await waitUntil(async () => !(await deps.ollama.loaded()).includes(tag))).toBe(true);
 
     // Act

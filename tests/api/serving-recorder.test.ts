@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newInteractionId, ServingRecorder, type ServedRecord } from '../../src/api/serving';
@@ -21,6 +22,7 @@ afterAll(async () => drop?.());
 function served(over: Partial<ServedRecord> = {}): ServedRecord {
   return {
     interactionId: newInteractionId(),
+    callId: randomUUID(),
     appId: model.app,
     model: model.id,
     subject: 'subject-1',
@@ -136,7 +138,7 @@ describe('ServingRecorder', () => {
       .where(
         'call_id',
         'in',
-        records.map((r) => r.interactionId),
+        records.map((r) => r.callId!),
       )
       .execute();
     expect(ids).toHaveLength(2);
@@ -175,33 +177,41 @@ describe('ServingRecorder', () => {
     const erase = (subject: string) =>
       db.transaction().execute((trx) => eraseSubjectRecords(trx, { appId: model.app, subject, actor: 'test' }));
 
-    it('does not record, after an erasure, a conversation served before it; one served after is recorded', async () => {
-      // Arrange: sam chatted, was recorded, then erased; a call served before the erasure is still queued.
+    it('does not record, after an erasure, a conversation served before it (or within a minute after)', async () => {
+      // Arrange: sam chatted and was recorded; the erasure took effect ten minutes ago (by the database's clock).
       const recorder = new ServingRecorder(db, testLog);
       recorder.record(served({ subject: 'sam' }));
       await recorder.flush();
-      const late = served({ subject: 'sam', servedAt: Date.now() - 1_000 });
-      await erase('sam');
-      const after = served({ subject: 'sam' });
+      const erasure = await erase('sam');
+      await db
+        .updateTable('erasures')
+        .set({ effective_at: sql`now() - interval '10 minutes'` })
+        .where('id', '=', erasure!.id)
+        .execute();
+      const minute = 60_000;
+      const before = served({ subject: 'sam', servedAt: Date.now() - 11 * minute });
+      const margin = served({ subject: 'sam', servedAt: Date.now() - 9.5 * minute });
+      const after = served({ subject: 'sam', servedAt: Date.now() });
 
       // Act
-      recorder.record(late);
-      recorder.record(after);
+      for (const r of [before, margin, after]) recorder.record(r);
       await recorder.close();
 
       // Assert
       const ids = (await db.selectFrom('interactions').select('id').execute()).map((r) => r.id);
-      expect(ids).not.toContain(late.interactionId);
+      expect(ids).not.toContain(before.interactionId);
+      expect(ids).not.toContain(margin.interactionId);
       expect(ids).toContain(after.interactionId);
       const calls = await db
         .selectFrom('serving_calls')
         .select(['call_id', 'interaction_id'])
-        .where('call_id', 'in', [late.interactionId, after.interactionId])
+        .where('call_id', 'in', [before.callId!, margin.callId!, after.callId!])
         .orderBy('id')
         .execute();
       expect(calls).toEqual([
-        { call_id: late.interactionId, interaction_id: null },
-        { call_id: after.interactionId, interaction_id: after.interactionId },
+        { call_id: before.callId, interaction_id: null },
+        { call_id: margin.callId, interaction_id: null },
+        { call_id: after.callId, interaction_id: after.interactionId },
       ]);
     });
 
@@ -221,7 +231,8 @@ describe('ServingRecorder', () => {
           .poll(
             async () => {
               const r = await sql<{ n: string }>`select count(*) n from pg_stat_activity
-                where wait_event_type = 'Lock' and query ilike '%insert into subjects%'`.execute(db);
+                where datname = current_database() and wait_event_type = 'Lock'
+                  and query ilike '%insert into subjects%'`.execute(db);
               return Number(r.rows[0]!.n);
             },
             { timeout: 30_000, interval: 50 },
@@ -245,7 +256,7 @@ describe('ServingRecorder', () => {
         const call = await db
           .selectFrom('serving_calls')
           .select('interaction_id')
-          .where('call_id', '=', queued.interactionId)
+          .where('call_id', '=', queued.callId!)
           .execute();
         expect(call).toEqual([{ interaction_id: null }]);
       } finally {

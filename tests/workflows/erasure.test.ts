@@ -253,7 +253,9 @@ describe('erasure while a pipeline is running', () => {
         .poll(
           async () => {
             const r = await sql<{ n: string }>`select count(*) n from pg_stat_activity
-              where wait_event_type = 'Lock' and query ilike 'copy dataset_items%'`.execute(db);
+              where datname = current_database() and wait_event_type = 'Lock' and query ilike 'copy dataset_items%'`.execute(
+              db,
+            );
             return Number(r.rows[0]!.n);
           },
           { timeout: 30_000, interval: 100 },
@@ -425,7 +427,9 @@ describe('after an erasure, old writes of the subject’s interactions', () => {
         .poll(
           async () => {
             const r = await sql<{ n: string }>`select count(*) n from pg_stat_activity
-              where wait_event_type = 'Lock' and query ilike '%insert into subjects%'`.execute(db);
+              where datname = current_database() and wait_event_type = 'Lock' and query ilike '%insert into subjects%'`.execute(
+              db,
+            );
             return Number(r.rows[0]!.n);
           },
           { timeout: 30_000, interval: 50 },

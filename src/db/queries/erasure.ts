@@ -107,6 +107,11 @@ export async function eraseSubjectRecords(
   await trx.deleteFrom('dataset_items').where('interaction_id', 'in', ofSubject).execute();
   await trx.deleteFrom('interactions').where('subject_id', '=', subject.id).execute();
   await trx.deleteFrom('subjects').where('id', '=', subject.id).execute();
+  await trx
+    .updateTable('erasures')
+    .set({ effective_at: sql`clock_timestamp()` })
+    .where('id', '=', erasure.id)
+    .execute();
   await audit(trx, {
     actor: input.actor,
     action: 'subject.erase',
