@@ -133,7 +133,7 @@ async function runChild(spec: { name: PhaseName; ctx: Ctx }) {
     db,
     store,
     log,
-    ollama: openOllama(loadConfig()),
+    ollama: openOllama(loadConfig()).ollama,
     tmpDir: path.join(ctx.dir, 'tmp'),
   });
   const cpu0 = process.cpuUsage();

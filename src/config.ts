@@ -17,6 +17,12 @@ const port = z.coerce.number().int().min(1).max(65535);
 const hostPort = z.string().regex(/^[A-Za-z0-9.[\]:-]+:\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:7233');
 const httpUrl = z.url({ protocol: /^https?$/, error: 'expected an http(s) URL, e.g. http://127.0.0.1:11434' });
 
+/** An Ollama address: a URL, or Ollama's own host:port form. */
+const ollamaHostUrl = z.preprocess((v) => {
+  const b = blankAsUnset(v);
+  return typeof b === 'string' && !/^[a-z]+:\/\//i.test(b) ? `http://${b}` : b;
+}, httpUrl.optional());
+
 export const envSchema = z
   .object({
     TUNELOOP_HOME: withDefault(z.string(), '.tuneloop'),
@@ -45,12 +51,18 @@ export const envSchema = z
     /**
      * An Ollama to use instead of the one `tuneloop up` starts. Ollama's own form (host:port) is accepted too.
      */
-    OLLAMA_HOST: z.preprocess((v) => {
-      const b = blankAsUnset(v);
-      return typeof b === 'string' && !/^[a-z]+:\/\//i.test(b) ? `http://${b}` : b;
-    }, httpUrl.optional()),
+    OLLAMA_HOST: ollamaHostUrl,
     /** The private port of the Ollama that `tuneloop up` starts when OLLAMA_HOST is not set. */
     TUNELOOP_OLLAMA_PORT: withDefault(port, 11535),
+    /**
+     * The Ollama that answers canary traffic, reading the same models as OLLAMA_HOST's: Ollama keeps one runner
+     * per weights file, so a canary adapter on production's base served by production's Ollama reloads the runner
+     * at every switch between them. Unset: the embedded default runs a second server; with OLLAMA_HOST set, the
+     * canary shares it.
+     */
+    OLLAMA_CANARY_HOST: ollamaHostUrl,
+    /** The private port of the canary's Ollama that `tuneloop up` starts. */
+    TUNELOOP_OLLAMA_CANARY_PORT: withDefault(port, 11536),
     TUNELOOP_API_PORT: withDefault(port, 8080),
     TUNELOOP_API_HOST: withDefault(z.string(), '127.0.0.1'),
     TUNELOOP_BODY_LIMIT: withDefault(
@@ -102,6 +114,9 @@ export interface Config {
   /** OLLAMA_HOST; null: the embedded one on ollamaPort. */
   ollamaHost: string | null;
   ollamaPort: number;
+  /** OLLAMA_CANARY_HOST; null: OLLAMA_HOST's when that is set, else the embedded one on ollamaCanaryPort. */
+  ollamaCanaryHost: string | null;
+  ollamaCanaryPort: number;
   trainer: {
     python: string;
     /** PYTHONPATH for `python -m tuneloop_trainer` (the package's sources in this checkout). */
@@ -160,6 +175,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
         : null,
     ollamaHost: e.OLLAMA_HOST ?? null,
     ollamaPort: e.TUNELOOP_OLLAMA_PORT,
+    ollamaCanaryHost: e.OLLAMA_CANARY_HOST ?? null,
+    ollamaCanaryPort: e.TUNELOOP_OLLAMA_CANARY_PORT,
     trainer: {
       python: e.TUNELOOP_PYTHON ?? path.join(REPO_ROOT, '.tools/py/bin/python'),
       pythonPath: path.join(REPO_ROOT, 'gpu-worker/src'),

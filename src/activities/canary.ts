@@ -38,9 +38,8 @@ const WARM_TIMEOUT_MS = 90_000;
 /**
  * Loads the canary's model before subjects are routed to it, so the first of them do not wait for the load and
  * the step's p95 latency compares answers, not a load. Best effort: a model that cannot load is left to the
- * step's comparison (its errors count against the canary), not failed here. (It helps a canary with weights of its
- * own; an adapter on production's base shares production's runner in Ollama 0.11, which reloads it whenever the
- * adapter asked for changes.)
+ * step's comparison (its errors count against the canary), not failed here. Loaded in the canary's Ollama: in
+ * production's, an adapter on production's base would take production's runner (Ollama keeps one per weights file).
  */
 async function warm(deps: ActivityDeps, tag: string, log: Logger) {
   const t0 = performance.now();
@@ -54,7 +53,7 @@ async function warm(deps: ActivityDeps, tag: string, log: Logger) {
     }
   }, 5_000);
   try {
-    await deps.ollama.load(tag, { signal, timeoutMs: WARM_TIMEOUT_MS });
+    await (deps.canaryOllama ?? deps.ollama).load(tag, { signal, timeoutMs: WARM_TIMEOUT_MS });
     log.info({ tag, loadMs: Math.round(performance.now() - t0) }, 'canary model loaded');
   } catch (err) {
     if (signal?.aborted) throw err;
@@ -166,9 +165,16 @@ export function createCanaryActivities(deps: ActivityDeps) {
           await setVersionStatus(trx, input.versionId, 'rolled_back', input.reason);
         }
       });
-      // The candidate is not unloaded from Ollama here: Ollama keeps one runner per base model file, so for an
-      // adapter on production's base, unloading "the canary" would unload production's runner.
-      activityLog(deps, { model: input.model, runId: input.runId }).warn({ reason: input.reason }, 'canary ended');
+      const log = activityLog(deps, { model: input.model, runId: input.runId });
+      log.warn({ reason: input.reason }, 'canary ended');
+      // The canary's own Ollama serves nothing else: its runner can go. (Not in production's: Ollama keeps one runner
+      // per weights file, so "the canary" there may be production's runner.)
+      const version = await getVersion(deps.db, input.versionId);
+      if (version?.ollama_tag && deps.canaryOllama && deps.canaryOllama !== deps.ollama) {
+        await deps.canaryOllama
+          .load(version.ollama_tag, { keepAlive: 0, timeoutMs: 30_000 })
+          .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'canary model not unloaded'));
+      }
     },
   };
 }

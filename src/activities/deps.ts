@@ -10,6 +10,8 @@ export interface ActivityDeps {
   log: Logger;
   /** The Ollama that serves the models (register, judge, promote). */
   ollama: OllamaClient;
+  /** The Ollama that answers canary traffic (on the same models); `ollama` when absent. */
+  canaryOllama?: OllamaClient;
   /** Folder for temporary files (datasets are staged on local disk, never held in memory). */
   tmpDir: string;
 }

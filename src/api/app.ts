@@ -21,6 +21,8 @@ export interface ApiDeps {
   store: BlobStore;
   log: Logger;
   ollama: OllamaClient;
+  /** The Ollama that answers canary traffic; production's when absent. */
+  canaryOllama?: OllamaClient;
   /** Shared with the caller so it can flush what was served (tests, shutdown); made here when absent. */
   recorder?: ServingRecorder;
   cache?: ServingCache;
@@ -71,7 +73,15 @@ export function createApp(deps: ApiDeps): express.Express {
   const cache = deps.cache ?? new ServingCache(deps.db);
   const recorder = deps.recorder ?? new ServingRecorder(deps.db, deps.log);
   app.locals.recorder = recorder;
-  app.use(createChatRouter({ ollama: deps.ollama, cache, recorder, log: deps.log }));
+  app.use(
+    createChatRouter({
+      ollama: deps.ollama,
+      canaryOllama: deps.canaryOllama ?? deps.ollama,
+      cache,
+      recorder,
+      log: deps.log,
+    }),
+  );
   app.use(createModelsRouter({ db: deps.db, temporal: deps.temporal, taskQueue: deps.taskQueue, cache }));
   app.use(notFound);
   app.use(errorMiddleware(deps.log));

@@ -70,9 +70,9 @@ export async function runDemo(
       `Making the tiny base model the demo trains (${TINY_BASE_MODEL}, random weights, once) in ${config.trainer.modelsDir}…`,
     );
     await ensureTinyBaseModel(config.trainer, log);
-    const ollama = openOllama(config, stack);
-    await startWorkers(config, stack, { db, store, log, ollama }, { cpu: true, gpu: true });
-    const api = await startApi(config, stack, { db, temporal: client, store, log, ollama });
+    const servers = openOllama(config, stack);
+    await startWorkers(config, stack, { db, store, log, ...servers }, { cpu: true, gpu: true });
+    const api = await startApi(config, stack, { db, temporal: client, store, log, ...servers });
 
     const model = await upsertModel(
       db,

@@ -20,6 +20,7 @@ import {
   startEmbeddedServices,
   startWorkers,
   openOllama,
+  canaryOllamaUrl,
   ollamaUrl,
 } from '../services/stack';
 import { anonymizeStream } from './anonymize';
@@ -93,13 +94,13 @@ export function buildProgram(): Command {
         const db = await openDb(config, stack, log, { migrate: true });
         const store = await openStore(config);
         const client = await openTemporalClient(config, stack);
-        const ollama = openOllama(config, stack);
-        await startWorkers(config, stack, { db, store, log, ollama }, { cpu: true, gpu: true });
-        const api = await startApi(config, stack, { db, temporal: client, store, log, ollama });
+        const servers = openOllama(config, stack);
+        await startWorkers(config, stack, { db, store, log, ...servers }, { cpu: true, gpu: true });
+        const api = await startApi(config, stack, { db, temporal: client, store, log, ...servers });
         console.log(`tuneloop is up (state in ${config.home})`);
         console.log(`  API          ${api.url}`);
         if (temporal?.uiUrl) console.log(`  Temporal UI  ${temporal.uiUrl}`);
-        console.log(`  Ollama       ${ollamaUrl(config)}`);
+        console.log(`  Ollama       ${ollamaUrl(config)} (canary traffic: ${canaryOllamaUrl(config)})`);
         console.log(`  store        ${store.url}`);
         console.log('Press Ctrl-C to stop.');
       } catch (err) {
@@ -123,7 +124,7 @@ export function buildProgram(): Command {
         temporal: client,
         store,
         log,
-        ollama: openOllama(config, stack),
+        ...openOllama(config, stack),
       });
       log.info({ url: api.url }, 'api listening');
       await serve(stack, log);
@@ -141,7 +142,7 @@ export function buildProgram(): Command {
       await startWorkers(
         config,
         stack,
-        { db, store, log, ollama: openOllama(config, stack) },
+        { db, store, log, ...openOllama(config, stack) },
         { cpu: !opts.gpu, gpu: !!opts.gpu },
       );
       log.info({ taskQueue: opts.gpu ? config.gpuTaskQueue : config.taskQueue }, 'worker running');

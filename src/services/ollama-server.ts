@@ -38,11 +38,20 @@ export async function startOllama(opts: {
   port: number;
   log: Logger;
   readyTimeoutMs?: number;
+  /**
+   * A second server on the models of the one that owns `dir` (the canary's): it only reads them, so it must not
+   * tidy them up either. Ollama deletes blobs no manifest names when it starts, which would take the blobs the
+   * other server has been sent for a model it has not created yet; and the scratch folder of a conversion may be
+   * the other server's, at work.
+   */
+  readsModelsOf?: boolean;
 }): Promise<RunningOllama> {
   const dir = path.resolve(opts.dir);
   const modelsDir = path.join(dir, 'models');
   await mkdir(modelsDir, { recursive: true });
-  await removeAbandonedConversions(modelsDir, opts.log);
+  if (!opts.readsModelsOf) await removeAbandonedConversions(modelsDir, opts.log);
+  const home = opts.readsModelsOf ? path.join(dir, `reader-${opts.port}`) : dir;
+  await mkdir(home, { recursive: true });
   const url = `http://127.0.0.1:${opts.port}`;
   const child = spawn(ollamaBinary(), ['serve'], {
     detached: true,
@@ -51,8 +60,9 @@ export async function startOllama(opts: {
       ...process.env,
       OLLAMA_HOST: `127.0.0.1:${opts.port}`,
       OLLAMA_MODELS: modelsDir,
-      // Ollama makes its identity key under $HOME/.ollama on first start: keep it beside the models.
-      HOME: dir,
+      ...(opts.readsModelsOf ? { OLLAMA_NOPRUNE: '1' } : {}),
+      // Ollama makes its identity key under $HOME/.ollama on first start: keep it beside the models (one a server).
+      HOME: home,
     },
   });
   let stderr = '';
@@ -74,7 +84,7 @@ export async function startOllama(opts: {
     }
     await sleep(100);
   }
-  opts.log.info({ url, modelsDir }, 'ollama ready');
+  opts.log.info({ url, modelsDir, readsModelsOf: !!opts.readsModelsOf }, 'ollama ready');
   return {
     url,
     modelsDir,

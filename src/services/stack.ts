@@ -72,11 +72,24 @@ export const temporalAddress = (config: Config) => config.temporalAddress ?? `12
 /** OLLAMA_HOST, or the Ollama `tuneloop up` runs on its private port. */
 export const ollamaUrl = (config: Config) => config.ollamaHost ?? `http://127.0.0.1:${config.ollamaPort}`;
 
-/** The process's Ollama client (one pool of connections); closed with the stack when one is given. */
-export function openOllama(config: Config, stack?: Stack): OllamaClient {
-  const client = new OllamaClient(ollamaUrl(config));
-  stack?.add('ollama-client', () => client.close());
-  return client;
+/**
+ * The Ollama that answers canary traffic: OLLAMA_CANARY_HOST, else OLLAMA_HOST's (one server for both), else the
+ * second one `tuneloop up` runs on the same models.
+ */
+export const canaryOllamaUrl = (config: Config) =>
+  config.ollamaCanaryHost ?? config.ollamaHost ?? `http://127.0.0.1:${config.ollamaCanaryPort}`;
+
+/**
+ * The process's Ollama clients (one pool of connections each): production's, and the canary's, which is the same
+ * client when both are one server. Closed with the stack when one is given.
+ */
+export function openOllama(config: Config, stack?: Stack): { ollama: OllamaClient; canaryOllama: OllamaClient } {
+  const ollama = new OllamaClient(ollamaUrl(config));
+  stack?.add('ollama-client', () => ollama.close());
+  if (canaryOllamaUrl(config) === ollamaUrl(config)) return { ollama, canaryOllama: ollama };
+  const canaryOllama = new OllamaClient(canaryOllamaUrl(config));
+  stack?.add('canary-ollama-client', () => canaryOllama.close());
+  return { ollama, canaryOllama };
 }
 
 /**
@@ -90,12 +103,23 @@ export async function startEmbeddedServices(config: Config, stack: Stack, log: L
     await assertPortFree(config.temporalUiPort, 'TEMPORAL_UI_PORT');
   }
   if (!config.ollamaHost) await assertPortFree(config.ollamaPort, 'TUNELOOP_OLLAMA_PORT');
+  const embeddedCanary = !config.ollamaHost && !config.ollamaCanaryHost;
+  if (embeddedCanary) await assertPortFree(config.ollamaCanaryPort, 'TUNELOOP_OLLAMA_CANARY_PORT');
   let pg: RunningPostgres | null = null;
   let temporal: RunningTemporal | null = null;
   let ollama: RunningOllama | null = null;
   if (!config.ollamaHost) {
     ollama = await startOllama({ dir: path.join(config.home, 'ollama'), port: config.ollamaPort, log });
     stack.add('ollama', () => ollama!.stop());
+  }
+  if (embeddedCanary) {
+    const canary = await startOllama({
+      dir: path.join(config.home, 'ollama'),
+      port: config.ollamaCanaryPort,
+      log,
+      readsModelsOf: true,
+    });
+    stack.add('canary-ollama', () => canary.stop());
   }
   if (!config.databaseUrl) {
     pg = await startEmbeddedPostgres({ dir: embeddedPgDir(config), port: config.embeddedPgPort, log });
@@ -139,7 +163,7 @@ export async function openTemporalClient(config: Config, stack: Stack): Promise<
 export async function startApi(
   config: Config,
   stack: Stack,
-  deps: { db: Db; temporal: Client; store: BlobStore; log: Logger; ollama: OllamaClient },
+  deps: { db: Db; temporal: Client; store: BlobStore; log: Logger; ollama: OllamaClient; canaryOllama: OllamaClient },
 ): Promise<{ server: Server; url: string }> {
   const recorder = new ServingRecorder(deps.db, deps.log);
   // Added before the server, so stopped after it: what the last requests served is written before exit.
@@ -199,7 +223,7 @@ export function closeServer(server: Server): Promise<void> {
 export async function startWorkers(
   config: Config,
   stack: Stack,
-  deps: { db: Db; store: BlobStore; log: Logger; ollama: OllamaClient },
+  deps: { db: Db; store: BlobStore; log: Logger; ollama: OllamaClient; canaryOllama: OllamaClient },
   which: { cpu: boolean; gpu: boolean },
 ): Promise<Worker[]> {
   installTemporalRuntime(deps.log);

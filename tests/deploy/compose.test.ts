@@ -37,7 +37,7 @@ interface ComposeCli {
 }
 
 type PortSpec = string | { host_ip?: string; published?: string | number; target: number };
-type VolumeSpec = string | { type: string; source?: string; target: string };
+type VolumeSpec = string | { type: string; source?: string; target: string; read_only?: boolean };
 interface Device {
   driver?: string;
   capabilities?: string[];
@@ -138,11 +138,12 @@ function publishedPorts(svc: Service): { hostIp: string; published: string; targ
 }
 
 /** Volume mounts as `{ source, target }`: v2 gives objects, v1 strings like `minio-data:/data:rw`. */
-function mounts(svc: Service): { source: string; target: string }[] {
+function mounts(svc: Service): { source: string; target: string; readOnly: boolean }[] {
   return (svc.volumes ?? []).map((volume) => {
-    if (typeof volume !== 'string') return { source: volume.source ?? '', target: volume.target };
-    const [source = '', target = ''] = volume.split(':');
-    return { source, target };
+    if (typeof volume !== 'string')
+      return { source: volume.source ?? '', target: volume.target, readOnly: volume.read_only === true };
+    const [source = '', target = '', mode = ''] = volume.split(':');
+    return { source, target, readOnly: mode.split(',').includes('ro') };
   });
 }
 
@@ -187,6 +188,7 @@ describe('docker-compose.yml', () => {
         'minio',
         'minio-setup',
         'ollama',
+        'ollama-canary',
         'api',
         'worker',
         'gpu-worker',
@@ -202,8 +204,8 @@ describe('docker-compose.yml', () => {
     expect(unpinned).toEqual([]);
   });
 
-  it('reserves NVIDIA GPUs for the GPU worker and for Ollama', () => {
-    for (const name of ['gpu-worker', 'ollama']) {
+  it('reserves NVIDIA GPUs for the GPU worker and for both Ollamas', () => {
+    for (const name of ['gpu-worker', 'ollama', 'ollama-canary']) {
       const devices = service(name).deploy?.resources?.reservations?.devices ?? [];
 
       expect(devices, name).toContainEqual(expect.objectContaining({ driver: 'nvidia', capabilities: ['gpu'] }));
@@ -222,6 +224,7 @@ describe('docker-compose.yml', () => {
         S3_SECRET_KEY: secrets.S3_SECRET_KEY,
         S3_REGION: 'us-east-1',
         OLLAMA_HOST: 'http://ollama:11434',
+        OLLAMA_CANARY_HOST: 'http://ollama-canary:11434',
         TUNELOOP_API_PORT: '8080',
         TUNELOOP_API_HOST: '0.0.0.0',
         LOG_LEVEL: 'info',
@@ -304,6 +307,17 @@ describe('docker-compose.yml', () => {
       expect(Object.keys(model.volumes ?? {}), part).toContain(volume);
     }
     expect(new Set(Object.values(volumes)).size).toBe(4);
+  });
+
+  it('gives the canary’s Ollama the same models, read-only, and never lets it prune them', () => {
+    const canary = service('ollama-canary');
+    const models = mounts(canary).find((m) => m.target === '/models');
+
+    expect(models).toMatchObject({
+      source: mounts(service('ollama')).find((m) => m.target === '/root/.ollama')?.source,
+    });
+    expect(models?.readOnly).toBe(true);
+    expect(canary.environment).toMatchObject({ OLLAMA_MODELS: '/models/models', OLLAMA_NOPRUNE: '1' });
   });
 
   it('registers the TuneloopModel and TuneloopStage search attributes and creates the tuneloop bucket', () => {

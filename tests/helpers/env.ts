@@ -304,7 +304,11 @@ let tinyPlan: Promise<ImportPlan> | null = null;
  * Imports the tiny base model into an Ollama as `tag` (the trainer stages it once per test file, exactly as the
  * register stage does): a real model for tests of serving that need no training.
  */
-export async function importTinyBase(ollama: OllamaClient, tag: string): Promise<void> {
+export async function importTinyBase(
+  ollama: OllamaClient,
+  tag: string,
+  parameters?: Record<string, unknown>,
+): Promise<void> {
   tinyPlan ??= (async () => {
     const out = await tmpDir('stage-');
     const proc = startTrainer({
@@ -318,7 +322,7 @@ export async function importTinyBase(ollama: OllamaClient, tag: string): Promise
     if (x.code !== 0) throw new Error(describeExit('ollama-stage', x));
     return readImportPlan(path.join(out, 'stage', 'ollama_import.json'));
   })();
-  await importModel(ollama, await tinyPlan, tag);
+  await importModel(ollama, await tinyPlan, tag, { parameters });
 }
 
 const EXERCISES = ['squats', 'lunges', 'push-ups', 'planks', 'burpees', 'rows', 'dips', 'crunches'];

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, redactUrl, REPO_ROOT } from '../../src/config';
+import { canaryOllamaUrl, ollamaUrl } from '../../src/services/stack';
 
 const cwd = '/srv/app';
 
@@ -37,6 +38,8 @@ describe('loadConfig', () => {
       s3: null,
       ollamaHost: null,
       ollamaPort: 11535,
+      ollamaCanaryHost: null,
+      ollamaCanaryPort: 11536,
       trainer: {
         python: path.join(REPO_ROOT, '.tools/py/bin/python'),
         pythonPath: path.join(REPO_ROOT, 'gpu-worker/src'),
@@ -113,6 +116,23 @@ describe('loadConfig', () => {
     expect(err.problems[0]!.message).toMatch(expected);
     expect(err.problems[0]!.message).not.toBe('is required');
     expect(err.message).toContain(`${variable}: `);
+  });
+
+  it.each([
+    [{}, 'http://127.0.0.1:11535', 'http://127.0.0.1:11536'],
+    [{ TUNELOOP_OLLAMA_CANARY_PORT: '12000' }, 'http://127.0.0.1:11535', 'http://127.0.0.1:12000'],
+    [{ OLLAMA_HOST: 'gpu-box:11434' }, 'http://gpu-box:11434', 'http://gpu-box:11434'],
+    [
+      { OLLAMA_HOST: 'gpu-box:11434', OLLAMA_CANARY_HOST: 'gpu-box:11435' },
+      'http://gpu-box:11434',
+      'http://gpu-box:11435',
+    ],
+  ])('finds production’s and the canary’s Ollama from %j', (env, production, canary) => {
+    // Act
+    const config = loadConfig(env, cwd);
+
+    // Assert
+    expect([ollamaUrl(config), canaryOllamaUrl(config)]).toEqual([production, canary]);
   });
 
   it('reports every bad variable at once', () => {
