@@ -22,19 +22,19 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createApiKey } from '../src/api/auth';
-import { loadConfig, REPO_ROOT } from '../src/config';
+import { REPO_ROOT } from '../src/config';
 import { migrateToLatest } from '../src/db/migrate';
 import { createDb } from '../src/db/pool';
 import { upsertModel } from '../src/db/queries/models';
 import { modelDefinitionSchema } from '../src/domain/model-config';
-import { importModel, readImportPlan } from '../src/llm/import';
+import { importModel } from '../src/llm/import';
 import { GREEDY, OllamaClient } from '../src/llm/ollama';
 import { createLogger } from '../src/log';
 import { startEmbeddedPostgres } from '../src/services/embedded-postgres';
 import { startOllama } from '../src/services/ollama-server';
-import { ensureTinyBaseModel, TINY_BASE_MODEL } from '../src/services/tiny-model';
-import { describeExit, startTrainer } from '../src/activities/trainer-process';
+import { TINY_BASE_MODEL } from '../src/services/tiny-model';
 import { freePort } from '../tests/helpers/ports';
+import { ms, quantile, stageTinyModel } from './lib/tiny-ollama';
 
 const { values } = parseArgs({
   options: {
@@ -58,14 +58,6 @@ const PROMPTS = [
 ];
 const OPTIONS = { ...GREEDY, num_predict: 8 };
 
-const quantile = (xs: number[], q: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const pos = (s.length - 1) * q;
-  const lo = Math.floor(pos);
-  return s[lo]! + (s[Math.ceil(pos)]! - s[lo]!) * (pos - lo);
-};
-const ms = (x: number) => Math.round(x * 1000) / 1000;
-
 async function main() {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'tuneloop-bench-serve-'));
   const cleanup: (() => Promise<unknown>)[] = [];
@@ -80,19 +72,8 @@ async function main() {
     const db = createDb(pg.url, log);
     cleanup.push(() => db.destroy());
     await migrateToLatest(db);
-    const trainer = { ...loadConfig({}).trainer, modelsDir: path.join(dir, 'models'), workDir: path.join(dir, 'gpu') };
-    await ensureTinyBaseModel(trainer, log);
-    const stage = path.join(dir, 'stage');
-    const x = await startTrainer({
-      trainer,
-      command: 'ollama-stage',
-      args: ['--base', path.join(trainer.modelsDir, TINY_BASE_MODEL), '--out', stage],
-      cwd: dir,
-      log,
-    }).exited;
-    if (x.code !== 0) throw new Error(describeExit('ollama-stage', x));
     const tag = 'fitcoach:bench';
-    await importModel(ollama, await readImportPlan(path.join(stage, 'ollama_import.json')), tag);
+    await importModel(ollama, await stageTinyModel(dir, log), tag);
     const def = modelDefinitionSchema.parse({
       id: 'fitcoach',
       app: 'fitcoach-app',

@@ -63,6 +63,20 @@ async function warm(deps: ActivityDeps, tag: string, log: Logger) {
   }
 }
 
+/**
+ * Unloads a version from the canary's own Ollama once the canary is over (ended or promoted): that server answers
+ * nothing else, so its runner only holds memory. Never from production's Ollama, where Ollama's one runner per
+ * weights file may be production's own. Best effort.
+ */
+export async function releaseCanaryRunner(deps: ActivityDeps, versionId: string, log: Logger) {
+  if (!deps.canaryOllama || deps.canaryOllama === deps.ollama) return;
+  const version = await getVersion(deps.db, versionId);
+  if (!version?.ollama_tag) return;
+  await deps.canaryOllama
+    .load(version.ollama_tag, { keepAlive: 0, timeoutMs: 30_000 })
+    .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'canary model not unloaded'));
+}
+
 export function createCanaryActivities(deps: ActivityDeps) {
   return {
     /**
@@ -167,14 +181,7 @@ export function createCanaryActivities(deps: ActivityDeps) {
       });
       const log = activityLog(deps, { model: input.model, runId: input.runId });
       log.warn({ reason: input.reason }, 'canary ended');
-      // The canary's own Ollama serves nothing else: its runner can go. (Not in production's: Ollama keeps one runner
-      // per weights file, so "the canary" there may be production's runner.)
-      const version = await getVersion(deps.db, input.versionId);
-      if (version?.ollama_tag && deps.canaryOllama && deps.canaryOllama !== deps.ollama) {
-        await deps.canaryOllama
-          .load(version.ollama_tag, { keepAlive: 0, timeoutMs: 30_000 })
-          .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'canary model not unloaded'));
-      }
+      await releaseCanaryRunner(deps, input.versionId, log);
     },
   };
 }

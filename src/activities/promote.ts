@@ -1,6 +1,7 @@
 import type { Db } from '../db/pool';
 import { aliasVersionId, getVersion, moveAlias, previousProduction, setVersionStatus } from '../db/queries/registry';
 import type { OllamaClient } from '../llm/ollama';
+import { releaseCanaryRunner } from './canary';
 import { activityLog, type ActivityDeps } from './deps';
 import { FailureType, permanentFailure, retryableFailure } from './failures';
 import { LockTimeout, withAdvisoryLock } from '../db/locks';
@@ -150,7 +151,9 @@ export function createPromoteActivities(deps: ActivityDeps) {
         // An operator's rollback of the canary, or a failed parity check, is final for this run.
         refuse: ['rolled_back', 'rejected', 'failed', 'previous'],
       });
-      activityLog(deps, { model: input.model, runId: input.runId }).info(r, 'promoted');
+      const log = activityLog(deps, { model: input.model, runId: input.runId });
+      log.info(r, 'promoted');
+      await releaseCanaryRunner(deps, input.versionId, log);
       return r;
     },
 

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCanaryActivities } from '../../src/activities/canary';
 import { createApiKey } from '../../src/api/auth';
 import type { Db } from '../../src/db/pool';
 import type { ModelDefinition } from '../../src/domain/model-config';
@@ -113,6 +114,32 @@ describe('a canary served by an Ollama of its own', () => {
     );
     expect(await ollama.loaded()).toEqual([tags.production]);
     expect(await canaryOllama.loaded()).toEqual([tags.canary]);
+  });
+
+  it('is unloaded from the canary’s Ollama when the canary ends, and production’s runner is left alone', async () => {
+    // Arrange
+    const acts = createCanaryActivities({
+      db,
+      store: await createTestStore(),
+      log: testLog,
+      ollama,
+      canaryOllama,
+      tmpDir: await tmpDir(),
+    });
+    const canaryVersion = await db
+      .selectFrom('model_versions')
+      .select('id')
+      .where('model_id', '=', model.id)
+      .where('version', '=', 'v2')
+      .executeTakeFirstOrThrow();
+    expect(await canaryOllama.loaded()).toEqual([tags.canary]);
+
+    // Act
+    await acts.endCanary({ runId: 'r1', model: model.id, versionId: canaryVersion.id, reason: 'test' });
+
+    // Assert
+    await expect.poll(() => canaryOllama.loaded(), { timeout: 10_000 }).toEqual([]);
+    expect(await ollama.loaded()).toEqual([tags.production]);
   });
 
   it('(why: served by one Ollama, the canary takes production’s runner)', async () => {
