@@ -5,7 +5,7 @@ import { newInteractionId, ServingRecorder, type ServedRecord } from '../../src/
 import type { Db } from '../../src/db/pool';
 import { eraseSubjectRecords } from '../../src/db/queries/erasure';
 import type { ModelDefinition } from '../../src/domain/model-config';
-import { createTestDb, createTestModel, testLog } from '../helpers/env';
+import { createTestDb, createTestModel, testLog, waitForLockWait } from '../helpers/env';
 
 /** The chat API's recorder against a real PostgreSQL: batches, one bad record isolated, U+0000 dropped. */
 
@@ -227,17 +227,7 @@ describe('ServingRecorder', () => {
         await eraseSubjectRecords(trx, { appId: model.app, subject: 'tia', actor: 'test' });
         recorder.record(queued);
         const writing = recorder.flush();
-        await expect
-          .poll(
-            async () => {
-              const r = await sql<{ n: string }>`select count(*) n from pg_stat_activity
-                where datname = current_database() and wait_event_type = 'Lock'
-                  and query ilike '%insert into subjects%'`.execute(db);
-              return Number(r.rows[0]!.n);
-            },
-            { timeout: 30_000, interval: 50 },
-          )
-          .toBe(1);
+        await waitForLockWait(db, '%insert into subjects%');
 
         // Act
         await trx.commit().execute();

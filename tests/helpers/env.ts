@@ -222,6 +222,23 @@ export async function seed(
   });
 }
 
+/**
+ * Waits until one session of this test database waits on a lock in a statement whose text contains `statement`
+ * (ILIKE pattern): how a test knows a concurrent request is blocked behind a transaction it holds open.
+ */
+export async function waitForLockWait(db: Db, statement: string): Promise<void> {
+  await expect
+    .poll(
+      async () => {
+        const r = await sql<{ n: string }>`select count(*) n from pg_stat_activity
+          where datname = current_database() and wait_event_type = 'Lock' and query ilike ${statement}`.execute(db);
+        return Number(r.rows[0]!.n);
+      },
+      { timeout: 30_000, interval: 50 },
+    )
+    .toBe(1);
+}
+
 export async function countRows(db: Db, table: 'datasets' | 'dataset_items' | 'interactions' | 'runs' | 'audit_log') {
   const r = await sql<{ n: string }>`select count(*) as n from ${sql.table(table)}`.execute(db);
   return Number(r.rows[0]!.n);

@@ -23,6 +23,7 @@ import {
   startRunHeldAtExport,
   startTestApi,
   testLog,
+  waitForLockWait,
 } from '../helpers/env';
 
 /**
@@ -249,18 +250,7 @@ describe('erasure while a pipeline is running', () => {
       const record = await eraseSubjectRecords(trx, { appId: model.app, subject: 'eve', actor: 'test' });
       expect(record).toMatchObject({ interactions: 2, datasets: [] });
       held.release();
-      await expect
-        .poll(
-          async () => {
-            const r = await sql<{ n: string }>`select count(*) n from pg_stat_activity
-              where datname = current_database() and wait_event_type = 'Lock' and query ilike 'copy dataset_items%'`.execute(
-              db,
-            );
-            return Number(r.rows[0]!.n);
-          },
-          { timeout: 30_000, interval: 100 },
-        )
-        .toBe(1);
+      await waitForLockWait(db, 'copy dataset_items%');
 
       // Act
       await trx.commit().execute();
@@ -423,18 +413,7 @@ describe('after an erasure, old writes of the subject’s interactions', () => {
     try {
       await eraseSubjectRecords(trx, { appId: model.app, subject: 'zoe', actor: 'test' });
       const racing = api.call('POST', '/v1/interactions', appKey, chat('z-1', 'zoe', model));
-      await expect
-        .poll(
-          async () => {
-            const r = await sql<{ n: string }>`select count(*) n from pg_stat_activity
-              where datname = current_database() and wait_event_type = 'Lock' and query ilike '%insert into subjects%'`.execute(
-              db,
-            );
-            return Number(r.rows[0]!.n);
-          },
-          { timeout: 30_000, interval: 50 },
-        )
-        .toBe(1);
+      await waitForLockWait(db, '%insert into subjects%');
 
       // Act
       await trx.commit().execute();
