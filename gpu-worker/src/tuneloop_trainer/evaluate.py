@@ -42,12 +42,13 @@ import math
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .data import encode_prompt, iter_jsonl, read_rows, validate_messages
-from .protocol import BadInput, ErrorType, emit
+from .config import _bad
+from .protocol import BadInput, ErrorType, config_from_json, emit, read_json_object
 
 log = logging.getLogger("tuneloop_trainer.evaluate")
 
@@ -71,10 +72,6 @@ def main(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Config
-
-
-def _bad(field_name: str, message: str) -> BadInput:
-    return BadInput(message, type=ErrorType.CONFIG_INVALID, field=field_name)
 
 
 def _positive_int(name: str, value: Any) -> None:
@@ -153,26 +150,11 @@ class EvalConfig:
 
     @classmethod
     def from_file(cls, path: str) -> EvalConfig:
-        try:
-            raw = json.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError as err:
-            raise _bad("--config", f"{path} does not exist") from err
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise _bad("--config", f"cannot read {path} as JSON: {err}") from err
-        return cls.from_dict(raw)
+        return cls.from_dict(read_json_object(Path(path), "--config", ErrorType.CONFIG_INVALID))
 
     @classmethod
     def from_dict(cls, raw: Any) -> EvalConfig:
-        if not isinstance(raw, dict):
-            raise _bad("--config", "the config must be a JSON object")
-        known = {f.name for f in fields(cls) if f.init}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise _bad(unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
-        for required in ("base_model", "versions"):
-            if required not in raw:
-                raise _bad(required, "is required")
-        return cls(**raw)
+        return config_from_json(cls, raw, ("base_model", "versions"))
 
 
 def _load_schema(value: dict | str) -> dict:

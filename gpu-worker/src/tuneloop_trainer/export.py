@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import sha256_file
-from .protocol import BadInput, ErrorType, emit
+from .protocol import BadInput, ErrorType, emit, read_json_object
 
 log = logging.getLogger("tuneloop_trainer.export")
 
@@ -82,24 +82,12 @@ def main(args: argparse.Namespace) -> int:
 # Checks (no torch)
 
 
-def _read_json(path: Path, field: str, kind: str = ErrorType.MODEL_INVALID) -> dict:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise BadInput(f"{path} does not exist", type=kind, field=field) from err
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BadInput(f"cannot read {path} as JSON: {err}", type=kind, field=field) from err
-    if not isinstance(value, dict):
-        raise BadInput(f"{path} is not a JSON object", type=kind, field=field)
-    return value
-
-
 def check_adapter_dir(adapter_dir: str) -> tuple[dict, Path]:
     """(adapter config, weights file) of a LoRA adapter directory; BadInput(field="--adapter") otherwise."""
     d = Path(adapter_dir)
     if not d.is_dir():
         raise BadInput(f"{adapter_dir} is not a directory", type=ErrorType.MODEL_INVALID, field="--adapter")
-    config = _read_json(d / ADAPTER_CONFIG, "--adapter")
+    config = read_json_object(d / ADAPTER_CONFIG, "--adapter")
     if config.get("peft_type") != "LORA":
         raise BadInput(
             f"{d / ADAPTER_CONFIG}: peft_type is {config.get('peft_type')!r}; only LORA adapters are exported",
@@ -162,7 +150,7 @@ def ollama_adapter_support(base_config: dict | None, adapter_config: dict) -> tu
 
 def _base_config_for_check(base_dir: str | None, adapter_config: dict) -> tuple[dict | None, str | None]:
     if base_dir is not None:
-        return _read_json(Path(base_dir) / "config.json", "--base"), base_dir
+        return read_json_object(Path(base_dir) / "config.json", "--base"), base_dir
     guess = adapter_config.get("base_model_name_or_path")
     if isinstance(guess, str) and guess and (Path(guess) / "config.json").is_file():
         try:

@@ -50,7 +50,7 @@ from typing import Any
 
 from .export import ADAPTER_CONFIG, ADAPTER_WEIGHTS, check_adapter_dir, ollama_adapter_support, _write_merged
 from .checkpoint import sha256_file
-from .protocol import BadInput, ErrorType, emit
+from .protocol import BadInput, ErrorType, emit, read_json_object
 
 log = logging.getLogger("tuneloop_trainer.ollama")
 
@@ -127,16 +127,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-
-
-def _read_json(path: Path, field: str) -> dict:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BadInput(f"cannot read {path}: {err}", type=ErrorType.MODEL_INVALID, field=field) from None
-    if not isinstance(value, dict):
-        raise BadInput(f"{path} is not a JSON object", type=ErrorType.MODEL_INVALID, field=field)
-    return value
 
 
 def _weight_files(model_dir: Path) -> list[Path]:
@@ -243,7 +233,7 @@ def stage(base_dir: str, adapter_dir: str | None, out_dir: str, *, merge: str = 
     if not (base / "config.json").is_file():
         raise BadInput(f"{base} is not a model directory (no config.json)", type=ErrorType.MODEL_INVALID,
                        field="--base")  # fmt: skip
-    config = _read_json(base / "config.json", "--base")
+    config = read_json_object(base / "config.json", "--base")
     adapter_config = None
     weights_path = None
     if adapter_dir is not None:
@@ -299,7 +289,7 @@ def stage(base_dir: str, adapter_dir: str | None, out_dir: str, *, merge: str = 
             files[w.name] = entry(w)
         (tmp / "config.json").write_text(json.dumps(ollama_config(config), indent=2) + "\n", encoding="utf-8")
         tok_cfg_path = base / "tokenizer_config.json"
-        tok_cfg = _read_json(tok_cfg_path, "--base") if tok_cfg_path.is_file() else {}
+        tok_cfg = read_json_object(tok_cfg_path, "--base") if tok_cfg_path.is_file() else {}
         patched, adds_bos = ollama_tokenizer_config(tok_cfg, tokenizer)
         (tmp / "tokenizer_config.json").write_text(json.dumps(patched, indent=2) + "\n", encoding="utf-8")
         for name in MODEL_SIDE_FILES:

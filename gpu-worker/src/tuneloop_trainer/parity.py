@@ -32,14 +32,14 @@ driver decides); 2 for a bad config.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .data import encode_prompt, validate_messages
-from .protocol import BadInput, ErrorType, emit
+from .config import _bad
+from .protocol import ErrorType, config_from_json, emit, read_json_object
 
 log = logging.getLogger("tuneloop_trainer.parity")
 
@@ -53,10 +53,6 @@ def main(args: argparse.Namespace) -> int:
     result = check(config)
     emit("done", **result)
     return 0
-
-
-def _bad(field: str, message: str) -> BadInput:
-    return BadInput(message, type=ErrorType.CONFIG_INVALID, field=field)
 
 
 @dataclass
@@ -96,20 +92,8 @@ class ParityConfig:
 
     @classmethod
     def from_file(cls, path: str) -> ParityConfig:
-        try:
-            raw = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise _bad("--config", f"cannot read {path} as JSON: {err}") from None
-        if not isinstance(raw, dict):
-            raise _bad("--config", "the config must be a JSON object")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise _bad(unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
-        for required in ("base_model", "cases"):
-            if required not in raw:
-                raise _bad(required, "is required")
-        return cls(**raw)
+        raw = read_json_object(Path(path), "--config", ErrorType.CONFIG_INVALID)
+        return config_from_json(cls, raw, ("base_model", "cases"))
 
 
 class OllamaDecoder:

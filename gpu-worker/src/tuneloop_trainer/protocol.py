@@ -19,11 +19,13 @@ Exit codes separate what a retry can fix from what it cannot:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 EXIT_OK = 0
@@ -52,6 +54,34 @@ class BadInput(Exception):
 
 class Interrupted(Exception):
     """Raised by the training loop after it has checkpointed in answer to SIGTERM/SIGINT."""
+
+
+def read_json_object(path: Path, field: str, kind: str = ErrorType.MODEL_INVALID) -> dict:
+    """A JSON file that must hold an object; BadInput naming `field` (of type `kind`) when it does not."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise BadInput(f"{path} does not exist", type=kind, field=field) from err
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BadInput(f"cannot read {path} as JSON: {err}", type=kind, field=field) from err
+    if not isinstance(value, dict):
+        raise BadInput(f"{path} is not a JSON object", type=kind, field=field)
+    return value
+
+
+def config_from_json(cls: type, raw: Any, required: tuple[str, ...]) -> Any:
+    """A command's --config as the dataclass `cls`: an object with only cls's init fields and the `required` ones."""
+    if not isinstance(raw, dict):
+        raise BadInput("the config must be a JSON object", type=ErrorType.CONFIG_INVALID, field="--config")
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise BadInput(f"unknown key (known: {', '.join(sorted(known))})", type=ErrorType.CONFIG_INVALID,
+                       field=unknown[0])
+    for name in required:
+        if name not in raw:
+            raise BadInput("is required", type=ErrorType.CONFIG_INVALID, field=name)
+    return cls(**raw)
 
 
 def _clean(value: Any) -> Any:
