@@ -125,6 +125,23 @@ export async function startTestGpuWorker(deps: GpuActivityDeps, taskQueue = uid(
 }
 
 /**
+ * The workers a run that trains needs: a CPU worker with the real activities and a GPU worker with the real trainer
+ * (tiny model), each on its own task queue. `stop` stops the GPU worker first.
+ */
+export async function startTestWorkers(deps: ActivityDeps) {
+  const cpu = await startTestWorker({ deps });
+  const gpu = await startTestGpuWorker({ ...deps, trainer: await testTrainer() });
+  return {
+    taskQueue: cpu.taskQueue,
+    gpuTaskQueue: gpu.taskQueue,
+    async stop() {
+      await gpu.stop();
+      await cpu.stop();
+    },
+  };
+}
+
+/**
  * A worker whose export stage waits until `release()`: the run is observably in flight at `export`, for tests
  * of status, abort and cancellation.
  */

@@ -10,12 +10,10 @@ import {
   createTestModel,
   createTestStore,
   seed,
-  startTestGpuWorker,
-  startTestWorker,
+  startTestWorkers,
   temporalClient,
   testLog,
   testOllama,
-  testTrainer,
   tmpDir,
 } from '../helpers/env';
 import { TINY_BASE_MODEL } from '../../src/services/tiny-model';
@@ -63,8 +61,7 @@ describe('replay of committed pipeline histories', () => {
         ollama: testOllama(),
         tmpDir: await tmpDir(),
       };
-      const worker = await startTestWorker({ deps });
-      const gpu = await startTestGpuWorker({ ...deps, trainer: await testTrainer() });
+      const workers = await startTestWorkers(deps);
       try {
         const model = await createTestModel(db, {
           baseModel: TINY_BASE_MODEL,
@@ -88,8 +85,8 @@ describe('replay of committed pipeline histories', () => {
           await seed(db, model, rows(20, offset), consent);
           served = await startPipeline(client, db, {
             model: model.id,
-            taskQueue: worker.taskQueue,
-            gpuTaskQueue: gpu.taskQueue,
+            taskQueue: workers.taskQueue,
+            gpuTaskQueue: workers.gpuTaskQueue,
             trigger: 'test',
             requestedBy: 'recorder',
           });
@@ -97,8 +94,7 @@ describe('replay of committed pipeline histories', () => {
         }
         await writeFile(path.join(HISTORIES, 'pipeline-served.json'), showHistory(served!.workflowId, served!.runId));
       } finally {
-        await gpu.stop();
-        await worker.stop();
+        await workers.stop();
         await close();
         await drop();
       }

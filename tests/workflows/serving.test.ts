@@ -10,20 +10,18 @@ import { TINY_BASE_MODEL } from '../../src/services/tiny-model';
 import { FileBlobStore } from '../../src/storage';
 import { statusQuery, type PipelineResult, type PipelineStatus } from '../../src/workflows/messages';
 import {
+  coachingRows,
   createTestDb,
   createTestModel,
   importTinyBase,
   seed,
   startTestApi,
-  startTestGpuWorker,
-  startTestWorker,
+  startTestWorkers,
   temporalClient,
   testLog,
   testOllama,
-  testTrainer,
   tmpDir,
   uid,
-  coachingRows,
 } from '../helpers/env';
 
 /**
@@ -50,8 +48,7 @@ const ALL_STAGES = { train: true, evaluate: true, register: true, canary: true, 
 let db: Db;
 let drop: () => Promise<void>;
 let temporal: Awaited<ReturnType<typeof temporalClient>>;
-let cpu: Awaited<ReturnType<typeof startTestWorker>>;
-let gpu: Awaited<ReturnType<typeof startTestGpuWorker>>;
+let workers: Awaited<ReturnType<typeof startTestWorkers>>;
 let api: Awaited<ReturnType<typeof startTestApi>>;
 let appKey: string;
 let operatorKey: string;
@@ -78,8 +75,8 @@ async function configure(m: ModelDefinition, config: Record<string, unknown>) {
 async function start(m: ModelDefinition) {
   return startPipeline(temporal.client, db, {
     model: m.id,
-    taskQueue: cpu.taskQueue,
-    gpuTaskQueue: gpu.taskQueue,
+    taskQueue: workers.taskQueue,
+    gpuTaskQueue: workers.gpuTaskQueue,
     trigger: 'test',
     requestedBy: 'test',
   });
@@ -153,9 +150,8 @@ beforeAll(async () => {
   temporal = await temporalClient();
   const store = new FileBlobStore(await tmpDir('store-'));
   const deps = { db, store, log: testLog, ollama, tmpDir: await tmpDir() };
-  cpu = await startTestWorker({ deps });
-  gpu = await startTestGpuWorker({ ...deps, trainer: await testTrainer() });
-  api = await startTestApi({ db, temporal: temporal.client, store, taskQueue: cpu.taskQueue });
+  workers = await startTestWorkers(deps);
+  api = await startTestApi({ db, temporal: temporal.client, store, taskQueue: workers.taskQueue });
   model = await createTestModel(db, { baseModel: TINY_BASE_MODEL, systemPrompt: 'You are a coach.' });
   ({ key: appKey } = await createApiKey(db, { name: 'app', role: 'app', appId: model.app, models: [model.id] }));
   ({ key: operatorKey } = await createApiKey(db, { name: 'ops', role: 'operator', appId: null, models: [] }));
@@ -176,8 +172,7 @@ afterEach(async () => {
 
 afterAll(async () => {
   await api?.close();
-  await gpu?.stop();
-  await cpu?.stop();
+  await workers?.stop();
   await temporal?.close();
   await drop?.();
 });

@@ -15,17 +15,17 @@ import { TINY_BASE_MODEL } from '../../src/services/tiny-model';
 import { FileBlobStore } from '../../src/storage';
 import type { PipelineResult } from '../../src/workflows/messages';
 import {
+  coachingRows,
   createTestDb,
   createTestModel,
   seed,
-  startTestGpuWorker,
   startTestWorker,
+  startTestWorkers,
   temporalClient,
   testLog,
   testOllama,
   testTrainer,
   tmpDir,
-  coachingRows,
 } from '../helpers/env';
 
 // The train and evaluate stages for real: the Python trainer on the tiny Llama model, on CPU, driven by the GPU
@@ -50,8 +50,7 @@ describe('train and evaluate in the pipeline', () => {
   it('runs export → train → evaluate with the tiny model: a candidate version with its adapter, lower held-out loss than the base, at most three checkpoints', async () => {
     const store = new FileBlobStore(await tmpDir('store-'));
     const deps = { db, store, log: testLog, ollama: testOllama(), tmpDir: await tmpDir() };
-    const cpu = await startTestWorker({ deps });
-    const gpu = await startTestGpuWorker({ ...deps, trainer: await testTrainer() });
+    const workers = await startTestWorkers(deps);
     try {
       const model = await createTestModel(db, {
         baseModel: TINY_BASE_MODEL,
@@ -73,8 +72,8 @@ describe('train and evaluate in the pipeline', () => {
 
       const run = await startPipeline(client.client, db, {
         model: model.id,
-        taskQueue: cpu.taskQueue,
-        gpuTaskQueue: gpu.taskQueue,
+        taskQueue: workers.taskQueue,
+        gpuTaskQueue: workers.gpuTaskQueue,
         trigger: 'test',
         requestedBy: 'test',
       });
@@ -118,16 +117,14 @@ describe('train and evaluate in the pipeline', () => {
       expect(rows.length).toBeGreaterThan(3); // 12 steps / 2 = 6 uploads (plus the final one) …
       expect(rows.filter((r) => r.deleted_at === null).length).toBeLessThanOrEqual(3); // … of which three remain
     } finally {
-      await gpu.stop();
-      await cpu.stop();
+      await workers.stop();
     }
   });
 
   it('cancelling the run mid-training reaches the trainer as SIGTERM: it checkpoints, the checkpoint is uploaded, the run ends cancelled', async () => {
     const store = new FileBlobStore(await tmpDir('store-'));
     const deps = { db, store, log: testLog, ollama: testOllama(), tmpDir: await tmpDir() };
-    const cpu = await startTestWorker({ deps });
-    const gpu = await startTestGpuWorker({ ...deps, trainer: await testTrainer() });
+    const workers = await startTestWorkers(deps);
     try {
       const model = await createTestModel(db, {
         baseModel: TINY_BASE_MODEL,
@@ -149,8 +146,8 @@ describe('train and evaluate in the pipeline', () => {
       await seed(db, model, coachingRows(32), CONSENT);
       const run = await startPipeline(client.client, db, {
         model: model.id,
-        taskQueue: cpu.taskQueue,
-        gpuTaskQueue: gpu.taskQueue,
+        taskQueue: workers.taskQueue,
+        gpuTaskQueue: workers.gpuTaskQueue,
         trigger: 'test',
         requestedBy: 'test',
       });
@@ -170,8 +167,7 @@ describe('train and evaluate in the pipeline', () => {
       const status = await db.selectFrom('runs').select('status').where('id', '=', run.runId).executeTakeFirstOrThrow();
       expect(status.status).toBe('cancelled');
     } finally {
-      await gpu.stop();
-      await cpu.stop();
+      await workers.stop();
     }
   });
 
