@@ -186,7 +186,6 @@ async function main() {
       if (i % 2) pairs.push({ ollama: await o(), api: await a() });
       else pairs.push({ api: await a(), ollama: await o() });
     }
-    const added = pairs.map((p) => p.api - p.ollama);
 
     // ---- first byte of a stream
     const ttfb: { api: number; ollama: number }[] = [];
@@ -197,7 +196,6 @@ async function main() {
       if (i % 2) ttfb.push({ ollama: await o(), api: await a() });
       else ttfb.push({ api: await a(), ollama: await o() });
     }
-    const ttfbAdded = ttfb.map((p) => p.api - p.ollama);
 
     // ---- throughput with CONCURRENCY clients, each way
     const load = async (call: (i: number) => Promise<Response>) => {
@@ -226,42 +224,7 @@ async function main() {
     const loadOllama = await load((i) => direct(PROMPTS[i % PROMPTS.length]!));
     const loadApi = await load((i) => viaApi(PROMPTS[i % PROMPTS.length]!, `load-${i % 500}`));
 
-    const rows = [
-      {
-        measure: 'non-streamed latency (ms)',
-        ollama_p50: ms(
-          quantile(
-            pairs.map((p) => p.ollama),
-            0.5,
-          ),
-        ),
-        api_p50: ms(
-          quantile(
-            pairs.map((p) => p.api),
-            0.5,
-          ),
-        ),
-        added_p50: ms(quantile(added, 0.5)),
-        added_p99: ms(quantile(added, 0.99)),
-      },
-      {
-        measure: 'stream first byte (ms)',
-        ollama_p50: ms(
-          quantile(
-            ttfb.map((p) => p.ollama),
-            0.5,
-          ),
-        ),
-        api_p50: ms(
-          quantile(
-            ttfb.map((p) => p.api),
-            0.5,
-          ),
-        ),
-        added_p50: ms(quantile(ttfbAdded, 0.5)),
-        added_p99: ms(quantile(ttfbAdded, 0.99)),
-      },
-    ];
+    const rows = [summary('non-streamed latency (ms)', pairs), summary('stream first byte (ms)', ttfb)];
     const throughput = [
       { target: 'ollama direct', clients: CONCURRENCY, ...roundAll(loadOllama) },
       { target: 'tuneloop API', clients: CONCURRENCY, ...roundAll(loadApi) },
@@ -288,6 +251,28 @@ async function main() {
     for (const c of cleanup.reverse()) await c().catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** p50 of each side and of the per-pair difference (API minus Ollama), and the difference's p99. */
+function summary(measure: string, pairs: { api: number; ollama: number }[]) {
+  const added = pairs.map((p) => p.api - p.ollama);
+  return {
+    measure,
+    ollama_p50: ms(
+      quantile(
+        pairs.map((p) => p.ollama),
+        0.5,
+      ),
+    ),
+    api_p50: ms(
+      quantile(
+        pairs.map((p) => p.api),
+        0.5,
+      ),
+    ),
+    added_p50: ms(quantile(added, 0.5)),
+    added_p99: ms(quantile(added, 0.99)),
+  };
 }
 
 function roundAll(o: Record<string, number>) {
