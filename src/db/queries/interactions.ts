@@ -63,15 +63,11 @@ export async function insertInteractions(
   const subjectIds = await upsertSubjects(trx, live);
   // An erasure that committed after the check above deleted a subject row that upsertSubjects then waited on (it
   // reads existing subjects `for key share`): checked again now that any such erasure has committed.
-  if (
-    (
-      await erasedItems(
-        trx,
-        withIds.filter((w) => !erased.has(w.index)),
-      )
-    ).size
-  )
-    throw new ErasedDuringWrite();
+  const erasedSince = await erasedItems(
+    trx,
+    withIds.filter((w) => !erased.has(w.index)),
+  );
+  if (erasedSince.size) throw new ErasedDuringWrite();
 
   // An app id seen earlier in the call is a duplicate of that item: stored once, answered for each.
   const firstOf = new Map<string, number>();
