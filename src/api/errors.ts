@@ -68,6 +68,13 @@ export function errorMiddleware(log: Logger): ErrorRequestHandler {
           field: 'body',
         },
       };
+    } else if (err?.type === 'entity.invalid.utf8') {
+      // body-parser re-labels what a body check throws as a 403: the type says what it was.
+      status = 400;
+      body = { error: { code: 'invalid_utf8', message: `${err.message}; nothing was stored`, field: err.field } };
+    } else if (err?.type === 'charset.unsupported') {
+      status = 415;
+      body = { error: { code: 'unsupported_charset', message: String(err.message), field: 'body' } };
     } else if (err?.type === 'entity.parse.failed') {
       status = 400;
       body = { error: { code: 'invalid_json', message: 'request body is not valid JSON', field: 'body' } };

@@ -26,6 +26,7 @@ import {
 import { anonymizeStream } from './anonymize';
 import { runDemo } from './demo';
 import { checkImportArguments, importInteractions, ImportRefused } from './import';
+import { describeInvalidUtf8, invalidUtf8InJson } from '../ingest/utf8';
 
 /** Exit codes: 1 runtime failure, 2 bad input (arguments, files, configuration). */
 export class UsageError extends Error {}
@@ -211,7 +212,10 @@ export function buildProgram(): Command {
       oneShot(async ({ config, log, stack }) => {
         let raw: unknown;
         try {
-          raw = JSON.parse(readFileSync(file, 'utf8'));
+          const bytes = readFileSync(file);
+          const bad = invalidUtf8InJson(bytes);
+          if (bad) throw new Error(describeInvalidUtf8(bad));
+          raw = JSON.parse(bytes.toString('utf8'));
         } catch (err) {
           throw new UsageError(`${file}: ${err instanceof Error ? err.message : String(err)}`);
         }

@@ -1,5 +1,6 @@
 import { canonicalize, interactionSchema, type CanonicalInteraction } from './interaction';
 import { describeIssue, fieldIssues } from './issues';
+import { describeInvalidUtf8, invalidUtf8InJson } from './utf8';
 
 /** The longest line `tuneloop import` reads; a longer one is refused without being held in memory. */
 export const MAX_LINE_BYTES = 4 * 1024 * 1024;
@@ -17,13 +18,14 @@ export interface RawLine {
 /**
  * Splits a byte stream into lines, holding at most one line of `maxBytes` in memory however large the stream.
  * Bytes rather than node:readline: readline would buffer an arbitrarily long line whole and turn bytes that are not
- * UTF-8 into U+FFFD silently; here an over-long line is skipped as it streams by and bad UTF-8 is reported.
+ * UTF-8 into U+FFFD silently; here an over-long line is skipped as it streams by and bad UTF-8 is reported with
+ * the field it is in.
  */
 export async function* splitLines(
   chunks: AsyncIterable<Uint8Array>,
   maxBytes = MAX_LINE_BYTES,
 ): AsyncGenerator<RawLine> {
-  const decoder = new TextDecoder('utf-8', { fatal: true });
+  const decoder = new TextDecoder('utf-8');
   let parts: Uint8Array[] = [];
   let bytes = 0;
   let line = 0;
@@ -34,12 +36,10 @@ export async function* splitLines(
     parts = [];
     bytes = 0;
     if (n > maxBytes) return { line, text: null, error: `longer than ${maxBytes} bytes`, bytes: n };
-    let text: string;
-    try {
-      text = decoder.decode(held.length === 1 ? held[0] : Buffer.concat(held));
-    } catch {
-      return { line, text: null, error: 'not valid UTF-8', bytes: n };
-    }
+    const whole = held.length === 1 ? held[0]! : Buffer.concat(held);
+    const bad = invalidUtf8InJson(whole);
+    if (bad) return { line, text: null, error: describeInvalidUtf8(bad), bytes: n };
+    let text = decoder.decode(whole);
     // CRLF files; a byte-order mark at the start of the file (TextDecoder drops it only where a decode starts).
     if (text.endsWith('\r')) text = text.slice(0, -1);
     if (line === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);

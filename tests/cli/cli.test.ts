@@ -184,6 +184,27 @@ describe('tuneloop CLI', () => {
     expect(await readdir(emptyHome)).toEqual(['model.json']);
   });
 
+  it('models put refuses a file that is not UTF-8, naming the field, before opening any database', async () => {
+    // Arrange
+    const emptyHome = await mkdtemp(path.join(inject('tmpRoot'), 'cli-utf8-'));
+    const file = path.join(emptyHome, 'model.json');
+    const definition = JSON.parse(await readFile('samples/demo/model.json', 'utf8')) as Record<string, unknown>;
+    const text = JSON.stringify({ ...definition, systemPrompt: 'You are a BAD coach.' });
+    const at = text.indexOf('BAD');
+    await writeFile(
+      file,
+      Buffer.concat([Buffer.from(text.slice(0, at)), Buffer.from([0xff]), Buffer.from(text.slice(at))]),
+    );
+
+    // Act
+    const r = await tuneloop(['models', 'put', file], { TUNELOOP_HOME: emptyHome });
+
+    // Assert
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${file}: systemPrompt: not valid UTF-8 (byte 0xFF at offset ${at})`);
+    expect(await readdir(emptyHome)).toEqual(['model.json']);
+  });
+
   it('a database failure exits 1 without printing the database password', async () => {
     // Act
     const r = await tuneloop(['migrate'], { DATABASE_URL: 'postgres://u:secretpw@127.0.0.1:1/x' });

@@ -279,6 +279,7 @@ export async function startTestApi(
   });
   const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
+    app,
     baseUrl,
     /** A JSON request with a bearer key; the reply's body parsed when it is JSON. */
     async call(method: string, path: string, key: string, body?: unknown) {

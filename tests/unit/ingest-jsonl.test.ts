@@ -34,12 +34,20 @@ describe('splitLines', () => {
   });
 
   it('reports bytes that are not UTF-8 instead of replacing them', async () => {
-    const lines = await collect(splitLines(chunksOf('ok\n', new Uint8Array([0x7b, 0xff, 0x7d, 0x0a]), 'next\n')));
+    const badField = Buffer.concat([
+      Buffer.from('{"messages":[{"content":"a'),
+      Buffer.from([0xfe]),
+      Buffer.from('"}]}\n'),
+    ]);
+    const lines = await collect(
+      splitLines(chunksOf('ok\n', new Uint8Array([0x7b, 0xff, 0x7d, 0x0a]), badField, 'next\n')),
+    );
 
     expect(lines.map((l) => [l.line, l.text, l.error])).toEqual([
       [1, 'ok', null],
-      [2, null, 'not valid UTF-8'],
-      [3, 'next', null],
+      [2, null, 'not valid UTF-8 (byte 0xFF at offset 1)'],
+      [3, null, 'messages.0.content: not valid UTF-8 (byte 0xFE at offset 26)'],
+      [4, 'next', null],
     ]);
   });
 
