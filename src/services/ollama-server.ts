@@ -1,17 +1,17 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { REPO_ROOT } from '../config';
 import type { Logger } from '../log';
+import { spawnServer, type ServerProcess } from './server-process';
 
 export interface RunningOllama {
   /** http://127.0.0.1:PORT */
   url: string;
   modelsDir: string;
-  process: ChildProcess;
-  /** SIGTERM (Ollama stops its runners), then SIGKILL of the whole group after a deadline. */
+  server: ServerProcess;
+  /** SIGTERM (Ollama stops its runners), then SIGKILL of the whole group (at once after it exits, else after a deadline). */
   stop(): Promise<void>;
   /** SIGKILL of the server and its runners at once: a crash, for tests. */
   kill(): Promise<void>;
@@ -45,6 +45,8 @@ export async function startOllama(opts: {
    * the other server's, at work.
    */
   readsModelsOf?: boolean;
+  /** Where the running server is recorded (see server-process.ts). */
+  runDir?: string;
 }): Promise<RunningOllama> {
   const dir = path.resolve(opts.dir);
   const modelsDir = path.join(dir, 'models');
@@ -53,9 +55,10 @@ export async function startOllama(opts: {
   const home = opts.readsModelsOf ? path.join(dir, `reader-${opts.port}`) : dir;
   await mkdir(home, { recursive: true });
   const url = `http://127.0.0.1:${opts.port}`;
-  const child = spawn(ollamaBinary(), ['serve'], {
-    detached: true,
-    stdio: ['ignore', 'ignore', 'pipe'],
+  const server = spawnServer({
+    name: `ollama-${opts.port}`,
+    command: ollamaBinary(),
+    args: ['serve'],
     env: {
       ...process.env,
       OLLAMA_HOST: `127.0.0.1:${opts.port}`,
@@ -64,55 +67,35 @@ export async function startOllama(opts: {
       // Ollama makes its identity key under $HOME/.ollama on first start: keep it beside the models (one a server).
       HOME: home,
     },
+    // Ollama stops its runners on SIGTERM; what remains of the group after the deadline is killed.
+    stopSignal: 'SIGTERM',
+    stopTimeoutMs: 10_000,
+    runDir: opts.runDir,
+    log: opts.log,
   });
+  const child = server.child;
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-8000);
   });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const deadline = Date.now() + (opts.readyTimeoutMs ?? 30_000);
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`ollama exited (${child.exitCode}): ${stderr.slice(-2000)}`);
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`ollama exited (${child.exitCode ?? child.signalCode}): ${stderr.slice(-2000)}`);
+    }
     const ok = await fetch(`${url}/api/version`, { signal: AbortSignal.timeout(1_000) }).then(
       (r) => r.ok,
       () => false,
     );
     if (ok) break;
     if (Date.now() > deadline) {
-      killGroup(child, 'SIGKILL');
+      await server.kill();
       throw new Error(`ollama not ready after ${opts.readyTimeoutMs ?? 30_000} ms\n${stderr.slice(-2000)}`);
     }
     await sleep(100);
   }
   opts.log.info({ url, modelsDir, readsModelsOf: !!opts.readsModelsOf }, 'ollama ready');
-  return {
-    url,
-    modelsDir,
-    process: child,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) {
-        killGroup(child, 'SIGKILL'); // a runner may have outlived it
-        return;
-      }
-      killGroup(child, 'SIGTERM');
-      const timer = setTimeout(() => killGroup(child, 'SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(timer);
-      killGroup(child, 'SIGKILL');
-    },
-    async kill() {
-      killGroup(child, 'SIGKILL');
-      if (child.exitCode === null && child.signalCode === null) await exited;
-    },
-  };
-}
-
-function killGroup(child: ChildProcess, signal: NodeJS.Signals) {
-  try {
-    process.kill(-child.pid!, signal);
-  } catch {
-    // the group is gone
-  }
+  return { url, modelsDir, server, stop: () => server.stop(), kill: () => server.kill() };
 }
 
 /**

@@ -20,6 +20,8 @@ import { OllamaClient } from '../llm/ollama';
 import { installTemporalRuntime } from './temporal-runtime';
 import { bundleWorkflows, createCpuWorker, createGpuWorker } from './worker';
 import { readFileSync, existsSync } from 'node:fs';
+import { failLostAttempts } from './attempt-journal';
+import { claimRunDir, killAllServers } from './server-process';
 
 /** Fails early, naming the setting, when a port the embedded stack needs is taken (often: `up` already runs). */
 export async function assertPortFree(port: number, variable: string): Promise<void> {
@@ -33,6 +35,44 @@ export async function assertPortFree(port: number, variable: string): Promise<vo
   }
 }
 
+/**
+ * Runs until the first SIGINT, SIGTERM or SIGHUP, then stops the stack in order (hard deadline 60 s). A second
+ * signal while it stops kills every server this process started, at once, and exits.
+ */
+export async function serveUntilSignalled(stack: Stack, log: Logger): Promise<void> {
+  const signal = await stopSignals(log).first;
+  log.info({ signal }, 'shutting down');
+  const hard = setTimeout(() => {
+    log.error('shutdown took longer than 60 s; killing what is left');
+    killAllServers();
+    process.exit(1);
+  }, 60_000);
+  await stack.stop();
+  clearTimeout(hard);
+}
+
+/**
+ * Stop signals for a process that stops in order: `first` resolves with the first one; any later one kills every
+ * server this process started and exits with 130 (the second Ctrl-C of an impatient user).
+ */
+export function stopSignals(log: Logger): { first: Promise<NodeJS.Signals>; dispose: () => void } {
+  let seen: NodeJS.Signals | null = null;
+  let resolve!: (s: NodeJS.Signals) => void;
+  const first = new Promise<NodeJS.Signals>((r) => (resolve = r));
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (seen) {
+      log.warn({ signal }, 'second stop signal: killing the servers and exiting now');
+      killAllServers();
+      process.exit(130);
+    }
+    seen = signal;
+    resolve(signal);
+  };
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const s of signals) process.on(s, onSignal);
+  return { first, dispose: () => signals.forEach((s) => process.removeListener(s, onSignal)) };
+}
+
 /** Things to stop, in reverse order of starting. */
 export class Stack {
   private readonly stops: { name: string; stop: () => Promise<unknown> }[] = [];
@@ -40,15 +80,22 @@ export class Stack {
   add(name: string, stop: () => Promise<unknown>) {
     this.stops.push({ name, stop });
   }
-  async stop(): Promise<void> {
-    for (const { name, stop } of this.stops.reverse()) {
-      try {
-        await stop();
-      } catch (err) {
-        this.log.warn({ err, component: name }, 'error while stopping');
+  private stopping: Promise<void> | null = null;
+  /** Stops everything once, however many callers ask (a signal handler and a `finally` may both). */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      const stops = this.stops.splice(0).reverse();
+      for (const { name, stop } of stops) {
+        try {
+          await stop();
+          this.log.info({ component: name }, 'stopped');
+        } catch (err) {
+          this.log.warn({ err, component: name }, 'error while stopping');
+        }
       }
-    }
-    this.stops.length = 0;
+      this.stopping = null;
+    })();
+    return this.stopping;
   }
 }
 
@@ -92,50 +139,71 @@ export function openOllama(config: Config, stack?: Stack): { ollama: OllamaClien
   return { ollama, canaryOllama };
 }
 
+/** Where `tuneloop up` keeps the records of the servers it runs (see server-process.ts). */
+export const runDir = (config: Config) => path.join(config.home, 'run');
+
 /**
  * Starts what the embedded default needs (PostgreSQL, the Temporal dev server, Ollama) unless the config points
- * elsewhere.
+ * elsewhere, side by side. The home folder is claimed first: a second `up` on it is refused, and servers an earlier
+ * one left behind (it was killed) are stopped. They stop in the order the issue of a clean stop asks for: the
+ * Temporal dev server, then Ollama, then PostgreSQL (everything that uses them is stopped before: see Stack).
  */
 export async function startEmbeddedServices(config: Config, stack: Stack, log: Logger) {
+  const embeddedCanary = !config.ollamaHost && !config.ollamaCanaryHost;
+  const wanted = !config.databaseUrl || !config.temporalAddress || !config.ollamaHost || embeddedCanary;
+  const records = wanted ? runDir(config) : undefined;
+  if (records) {
+    const release = await claimRunDir(records, log, 'up');
+    stack.add('home-lock', release);
+  }
   if (!config.databaseUrl) await assertPortFree(config.embeddedPgPort, 'TUNELOOP_EMBEDDED_PG_PORT');
   if (!config.temporalAddress) {
     await assertPortFree(config.temporalPort, 'TEMPORAL_PORT');
     await assertPortFree(config.temporalUiPort, 'TEMPORAL_UI_PORT');
   }
   if (!config.ollamaHost) await assertPortFree(config.ollamaPort, 'TUNELOOP_OLLAMA_PORT');
-  const embeddedCanary = !config.ollamaHost && !config.ollamaCanaryHost;
   if (embeddedCanary) await assertPortFree(config.ollamaCanaryPort, 'TUNELOOP_OLLAMA_CANARY_PORT');
-  let pg: RunningPostgres | null = null;
-  let temporal: RunningTemporal | null = null;
-  let ollama: RunningOllama | null = null;
-  if (!config.ollamaHost) {
-    ollama = await startOllama({ dir: path.join(config.home, 'ollama'), port: config.ollamaPort, log });
-    stack.add('ollama', () => ollama!.stop());
-  }
-  if (embeddedCanary) {
-    const canary = await startOllama({
-      dir: path.join(config.home, 'ollama'),
-      port: config.ollamaCanaryPort,
-      log,
-      readsModelsOf: true,
-    });
-    stack.add('canary-ollama', () => canary.stop());
-  }
-  if (!config.databaseUrl) {
-    pg = await startEmbeddedPostgres({ dir: embeddedPgDir(config), port: config.embeddedPgPort, log });
-    stack.add('postgres', () => pg!.stop());
-    log.info({ port: pg.port }, 'embedded postgres ready');
-  }
-  if (!config.temporalAddress) {
-    temporal = await startTemporalDevServer({
-      dbFile: path.join(config.home, 'temporal', 'temporal.sqlite'),
-      port: config.temporalPort,
-      uiPort: config.temporalUiPort,
-      namespace: config.temporalNamespace,
-      log,
-    });
-    stack.add('temporal', () => temporal!.stop());
-  }
+  const started = await Promise.allSettled([
+    config.databaseUrl
+      ? null
+      : startEmbeddedPostgres({ dir: embeddedPgDir(config), port: config.embeddedPgPort, log, runDir: records }),
+    config.ollamaHost
+      ? null
+      : startOllama({ dir: path.join(config.home, 'ollama'), port: config.ollamaPort, log, runDir: records }),
+    embeddedCanary
+      ? startOllama({
+          dir: path.join(config.home, 'ollama'),
+          port: config.ollamaCanaryPort,
+          log,
+          readsModelsOf: true,
+          runDir: records,
+        })
+      : null,
+    config.temporalAddress
+      ? null
+      : startTemporalDevServer({
+          dbFile: path.join(config.home, 'temporal', 'temporal.sqlite'),
+          port: config.temporalPort,
+          uiPort: config.temporalUiPort,
+          namespace: config.temporalNamespace,
+          log,
+          runDir: records,
+        }),
+  ] as const);
+  // Added in this order so that they stop in the reverse one, whatever failed to start.
+  const [pg, ollama, canary, temporal] = started.map((r) => (r.status === 'fulfilled' ? r.value : null)) as [
+    RunningPostgres | null,
+    RunningOllama | null,
+    RunningOllama | null,
+    RunningTemporal | null,
+  ];
+  if (pg) stack.add('postgres', () => pg.stop());
+  if (ollama) stack.add('ollama', () => ollama.stop());
+  if (canary) stack.add('canary-ollama', () => canary.stop());
+  if (temporal) stack.add('temporal', () => temporal.stop());
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed) throw (failed as PromiseRejectedResult).reason;
+  if (pg) log.info({ port: pg.port }, 'embedded postgres ready');
   return { pg, temporal, ollama };
 }
 
@@ -227,6 +295,14 @@ export async function startWorkers(
   which: { cpu: boolean; gpu: boolean },
 ): Promise<Worker[]> {
   installTemporalRuntime(deps.log);
+  // Attempts a worker of this host was running when it died are failed now, to be retried at once (see
+  // attempt-journal.ts), instead of when their heartbeat timeouts pass.
+  const journalDir = path.join(config.home, 'run', 'attempts');
+  await failLostAttempts(journalDir, {
+    address: temporalAddress(config),
+    namespace: config.temporalNamespace,
+    log: deps.log,
+  });
   const connection = await NativeConnection.connect({ address: temporalAddress(config) });
   stack.add('worker-connection', () => connection.close());
   const workers: Worker[] = [];
@@ -239,6 +315,7 @@ export async function startWorkers(
         taskQueue: config.taskQueue,
         bundle,
         deps: { ...deps, tmpDir: path.join(config.home, 'tmp') },
+        lifecycle: { journalDir },
       }),
     );
   }
@@ -249,6 +326,7 @@ export async function startWorkers(
         namespace: config.temporalNamespace,
         taskQueue: config.gpuTaskQueue,
         deps: { ...deps, tmpDir: path.join(config.home, 'tmp'), trainer: config.trainer },
+        lifecycle: { journalDir },
       }),
     );
   }

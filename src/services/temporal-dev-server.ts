@@ -1,9 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import type { Logger } from '../log';
+import { spawnServer, type ServerProcess } from './server-process';
 
 import { REPO_ROOT } from '../config';
 
@@ -13,7 +13,7 @@ export const SEARCH_ATTRIBUTES = { TuneloopModel: 'Keyword', TuneloopStage: 'Key
 export interface RunningTemporal {
   address: string;
   uiUrl: string;
-  process: ChildProcess;
+  server: ServerProcess;
   stop(): Promise<void>;
 }
 
@@ -40,6 +40,8 @@ export async function startTemporalDevServer(opts: {
   namespace: string;
   log: Logger;
   readyTimeoutMs?: number;
+  /** Where the running server is recorded (see server-process.ts). */
+  runDir?: string;
 }): Promise<RunningTemporal> {
   await mkdir(path.dirname(opts.dbFile), { recursive: true });
   const args = [
@@ -58,16 +60,26 @@ export async function startTemporalDevServer(opts: {
     ...Object.entries(SEARCH_ATTRIBUTES).flatMap(([k, v]) => ['--search-attribute', `${k}=${v}`]),
     ...(opts.uiPort === null ? ['--headless'] : ['--ui-port', String(opts.uiPort)]),
   ];
-  const child = spawn(temporalBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const server = spawnServer({
+    name: 'temporal',
+    command: temporalBinary(),
+    args,
+    stopSignal: 'SIGTERM',
+    stopTimeoutMs: 10_000,
+    runDir: opts.runDir,
+    log: opts.log,
+  });
+  const child = server.child;
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4000);
   });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
   const address = `127.0.0.1:${opts.port}`;
   const deadline = Date.now() + (opts.readyTimeoutMs ?? 90_000);
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`temporal dev server exited (${child.exitCode}): ${stderr}`);
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`temporal dev server exited (${child.exitCode ?? child.signalCode}): ${stderr}`);
+    }
     try {
       const conn = await Connection.connect({ address, connectTimeout: 1_000 });
       try {
@@ -78,7 +90,7 @@ export async function startTemporalDevServer(opts: {
       }
     } catch (err) {
       if (Date.now() > deadline) {
-        child.kill('SIGKILL');
+        await server.kill();
         throw new Error(`temporal dev server not ready after ${opts.readyTimeoutMs ?? 90_000} ms\n${stderr}`, {
           cause: err,
         });
@@ -90,13 +102,7 @@ export async function startTemporalDevServer(opts: {
   return {
     address,
     uiUrl: opts.uiPort === null ? '' : `http://127.0.0.1:${opts.uiPort}`,
-    process: child,
-    async stop() {
-      if (child.exitCode !== null) return;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(timer);
-    },
+    server,
+    stop: () => server.stop(),
   };
 }

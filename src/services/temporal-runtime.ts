@@ -25,6 +25,9 @@ export function installTemporalRuntime(log: Logger, level = log.level): void {
   const sdkLevel = LEVELS[level] ?? 'INFO';
   const temporalLog = log.child({ component: 'temporal-sdk' });
   Runtime.install({
+    // The SDK would otherwise shut every worker down by itself on SIGINT/SIGTERM, racing our own ordered stop
+    // (Stack: the API first, then the workers, then the servers) — and on SIGUSR2 and SIGQUIT too.
+    shutdownSignals: [],
     logger: new DefaultLogger(sdkLevel, ({ level: l, message, meta }) => {
       // An activity-only worker (the GPU worker) is meant to have no workflows; the SDK warns about it anyway.
       const method = message.startsWith('No workflows registered') ? 'debug' : PINO_METHOD[l];

@@ -8,6 +8,7 @@ import { createActivities, type ActivityDeps } from '../activities';
 import { createEvaluateActivities } from '../activities/evaluate';
 import { createRegisterActivities } from '../activities/register';
 import { ClassifyFailuresInterceptor } from '../activities/failures';
+import { attemptJournal } from './attempt-journal';
 import { createTrainActivities, type GpuActivityDeps } from '../activities/train';
 
 export const WORKFLOWS_PATH = path.resolve(import.meta.dirname, '../workflows/index.ts');
@@ -37,6 +38,24 @@ export interface CpuWorkerOptions {
   bundle: WorkflowBundleOption;
   /** Wrap or replace activities (tests inject faults this way). */
   activities?: Record<string, (...args: never[]) => Promise<unknown>>;
+  lifecycle?: WorkerLifecycle;
+}
+
+/** How a worker's activities outlive it: see attempt-journal.ts, and Temporal's shutdownGraceTime. */
+export interface WorkerLifecycle {
+  /** Where the attempts in flight are journaled. */
+  journalDir?: string;
+  /** How long a shutdown lets activities run on before they are cancelled (they are idempotent and retried). */
+  shutdownGraceMs?: number;
+}
+
+function interceptorsFor(lifecycle: WorkerLifecycle | undefined) {
+  return {
+    activity: [
+      ...(lifecycle?.journalDir ? [attemptJournal(lifecycle.journalDir)] : []),
+      () => ({ inbound: new ClassifyFailuresInterceptor() }),
+    ],
+  };
 }
 
 /**
@@ -52,8 +71,9 @@ export async function createCpuWorker(opts: CpuWorkerOptions): Promise<Worker> {
     activities: opts.activities ?? createActivities(opts.deps),
     maxCachedWorkflows: 100,
     maxConcurrentActivityTaskExecutions: 8,
-    shutdownGraceTime: '30 seconds',
-    interceptors: { activity: [() => ({ inbound: new ClassifyFailuresInterceptor() })] },
+    // Bookkeeping activities finish within the grace; longer ones are cancelled and retried by the next worker.
+    shutdownGraceTime: opts.lifecycle?.shutdownGraceMs ?? '5 seconds',
+    interceptors: interceptorsFor(opts.lifecycle),
   });
 }
 
@@ -86,6 +106,7 @@ export interface GpuWorkerOptions {
   namespace: string;
   taskQueue: string;
   deps: GpuActivityDeps;
+  lifecycle?: WorkerLifecycle;
 }
 
 export async function createGpuWorker(opts: GpuWorkerOptions) {
@@ -99,8 +120,10 @@ export async function createGpuWorker(opts: GpuWorkerOptions) {
     // Progress reaches the server at least every 10 s (the SDK would otherwise hold heartbeats up to 30-60 s).
     defaultHeartbeatThrottleInterval: '10 seconds',
     maxHeartbeatThrottleInterval: '10 seconds',
-    // A shutdown cancels the training activity: the trainer checkpoints (seconds to a minute on a big model).
-    shutdownGraceTime: '5 minutes',
-    interceptors: { activity: [() => ({ inbound: new ClassifyFailuresInterceptor() })] },
+    // A shutdown cancels the training activity at once: the trainer checkpoints (seconds to a minute on a big model)
+    // and the attempt fails, to be resumed from that checkpoint by the next worker. Waiting first would only lose
+    // the steps a host's own stop deadline (a container's, the OOM killer's) cuts off.
+    shutdownGraceTime: opts.lifecycle?.shutdownGraceMs ?? '1 second',
+    interceptors: interceptorsFor(opts.lifecycle),
   });
 }
