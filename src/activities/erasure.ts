@@ -1,7 +1,10 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import type { ErasureDataset } from '../db/database';
 import { withPgTransaction } from '../db/pool';
+import { derivedObjectsOf } from '../db/queries/derived';
+import { BlobNotFoundError } from '../storage/blob-store';
 import { putManifest, type DatasetManifest } from './export';
 import { activityLog, heartbeat, type ActivityDeps } from './deps';
 import { linesOf, lineWriter, withWorkDir } from './staging';
@@ -63,9 +66,9 @@ async function rewriteOne(deps: ActivityDeps, erasureId: string, target: Erasure
     );
     const ds = rows[0];
     const objects: ErasureDataset['objects'] = [];
+    const remove = new Set(target.rows.map((r) => r.rowSha256));
     if (ds?.status === 'ready' && ds.manifest) {
       const manifest = ds.manifest;
-      const remove = new Set(target.rows.map((r) => r.rowSha256));
       await withWorkDir(deps, `erase-${target.datasetId}`, async (dir) => {
         for (const split of SPLITS) {
           const summary = manifest.splits[split];
@@ -115,6 +118,14 @@ async function rewriteOne(deps: ActivityDeps, erasureId: string, target: Erasure
         JSON.stringify(manifest),
       ]);
     }
+    // Every object a stage wrote from this dataset's rows (evaluation pairs, verdicts, parity cases…), without the
+    // subject's lines. One written after this transaction leaves them out itself (activities/derived.ts).
+    for (const derived of await derivedObjectsOf(deps.db, target.datasetId)) {
+      const info = await withWorkDir(deps, `erase-derived-${target.datasetId}`, (dir) =>
+        filterDerived(deps, derived.key, remove, path.join(dir, 'object.jsonl')),
+      );
+      if (info) objects.push(info);
+    }
     // An abandoned dataset's objects are already gone; a missing one has nothing to rewrite.
     await client.query(
       `update erasures set datasets = (
@@ -125,4 +136,41 @@ async function rewriteOne(deps: ActivityDeps, erasureId: string, target: Erasure
       [erasureId, target.datasetId, JSON.stringify(objects)],
     );
   });
+}
+
+/**
+ * Rewrites a derived object without the lines of removed rows (same key, atomic put). A line that names no row
+ * cannot be told apart and goes too. Null when the object was never written (registered, then its stage failed).
+ */
+async function filterDerived(
+  deps: ActivityDeps,
+  key: string,
+  remove: Set<string>,
+  file: string,
+): Promise<ErasureDataset['objects'][number] | null> {
+  let source: Readable;
+  try {
+    source = await deps.store.get(key);
+  } catch (err) {
+    if (err instanceof BlobNotFoundError) return null;
+    throw err;
+  }
+  const out = lineWriter(file);
+  try {
+    for await (const line of linesOf(source)) {
+      if (line === '') continue;
+      let row: unknown;
+      try {
+        row = (JSON.parse(line) as { row?: unknown }).row;
+      } catch {
+        row = undefined;
+      }
+      if (typeof row !== 'string' || remove.has(row)) continue;
+      await out.write(line);
+    }
+  } finally {
+    await out.close();
+  }
+  const info = await deps.store.put(key, out.read(), { contentType: 'application/x-ndjson' });
+  return { key: info.key, sha256: info.sha256, bytes: info.size };
 }

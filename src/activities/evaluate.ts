@@ -6,7 +6,9 @@ import { sql } from 'kysely';
 import type { ChatMessage } from '../db/database';
 import { answerStats, type AnswerStats } from '../domain/evaluation';
 import { parsePipelineConfig } from '../domain/model-config';
+import { sha256Hex } from '../dataset/rows';
 import { downloadDir, ensureLocalCopy } from './artifacts';
+import { putDerivedLines } from './derived';
 import { activityLog } from './deps';
 import type { SplitSummary } from './export';
 import { FailureType, permanentFailure, retryableFailure } from './failures';
@@ -35,8 +37,8 @@ export interface EvaluateSummary {
   baselineName: 'production' | 'base';
   baseline: VersionMetrics;
   /**
-   * The judge's input: one JSONL line per validation prompt, {id, messages, candidate, baseline} with both
-   * sides' greedy answers.
+   * The judge's input: one JSONL line per validation prompt, {id, row, messages, candidate, baseline} with both
+   * sides' greedy answers; a derived object of the dataset (erasure reaches it).
    */
   pairsKey: string | null;
   prompts: number;
@@ -61,12 +63,16 @@ export function createEvaluateActivities(deps: GpuActivityDeps) {
       const base = await resolveBaseModel(model.base_model, deps.trainer.modelsDir);
       const candidate = await deps.db
         .selectFrom('model_versions')
-        .select(['id', 'version', 'adapter_key', 'metrics'])
+        .select(['id', 'version', 'adapter_key', 'metrics', 'dataset_id'])
         .where('id', '=', input.versionId)
         .executeTakeFirst();
       if (!candidate?.adapter_key) {
         throw permanentFailure(FailureType.DATASET_INVALID, `model version ${input.versionId} has no adapter`);
       }
+      if (!candidate.dataset_id) {
+        throw permanentFailure(FailureType.INVALID_STATE, `model version ${input.versionId} names no dataset`);
+      }
+      const datasetId = candidate.dataset_id;
       const production = await deps.db
         .selectFrom('aliases as a')
         .innerJoin('model_versions as v', 'v.id', 'a.version_id')
@@ -92,7 +98,7 @@ export function createEvaluateActivities(deps: GpuActivityDeps) {
 
         let validationFile: string | null = null;
         let promptsFile: string | null = null;
-        const promptMessages = new Map<string, ChatMessage[]>();
+        const promptMessages = new Map<string, { row: string; messages: ChatMessage[] }>();
         let prompts = 0;
         if (input.validation.count > 0) {
           validationFile = path.join(work, 'validation.jsonl');
@@ -105,7 +111,7 @@ export function createEvaluateActivities(deps: GpuActivityDeps) {
             const last = messages.map((m) => m.role).lastIndexOf('assistant');
             if (last > 0) {
               const prompt = { id: `v${lines.length + 1}`, messages: messages.slice(0, last) };
-              promptMessages.set(prompt.id, prompt.messages);
+              promptMessages.set(prompt.id, { row: sha256Hex(line), messages: prompt.messages });
               lines.push(JSON.stringify(prompt));
             }
           }
@@ -182,8 +188,9 @@ export function createEvaluateActivities(deps: GpuActivityDeps) {
             const side = g.version === 'candidate' ? 'candidate' : g.version === baselineName ? 'baseline' : null;
             if (side) outputs.set(g.id, { ...outputs.get(g.id), [side]: g.output });
           }
-          const pairs = [...promptMessages].map(([id, messages]) => ({
+          const pairs = [...promptMessages].map(([id, { row, messages }]) => ({
             id,
+            row,
             messages,
             candidate: outputs.get(id)?.candidate ?? '',
             baseline: outputs.get(id)?.baseline ?? '',
@@ -193,9 +200,7 @@ export function createEvaluateActivities(deps: GpuActivityDeps) {
             baseline: answerStats(pairs.map((p) => p.baseline)),
           };
           pairsKey = `runs/${input.runId}/eval/pairs.jsonl`;
-          await deps.store.put(pairsKey, Buffer.from(pairs.map((p) => JSON.stringify(p) + '\n').join('')), {
-            contentType: 'application/x-ndjson',
-          });
+          await putDerivedLines(deps, { key: pairsKey, datasetId, runId: input.runId, kind: 'eval.pairs' }, pairs);
         }
         const summary: EvaluateSummary = {
           candidate: metricsOf('candidate'),

@@ -5,6 +5,7 @@ import { pairOutcome, winRate, type PairOutcome, type Verdict, type WinRate } fr
 import { parsePipelineConfig } from '../domain/model-config';
 import { GREEDY } from '../llm/ollama';
 import { activityLog, type ActivityDeps } from './deps';
+import { putDerivedLines, type DerivedLine } from './derived';
 import { FailureType, permanentFailure } from './failures';
 import { requireModel } from './lookups';
 import { linesOf } from './staging';
@@ -79,13 +80,27 @@ export function createJudgeActivities(deps: ActivityDeps) {
           `judge model ${judge.model} is not in Ollama at ${deps.ollama.host}: add it there first (nothing is downloaded)`,
         );
       }
+      const version = await deps.db
+        .selectFrom('model_versions')
+        .select('dataset_id')
+        .where('id', '=', input.versionId)
+        .executeTakeFirst();
+      if (!version?.dataset_id) {
+        throw permanentFailure(FailureType.INVALID_STATE, `model version ${input.versionId} names no dataset`);
+      }
       const outcomes: PairOutcome[] = [];
-      const lines: string[] = [];
+      const lines: DerivedLine[] = [];
       let disagreements = 0;
       let invalid = 0;
       for await (const line of linesOf(await deps.store.get(input.pairsKey))) {
         if (outcomes.length >= judge.maxPairs) break;
-        const p = JSON.parse(line) as { id: string; messages: ChatMessage[]; candidate: string; baseline: string };
+        const p = JSON.parse(line) as {
+          id: string;
+          row: string;
+          messages: ChatMessage[];
+          candidate: string;
+          baseline: string;
+        };
         const ask = async (a: string, b: string) => {
           const r = await deps.ollama.chat(
             {
@@ -105,13 +120,16 @@ export function createJudgeActivities(deps: ActivityDeps) {
         const outcome = pairOutcome(first.verdict, second.verdict);
         if (outcome === 'tie' && first.verdict !== 'tie' && second.verdict !== 'tie') disagreements++;
         outcomes.push(outcome);
-        lines.push(JSON.stringify({ id: p.id, candidateFirst: first, candidateSecond: second, outcome }));
+        lines.push({ id: p.id, row: p.row, candidateFirst: first, candidateSecond: second, outcome });
         ctx.heartbeat({ judged: outcomes.length });
       }
       const judgementsKey = `runs/${input.runId}/eval/judgements.jsonl`;
-      await deps.store.put(judgementsKey, Buffer.from(lines.map((l) => l + '\n').join('')), {
-        contentType: 'application/x-ndjson',
-      });
+      // The verdicts' reasons may quote the conversation: a derived object of the dataset, which erasure reaches.
+      await putDerivedLines(
+        deps,
+        { key: judgementsKey, datasetId: version.dataset_id, runId: input.runId, kind: 'eval.judgements' },
+        lines,
+      );
       const summary: JudgeSummary = { ...winRate(outcomes), judge: judge.model, disagreements, invalid, judgementsKey };
       await mergeVersionMetrics(deps.db, input.versionId, 'judge', summary);
       log.info({ winRate: summary.winRate, ci95: summary.ci95, pairs: summary.pairs }, 'judged');

@@ -9,8 +9,10 @@ import { getVersion, mergeVersionMetrics, setVersionStatus } from '../db/queries
 import { parsePipelineConfig } from '../domain/model-config';
 import { importModel, readImportPlan } from '../llm/import';
 import { GREEDY } from '../llm/ollama';
+import { sha256Hex } from '../dataset/rows';
 import { downloadDir, ensureLocalCopy } from './artifacts';
 import { activityLog } from './deps';
+import { putDerivedLines } from './derived';
 import type { SplitSummary } from './export';
 import { FailureType, permanentFailure, retryableFailure } from './failures';
 import { requireModel } from './lookups';
@@ -82,7 +84,8 @@ export function createRegisterActivities(deps: GpuActivityDeps) {
      * register: puts the candidate into Ollama as `<model>:<version>` (the adapter onto the base where Ollama can
      * import it, merged weights otherwise), then checks parity: Ollama's greedy answers to validation prompts must
      * be the trainer's own for the same prompts (same chat template, same stop tokens), up to float16 near-ties.
-     * A mismatch deletes the tag, marks the version `failed` and fails the stage with both answers. Idempotent:
+     * A mismatch deletes the tag, marks the version `failed` and fails the stage naming the object that holds each
+     * failing prompt with both answers (a derived object of the dataset: no text in the error). Idempotent:
      * a retry imports the same files under the same tag.
      */
     async register(input: RegisterInput): Promise<RegisterSummary> {
@@ -125,14 +128,15 @@ export function createRegisterActivities(deps: GpuActivityDeps) {
 
         // 3. Parity: the same prompts through Ollama and through the trainer.
         const prompts = await parityPrompts(deps, input, work, serving.parityPrompts);
+        const promptOf = new Map(prompts.map((p, i) => [`p${i + 1}`, p]));
         const cases = [];
-        for (const [i, messages] of prompts.entries()) {
+        for (const [id, { messages }] of promptOf) {
           const r = await deps.ollama.chat(
             { model: tag, messages, options: { ...GREEDY, num_predict: serving.parityMaxTokens } },
             ctx.cancellationSignal,
           );
           cases.push({
-            id: `p${i + 1}`,
+            id,
             messages,
             ollama: { content: r.content, done: r.done, done_reason: r.doneReason, prompt_tokens: r.promptTokens },
           });
@@ -169,19 +173,29 @@ export function createRegisterActivities(deps: GpuActivityDeps) {
           cases: results.map(({ id, ok, how, reason }) => ({ id, ok, how, reason })),
         });
         if (parity.failed > 0) {
+          // The prompts and both answers are the dataset's text: they go to a derived object (erasure reaches it),
+          // never into the error, which the run's record and the workflow's history keep.
           const failedCases = results.filter((c) => !c.ok);
+          const failuresKey = `runs/${input.runId}/register/parity-failures.jsonl`;
+          if (!version.dataset_id) {
+            throw permanentFailure(FailureType.INVALID_STATE, `model version ${input.versionId} names no dataset`);
+          }
+          await putDerivedLines(
+            deps,
+            { key: failuresKey, datasetId: version.dataset_id, runId: input.runId, kind: 'register.parity' },
+            failedCases.map((c) => ({ ...c, ...promptOf.get(c.id)! })),
+          );
           const message =
             `parity check failed for ${tag}: ${parity.failed} of ${parity.cases} validation prompts answered ` +
-            `differently by Ollama and by the trainer (is the chat template or the stop token wrong?)\n` +
-            failedCases
-              .map(
-                (c) =>
-                  `  ${c.id}: ${c.reason ?? c.how}\n    trainer: ${JSON.stringify(c.trainer)}\n    ollama:  ${JSON.stringify(c.ollama)}`,
-              )
-              .join('\n');
+            `differently by Ollama and by the trainer (is the chat template or the stop token wrong?); ` +
+            `each prompt with both answers: ${failuresKey}\n` +
+            failedCases.map((c) => `  ${c.id}: ${c.reason ?? c.how}`).join('\n');
           await withOllamaWrites(deps.db, () => deps.ollama.delete(tag));
           await setVersionStatus(deps.db, input.versionId, 'failed', message.split('\n')[0]!);
-          throw permanentFailure(FailureType.PARITY_MISMATCH, message, { cases: failedCases });
+          throw permanentFailure(FailureType.PARITY_MISMATCH, message, {
+            failuresKey,
+            cases: failedCases.map(({ id, how, reason }) => ({ id, how, reason })),
+          });
         }
         await deps.db
           .updateTable('model_versions')
@@ -198,14 +212,17 @@ export function createRegisterActivities(deps: GpuActivityDeps) {
   };
 }
 
-/** Conversations to ask both sides: the first rows of the validation split (then train), cut before the answer. */
+/**
+ * Conversations to ask both sides: the first rows of the validation split (then train), cut before the answer, with
+ * the dataset row each came from.
+ */
 async function parityPrompts(
   deps: GpuActivityDeps,
   input: RegisterInput,
   work: string,
   want: number,
-): Promise<ChatMessage[][]> {
-  const prompts: ChatMessage[][] = [];
+): Promise<{ row: string; messages: ChatMessage[] }[]> {
+  const prompts: { row: string; messages: ChatMessage[] }[] = [];
   for (const [name, split] of [
     ['validation', input.validation],
     ['train', input.train],
@@ -217,7 +234,7 @@ async function parityPrompts(
       if (prompts.length >= want) break;
       const messages = (JSON.parse(line) as { messages: ChatMessage[] }).messages;
       const last = messages.map((m) => m.role).lastIndexOf('assistant');
-      if (last > 0) prompts.push(messages.slice(0, last));
+      if (last > 0) prompts.push({ row: sha256Hex(line), messages: messages.slice(0, last) });
     }
   }
   if (prompts.length === 0) throw permanentFailure(FailureType.DATASET_INVALID, 'no rows to check parity on');

@@ -125,6 +125,15 @@ export interface ErasureDataset {
   objects: { key: string; sha256: string; bytes: number }[];
 }
 
+/** An object written from a dataset's rows (JSON lines, each with the `row` it came from): erasure reaches it. */
+export interface DerivedObjectTable {
+  key: string;
+  dataset_id: string;
+  run_id: string | null;
+  kind: string;
+  created_at: GeneratedTimestamp;
+}
+
 export interface ErasureTable {
   id: Generated<string>;
   app_id: string;
@@ -262,6 +271,7 @@ export interface Database {
   erasures: ErasureTable;
   erased_interactions: ErasedInteractionTable;
   serving_calls: ServingCallTable;
+  derived_objects: DerivedObjectTable;
 }
 
 export type Model = Selectable<ModelTable>;

@@ -1,10 +1,12 @@
-import { Kysely, PostgresDialect } from 'kysely';
+import { Kysely, PostgresDialect, type Transaction } from 'kysely';
 import pg from 'pg';
 import Cursor from 'pg-cursor';
 import type { Logger } from '../log';
 import type { Database } from './database';
 
 export type Db = Kysely<Database>;
+/** What a query function takes first: the database, or the caller's transaction. */
+export type Conn = Db | Transaction<Database>;
 
 const pools = new WeakMap<Db, pg.Pool>();
 

@@ -20,7 +20,9 @@ import { OllamaClient } from '../llm/ollama';
 import { installTemporalRuntime } from './temporal-runtime';
 import { bundleWorkflows, createCpuWorker, createGpuWorker } from './worker';
 import { readFileSync, existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { failLostAttempts } from './attempt-journal';
+import { pruneFinishedRunFolders } from '../activities/gpu-workdir';
 import { claimRunDir, killAllServers } from './server-process';
 
 /** Fails early, naming the setting, when a port the embedded stack needs is taken (often: `up` already runs). */
@@ -155,6 +157,8 @@ export async function startEmbeddedServices(config: Config, stack: Stack, log: L
   if (records) {
     const release = await claimRunDir(records, log, 'up');
     stack.add('home-lock', release);
+    // The home is ours alone now: staging folders in it are what a killed process left (local copies of rows).
+    await rm(path.join(config.home, 'tmp'), { recursive: true, force: true });
   }
   if (!config.databaseUrl) await assertPortFree(config.embeddedPgPort, 'TUNELOOP_EMBEDDED_PG_PORT');
   if (!config.temporalAddress) {
@@ -320,6 +324,7 @@ export async function startWorkers(
     );
   }
   if (which.gpu) {
+    await pruneFinishedRunFolders(config.trainer.workDir, deps.db, deps.log);
     workers.push(
       await createGpuWorker({
         connection,

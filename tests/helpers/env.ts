@@ -130,10 +130,13 @@ export async function startTestGpuWorker(deps: GpuActivityDeps, taskQueue = uid(
  */
 export async function startTestWorkers(deps: ActivityDeps) {
   const cpu = await startTestWorker({ deps });
-  const gpu = await startTestGpuWorker({ ...deps, trainer: await testTrainer() });
+  const trainer = await testTrainer();
+  const gpu = await startTestGpuWorker({ ...deps, trainer });
   return {
     taskQueue: cpu.taskQueue,
     gpuTaskQueue: gpu.taskQueue,
+    /** The GPU worker's trainer, with its work folder. */
+    trainer,
     async stop() {
       await gpu.stop();
       await cpu.stop();

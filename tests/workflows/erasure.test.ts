@@ -6,6 +6,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ActivityDeps } from '../../src/activities';
 import type { DatasetManifest } from '../../src/activities/export';
+import { putDerivedLines } from '../../src/activities/derived';
 import { createApiKey } from '../../src/api/auth';
 import { importInteractions } from '../../src/cli/import';
 import { sha256Hex } from '../../src/dataset/rows';
@@ -273,6 +274,64 @@ describe('erasure while a pipeline is running', () => {
       held.release();
       await held.stop();
     }
+  });
+});
+
+describe('objects derived from a dataset (evaluation pairs, verdicts…) around an erasure', () => {
+  const rowsOf = async (ds: { train: { key: string }; validation: { key: string } }) =>
+    [...(await lines(ds.train.key)), ...(await lines(ds.validation.key))].map((l) => ({
+      row: sha256Hex(l),
+      text: l,
+    }));
+
+  it('are rewritten by the erasure without the subject, and the answer lists them', async () => {
+    // Arrange: a derived object of every row, written before the erasure.
+    const model = await createTestModel(db, { config: { validationShare: 0.3 } });
+    await seedThree(model);
+    const ds = await completedRun(model);
+    const key = `runs/test-${ds.id}/derived.jsonl`;
+    await putDerivedLines(deps, { key, datasetId: ds.id, runId: null, kind: 'test' }, await rowsOf(ds));
+
+    // Act
+    const res = await api.call('DELETE', `/v1/subjects/eve?app=${model.app}`, adminKey);
+
+    // Assert
+    expect(res.status).toBe(200);
+    expect(res.json.erasure.datasets[0].objects.map((o: { key: string }) => o.key)).toContain(key);
+    const left = await lines(key);
+    expect(left).toHaveLength(4);
+    expect(left.join('\n')).not.toMatch(/squats|knee|Marlowe|<PERSON_/);
+  });
+
+  it('leave out the rows of an erasure that committed after the stage read them, even mid-rewrite', async () => {
+    // Arrange: the stage has read every row; then the subject's database half is erased, and an erasure's
+    // rewrite of the dataset (its exclusive row lock) is under way.
+    const model = await createTestModel(db, { config: { validationShare: 0.3 } });
+    await seedThree(model);
+    const ds = await completedRun(model);
+    const read = await rowsOf(ds);
+    await db
+      .transaction()
+      .execute((trx) => eraseSubjectRecords(trx, { appId: model.app, subject: 'eve', actor: 'test' }));
+    const rewrite = await db.connection().execute(async (conn) => {
+      await sql`begin`.execute(conn);
+      await sql`select id from datasets where id = ${ds.id} for update`.execute(conn);
+      // Act: the stage writes what it read while the rewrite holds the dataset.
+      const writing = putDerivedLines(
+        deps,
+        { key: `runs/test-${ds.id}/late.jsonl`, datasetId: ds.id, runId: null, kind: 'test' },
+        read,
+      );
+      // Its registration (the foreign key's share lock on the dataset row) waits for the rewrite to end.
+      await waitForLockWait(db, '%insert into "derived_objects"%');
+      await sql`commit`.execute(conn);
+      return writing;
+    });
+
+    // Assert
+    expect(rewrite).toMatchObject({ lines: 4, erased: 2 });
+    const left = await lines(`runs/test-${ds.id}/late.jsonl`);
+    expect(left.join('\n')).not.toMatch(/squats|knee|Marlowe|<PERSON_/);
   });
 });
 

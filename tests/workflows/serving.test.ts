@@ -14,6 +14,7 @@ import {
   createTestDb,
   createTestModel,
   importTinyBase,
+  readText,
   seed,
   startTestApi,
   startTestWorkers,
@@ -55,6 +56,7 @@ let operatorKey: string;
 const ollama = testOllama();
 let model: ModelDefinition;
 let judgeTag: string;
+let store: FileBlobStore;
 let seeded = 0;
 let stopTraffic: (() => Promise<void>) | null = null;
 
@@ -148,7 +150,7 @@ function traffic(n: number) {
 beforeAll(async () => {
   ({ db, drop } = await createTestDb());
   temporal = await temporalClient();
-  const store = new FileBlobStore(await tmpDir('store-'));
+  store = new FileBlobStore(await tmpDir('store-'));
   const deps = { db, store, log: testLog, ollama, tmpDir: await tmpDir() };
   workers = await startTestWorkers(deps);
   api = await startTestApi({ db, temporal: temporal.client, store, taskQueue: workers.taskQueue });
@@ -400,7 +402,29 @@ describe('the serving loop', () => {
     expect(register.status).toBe('failed');
     expect(register.reason).toMatch(/parity check failed/);
     expect(register.reason).toMatch(/chat template or the BOS token differ/);
-    expect(register.reason).toMatch(/trainer: ".*"\n\s+ollama:\s+".*"/s);
+    // Both answers, with the prompt, are in an object of the store the reason names (erasure reaches it); the
+    // reason itself, which the run's record and the workflow's history keep, holds no text of the conversation.
+    const failuresKey = /each prompt with both answers: (\S+)/.exec(register.reason)![1]!;
+    const failures = (await readText(store, failuresKey))
+      .trim()
+      .split('\n')
+      .map(
+        (l) =>
+          JSON.parse(l) as {
+            row: string;
+            trainer: string;
+            ollama: string;
+            messages: { role: string; content: string }[];
+          },
+      );
+    expect(failures.length).toBeGreaterThan(0);
+    for (const f of failures) {
+      expect(f).toMatchObject({ trainer: expect.any(String), ollama: expect.any(String) });
+      expect(f.row).toMatch(/^[0-9a-f]{64}$/);
+      expect(f.messages.length).toBeGreaterThan(0);
+    }
+    const asked = failures[0]!.messages.find((m) => m.role === 'user')!;
+    expect(register.reason).not.toContain(asked.content);
     const version = await db
       .selectFrom('model_versions')
       .selectAll()

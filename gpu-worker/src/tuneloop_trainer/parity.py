@@ -25,7 +25,8 @@ For each case, against the trainer's model (base + adapter, fp32 on CPU, the mod
    stop tokens or wrong weights miss by whole units of logit.
 
 Prints `done` {"metrics": {"cases", "exact", "near_tie", "failed"}, "cases": [{"id", "ok", "how", "reason"?,
-"trainer", "ollama", "prompt_tokens": {"trainer", "ollama"}, "position"?}]}. Exit 0 whatever the verdict (the
+"trainer", "ollama", "prompt_tokens": {"trainer", "ollama"}, "position"?, "after"?}]}: `reason` holds no text of the
+conversation or the answers (those are `trainer`, `ollama` and `after`). Exit 0 whatever the verdict (the
 driver decides); 2 for a bad config.
 """
 
@@ -298,8 +299,10 @@ class Case:
                     break
             if chosen is None:
                 shown = self.tokenizer.decode(ids[: j + 1], skip_special_tokens=False)
-                return {**out, "ok": False, "how": "answer", "position": j,
-                        "reason": f"Ollama's answer leaves the model's greedy path at token {j} (after {shown!r}): "
+                # The reason names positions only: text (`after`) stays with the case, which the caller keeps where
+                # an erasure reaches it.
+                return {**out, "ok": False, "how": "answer", "position": j, "after": shown,
+                        "reason": f"Ollama's answer leaves the model's greedy path at token {j}: "
                                   f"no token within {self.config.logit_tolerance} of the best logit continues "
                                   "Ollama's answer"}  # fmt: skip
             ids = ids[:j] + [chosen]
