@@ -5,7 +5,7 @@ import type { Db } from '../db/pool';
 import type { Logger } from '../log';
 import type { BlobStore } from '../storage/blob-store';
 import { authenticate } from './auth';
-import { jsonBody } from './body';
+import { jsonBody, strictUrlEncoding } from './body';
 import { errorMiddleware, notFound } from './errors';
 import { createHealthRouter } from './health.router';
 import { createInteractionsRouter } from './interactions.router';
@@ -59,6 +59,7 @@ export function createApp(deps: ApiDeps): express.Express {
   app.use(createHealthRouter(deps));
   // Authenticate before reading a body: an anonymous caller gets a 401, never a parse of its payload.
   app.use('/v1', authenticate(deps.db, { cacheMs: deps.authCacheMs }));
+  app.use(strictUrlEncoding);
   app.use(jsonBody(deps.bodyLimit));
   app.use(createInteractionsRouter(deps));
   app.use(createSubjectsRouter(deps));

@@ -32,3 +32,39 @@ export function jsonBody(limit: string): RequestHandler {
     },
   });
 }
+
+/**
+ * Percent-encoded bytes in the path and query string must be UTF-8 too: Node's query parser turns `%FF` into U+FFFD
+ * as silently as a body parser would, and a subject or app id changed that way would name someone else's data.
+ */
+export const strictUrlEncoding: RequestHandler = (req, _res, next) => {
+  const [pathname, query = ''] = req.originalUrl.split('?', 2) as [string, string?];
+  if (!decodes(pathname)) return next(new InvalidUtf8Url('path', 'the path is not valid percent-encoded UTF-8'));
+  for (const pair of query.split('&')) {
+    if (pair === '') continue;
+    const eq = pair.indexOf('=');
+    const name = eq < 0 ? pair : pair.slice(0, eq);
+    const value = eq < 0 ? '' : pair.slice(eq + 1);
+    const shownName = decodes(name) ? decodeURIComponent(name.replace(/\+/g, ' ')) : '(a parameter name)';
+    if (!decodes(name) || !decodes(value)) {
+      const field = `query.${shownName}`;
+      return next(new InvalidUtf8Url(field, `${field}: not valid percent-encoded UTF-8`));
+    }
+  }
+  next();
+};
+
+class InvalidUtf8Url extends InvalidUtf8Body {
+  constructor(field: string, message: string) {
+    super(message, field);
+  }
+}
+
+function decodes(s: string): boolean {
+  try {
+    decodeURIComponent(s.replace(/\+/g, ' '));
+    return true;
+  } catch {
+    return false;
+  }
+}

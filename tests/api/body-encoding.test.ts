@@ -92,7 +92,7 @@ async function send(method: string, path: string, key: string, body: Buffer, con
   };
 }
 
-describe('request bodies that are not UTF-8', () => {
+describe('request bytes that are not UTF-8', () => {
   it('POST /v1/interactions answers 400 naming the field, and stores nothing', async () => {
     const before = await everyTableCount();
     const doc = {
@@ -164,6 +164,35 @@ describe('request bodies that are not UTF-8', () => {
 
     expect(res.status).toBe(400);
     expect(res.json.error.message).toMatch(/^body\.meta\uFFFD\uFFFD \(its key\): not valid UTF-8/);
+  });
+
+  it('a path or query string whose percent-encoded bytes are not UTF-8 is refused the same way', async () => {
+    const before = await everyTableCount();
+    const consent = JSON.stringify({ training: true, policyVersion: 'v1' });
+    const call = (method: string, url: string, body?: string) =>
+      fetch(`${api.baseUrl}${url}`, {
+        method,
+        headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+        body,
+      }).then(async (r) => ({
+        status: r.status,
+        json: (await r.json()) as { error?: { code: string; field?: string } },
+      }));
+
+    const query = await call('PUT', `/v1/subjects/s1/consent?app=${model.app}%FF`, consent);
+    const name = await call('GET', `/v1/runs?mod%FFel=x`);
+    const pathBad = await call('DELETE', `/v1/subjects/s%FF1?app=${model.app}`);
+
+    expect([query.status, query.json.error?.code, query.json.error?.field]).toEqual([400, 'invalid_utf8', 'query.app']);
+    expect([name.status, name.json.error?.code]).toEqual([400, 'invalid_utf8']);
+    expect([pathBad.status, pathBad.json.error?.code, pathBad.json.error?.field]).toEqual([
+      400,
+      'invalid_utf8',
+      'path',
+    ]);
+    expect(await everyTableCount()).toEqual(before);
+    const fine = await call('PUT', `/v1/subjects/caf%C3%A9/consent?app=${model.app}`, consent);
+    expect([fine.status, (fine.json as { subject?: string }).subject]).toEqual([200, 'café']);
   });
 
   it('a body declared in another charset is refused with 415, not decoded', async () => {
