@@ -7,8 +7,8 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A tiny random Llama with a ChatML tokenizer (tuneloop_trainer.tiny), built once per session."""
-    from tuneloop_trainer.tiny import init_tiny
+    """A tiny random Llama with a ChatML tokenizer (tuneloop_trainer.init_tiny), built once per session."""
+    from tuneloop_trainer.init_tiny import init_tiny
 
     return init_tiny(str(tmp_path_factory.mktemp("tiny") / "model"), seed=0)
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tuneloop_trainer.config import DEFAULT_TARGET_MODULES, config_from_dict, load_train_config
+from tuneloop_trainer.config import DEFAULT_TARGET_MODULES, TrainConfig, config_from_dict, load_config
 from tuneloop_trainer.protocol import BadInput, ErrorType
 
 
@@ -24,6 +24,7 @@ def files(tmp_path):
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "adapter_model.safetensors").write_bytes(b"")  # what the config check looks for; never loaded here
     (tmp_path / "not-a-model").mkdir()
     return tmp_path
 
@@ -37,7 +38,7 @@ def minimal(files) -> dict:
 
 
 def test_minimal_config_gets_the_documented_defaults(files):
-    cfg = config_from_dict(minimal(files))
+    cfg = config_from_dict(TrainConfig, minimal(files))
 
     assert cfg.method == "lora"
     assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout) == (16, 32, 0.05)
@@ -55,7 +56,7 @@ def test_relative_paths_resolve_against_the_config_files_directory(files):
     relative = {"base_model": "model", "train_file": "train.jsonl", "output_dir": "out"}
     (files / "train.json").write_text(json.dumps(relative))
 
-    cfg = load_train_config(str(files / "train.json"))
+    cfg = load_config(TrainConfig, str(files / "train.json"))
 
     assert cfg.base_model == str(files / "model")
     assert cfg.output_dir == str(files / "out")
@@ -112,7 +113,7 @@ def test_each_bad_field_is_named_with_what_was_expected(files, field, patch, exp
     data = {**minimal(files), **patch}
 
     with pytest.raises(BadInput) as caught:
-        config_from_dict(data)
+        config_from_dict(TrainConfig, data)
 
     assert caught.value.field == field
     assert caught.value.type == ErrorType.CONFIG_INVALID
@@ -121,16 +122,16 @@ def test_each_bad_field_is_named_with_what_was_expected(files, field, patch, exp
 
 def test_a_directory_without_config_json_is_not_a_model(files):
     with pytest.raises(BadInput) as caught:
-        config_from_dict({**minimal(files), "base_model": str(files / "not-a-model")})
+        config_from_dict(TrainConfig, {**minimal(files), "base_model": str(files / "not-a-model")})
 
     assert (caught.value.field, caught.value.type) == ("base_model", ErrorType.MODEL_INVALID)
 
 
 def test_init_adapter_must_be_a_peft_adapter_directory(files):
-    assert config_from_dict({**minimal(files), "init_adapter": str(files / "adapter")}).init_adapter
+    assert config_from_dict(TrainConfig, {**minimal(files), "init_adapter": str(files / "adapter")}).init_adapter
 
     with pytest.raises(BadInput) as caught:
-        config_from_dict({**minimal(files), "init_adapter": str(files / "model")})
+        config_from_dict(TrainConfig, {**minimal(files), "init_adapter": str(files / "model")})
 
     assert caught.value.field == "init_adapter"
     assert "adapter_config.json" in str(caught.value)
@@ -138,11 +139,11 @@ def test_init_adapter_must_be_a_peft_adapter_directory(files):
 
 def test_every_unknown_key_is_named_and_a_missing_required_key_too(files):
     with pytest.raises(BadInput) as unknown:
-        config_from_dict({**minimal(files), "lr": 1, "batch": 2})
+        config_from_dict(TrainConfig, {**minimal(files), "lr": 1, "batch": 2})
     data = minimal(files)
     del data["output_dir"]
     with pytest.raises(BadInput) as missing:
-        config_from_dict(data)
+        config_from_dict(TrainConfig, data)
 
     assert "unknown keys: batch, lr" in str(unknown.value)
     assert missing.value.field == "output_dir"
@@ -158,7 +159,7 @@ def test_unreadable_or_non_json_or_non_object_config_names_the_config(files):
         (files / "list.json", "JSON object"),
     ]:
         with pytest.raises(BadInput) as caught:
-            load_train_config(str(path))
+            load_config(TrainConfig, str(path))
         assert caught.value.field == "config" and words in str(caught.value)
 
 

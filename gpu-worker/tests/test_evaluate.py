@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tuneloop_trainer.__main__ import main as cli
-from tuneloop_trainer.evaluate import _json_valid, greedy_generate
+from tuneloop_trainer.evaluate import greedy_generate, json_valid
 from tuneloop_trainer.protocol import EXIT_BAD_INPUT
 
 VALIDATION = [
@@ -139,9 +139,9 @@ def test_json_validity_means_parses_and_matches_the_schema() -> None:
 
     validator = Draft202012Validator({"type": "object", "required": ["title"]})
 
-    assert _json_valid(' {"title": "Hydration Hero"}\n', validator)
-    assert not _json_valid('{"name": "x"}', validator)
-    assert not _json_valid('Sure! {"title": "x"}', validator)
+    assert json_valid(' {"title": "Hydration Hero"}\n', validator)
+    assert not json_valid('{"name": "x"}', validator)
+    assert not json_valid('Sure! {"title": "x"}', validator)
 
 
 def test_greedy_answers_stop_at_the_stop_token_and_do_not_depend_on_batching(tiny_model_dir: str) -> None:
@@ -210,8 +210,9 @@ def test_config_and_inputs_are_checked_without_importing_torch(
     )
     script = (
         "import sys\n"
+        "from tuneloop_trainer.config import load_config\n"
         "from tuneloop_trainer.evaluate import EvalConfig, load_inputs\n"
-        f"inputs = load_inputs(EvalConfig.from_file({config!r}))\n"
+        f"inputs = load_inputs(load_config(EvalConfig, {config!r}))\n"
         "assert len(inputs.rows) == 2 and len(inputs.prompts) == 3\n"
         "heavy = sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules)\n"
         "assert not heavy, heavy\n"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tuneloop_trainer.__main__ import main as cli
-from tuneloop_trainer.ollama import (
+from tuneloop_trainer.ollama_stage import (
     FAMILIES,
     PLAN_FILE,
     compensate_adapter,
@@ -223,13 +223,14 @@ def greedy_answers(model_dir: str, adapter: str | None, max_new: int) -> list[di
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tuneloop_trainer.evaluate import _load_adapter, stop_token_ids
+    from tuneloop_trainer.evaluate import stop_token_ids
+    from tuneloop_trainer.model import load_adapter
     from tuneloop_trainer.parity import Case
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     if adapter:
-        model = _load_adapter(model, None, adapter, "a", "a").eval()
+        model = load_adapter(model, None, adapter, name="a", field="a").eval()
     cfg = ParityConfig(base_model=model_dir, cases=[{"id": "x", "messages": PROMPTS[0], "ollama": {"content": ""}}],
                        max_new_tokens=max_new, stop=["<|im_start|>", "<|im_end|>"])  # fmt: skip
     decoder = OllamaDecoder(tok, stop_token_ids(model, tok), cfg.stop)
@@ -296,11 +297,13 @@ def test_with_a_wide_tolerance_a_second_best_path_is_accepted_as_a_near_tie(tiny
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tuneloop_trainer.evaluate import _load_adapter, stop_token_ids
+    from tuneloop_trainer.evaluate import stop_token_ids
+    from tuneloop_trainer.model import load_adapter
     from tuneloop_trainer.parity import Case
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    model = _load_adapter(AutoModelForCausalLM.from_pretrained(tiny_model_dir), None, tiny_adapter_dir, "a", "a").eval()
+    model = load_adapter(AutoModelForCausalLM.from_pretrained(tiny_model_dir), None, tiny_adapter_dir, name="a",
+                         field="a").eval()
     cfg = ParityConfig(base_model=tiny_model_dir, cases=answered, max_new_tokens=16, stop=["<|im_start|>", "<|im_end|>"])
     with torch.inference_mode():
         case = Case(model, tok, OllamaDecoder(tok, stop_token_ids(model, tok), cfg.stop), answered[0], cfg, "cpu")

@@ -10,7 +10,7 @@ import pytest
 
 from tuneloop_trainer.__main__ import main as cli
 from tuneloop_trainer.protocol import EXIT_BAD_INPUT, BadInput
-from tuneloop_trainer.tiny import IM_END, count_parameters, init_tiny
+from tuneloop_trainer.init_tiny import IM_END, count_parameters, init_tiny
 
 
 def _digests(d: str) -> dict[str, str]:

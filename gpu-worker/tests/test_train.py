@@ -19,8 +19,8 @@ import pytest
 from chat_rows import chat_rows, read_events, write_config, write_rows
 
 from tuneloop_trainer import checkpoint as ckpt
-from tuneloop_trainer import train
-from tuneloop_trainer.config import load_train_config
+from tuneloop_trainer import engine, lifecycle, train
+from tuneloop_trainer.config import TrainConfig, load_config
 from tuneloop_trainer.protocol import BadInput, ErrorType, Interrupted
 
 # peft 0.21 reads transformers 5's deprecated `is_gradient_checkpointing` in get_peft_model (conftest's adapter).
@@ -47,7 +47,7 @@ def one_thread():
 def run_in_process(config_path: str, **kwargs) -> tuple[dict, list[dict]]:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        done = train.run(load_train_config(config_path), **kwargs)
+        done = train.run(load_config(TrainConfig, config_path), **kwargs)
     return done, read_events(out.getvalue())
 
 
@@ -68,7 +68,7 @@ def reference(tiny_model_dir, tmp_path_factory):
     done, events = run_in_process(config)
     total = events[0]["total_steps"]
     assert total >= 16, "the resume tests need steps well past the step-8 checkpoint"
-    return SimpleNamespace(config=config, cfg=load_train_config(config), done=done, events=events, total=total)
+    return SimpleNamespace(config=config, cfg=load_config(TrainConfig, config), done=done, events=events, total=total)
 
 
 def checkpoint_of(reference, step: int) -> str:
@@ -80,12 +80,13 @@ def checkpoint_of(reference, step: int) -> str:
 
 def test_training_lowers_the_held_out_loss(reference):
     from tuneloop_trainer.data import read_rows
-    from tuneloop_trainer.model import load_for_training, resolve_runtime
+    from tuneloop_trainer.model import load_for_training
+    from tuneloop_trainer.runtime import resolve_runtime
 
     cfg = reference.cfg
     runtime = resolve_runtime(cfg)
     base, tokenizer = load_for_training(cfg, runtime)  # a fresh adapter starts with B = 0: exactly the base model
-    base_loss, _, _ = train.evaluation_loss(base, tokenizer, read_rows(cfg.validation_file), cfg, runtime)
+    base_loss, _, _ = engine.evaluation_loss(base, tokenizer, read_rows(cfg.validation_file), cfg, runtime)
 
     after = reference.done["metrics"]["eval_loss"]
     assert after < base_loss - 0.5, f"held-out loss {base_loss:.3f} -> {after:.3f}"
@@ -116,7 +117,8 @@ def test_packed_rows_do_not_attend_to_each_other(reference):
     import torch
 
     from tuneloop_trainer.data import encode, pack
-    from tuneloop_trainer.model import load_for_training, resolve_runtime
+    from tuneloop_trainer.model import load_for_training
+    from tuneloop_trainer.runtime import resolve_runtime
 
     cfg = reference.cfg
     runtime = resolve_runtime(cfg)
@@ -127,8 +129,8 @@ def test_packed_rows_do_not_attend_to_each_other(reference):
     assert len(packed) == 1 and len(packed[0].seq_lens) == 3
 
     with torch.no_grad():
-        together = train.forward_loss_sum(model, train.collate_items(packed, 0, True), "cpu", False)
-        apart = sum(train.forward_loss_sum(model, train.collate_items([e], 0, False), "cpu", False) for e in examples)
+        together = engine.forward_loss_sum(model, engine.collate_items(packed, 0, True), "cpu", False)
+        apart = sum(engine.forward_loss_sum(model, engine.collate_items([e], 0, False), "cpu", False) for e in examples)
 
     assert torch.allclose(together, apart, rtol=1e-5)
 
@@ -138,7 +140,8 @@ def test_the_loss_is_normalised_over_the_whole_accumulated_step(reference):
     import torch
 
     from tuneloop_trainer.data import collate_padded, encode
-    from tuneloop_trainer.model import load_for_training, resolve_runtime
+    from tuneloop_trainer.model import load_for_training
+    from tuneloop_trainer.runtime import resolve_runtime
 
     cfg = reference.cfg
     runtime = resolve_runtime(cfg)
@@ -157,12 +160,12 @@ def test_the_loss_is_normalised_over_the_whole_accumulated_step(reference):
             model.zero_grad(set_to_none=set_to_none)
 
     optimizer = Capture()
-    result = train.optimizer_step(model, optimizer, SimpleNamespace(step=lambda: None), micro, 0, runtime)
+    result = engine.optimizer_step(model, optimizer, SimpleNamespace(step=lambda: None), micro, 0, runtime)
     whole = collate_padded(examples, 0)
-    expected = train.forward_loss_sum(model, whole, "cpu", False) / train.labeled_tokens(whole)
+    expected = engine.forward_loss_sum(model, whole, "cpu", False) / engine.labeled_tokens(whole)
     expected.backward()
 
-    assert result.labeled == train.labeled_tokens(whole)
+    assert result.labeled == engine.labeled_tokens(whole)
     assert math.isclose(result.loss, float(expected.detach()), rel_tol=1e-5)
     reference_grads = [p.grad for p in model.parameters() if p.requires_grad]
     clip = min(1.0, 1.0 / float(torch.linalg.vector_norm(torch.stack([g.norm() for g in reference_grads]))))
@@ -278,7 +281,7 @@ def test_the_timer_checkpoints_between_steps(reference, tmp_path):
 
 def test_a_stop_before_training_starts_exits_without_a_checkpoint(reference, tmp_path):
     config = write_config(str(tmp_path), reference.cfg.base_model)
-    stop = train.StopRequest()
+    stop = lifecycle.StopRequest()
     stop.set("test stop")
 
     with pytest.raises(Interrupted, match="before training started"):
@@ -507,14 +510,14 @@ def test_when_the_parent_is_killed_the_trainer_checkpoints_and_exits(reference, 
 def test_qlora_without_cuda_is_a_config_error(reference, tmp_path):
     import torch
 
-    from tuneloop_trainer.model import resolve_runtime
+    from tuneloop_trainer.runtime import resolve_runtime
 
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here; the QLoRA training test covers this host")
     config = write_config(str(tmp_path), reference.cfg.base_model, method="qlora", device="auto")
 
     with pytest.raises(BadInput) as caught:
-        resolve_runtime(load_train_config(config))
+        resolve_runtime(load_config(TrainConfig, config))
 
     assert (caught.value.type, caught.value.field) == (ErrorType.CONFIG_INVALID, "method")
     assert "qlora needs CUDA (bitsandbytes 4-bit)" in str(caught.value)

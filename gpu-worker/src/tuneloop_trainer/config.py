@@ -1,16 +1,24 @@
-"""Training configuration: one JSON file, validated before torch is imported.
+"""Configuration: the one way every command reads its --config, and the training config itself.
 
-    from tuneloop_trainer.config import load_train_config
-    cfg = load_train_config("run/train.json")      # BadInput(field="lora.r", ...) on the first bad field
+    from tuneloop_trainer.config import TrainConfig, load_config
+    cfg = load_config(TrainConfig, "run/train.json")      # BadInput(field="lora.r", ...) on the first bad field
 
-A minimal file (every other field has a default, see TrainConfig):
+How a config file is read (train, evaluate, parity and bench alike; see load_config):
+  1. the file must hold a JSON object; unknown keys are errors (a misspelt field must not silently fall back to its
+     default) and so are missing required ones; nested objects (lora, dataset) are read the same way;
+  2. the dataclass's `__post_init__` checks each field's shape (validate.check_*): types, ranges, choices, and
+     fields that depend on each other;
+  3. relative paths (the fields declared with path_field) are taken relative to the config file's own directory,
+     so a run directory can be moved whole;
+  4. then, and only then, the paths are checked on disk (validate.PATH_CHECKS: file, dir, model, adapter,
+     output_dir, output_file). Files are read, and their contents checked, by the command that reads them.
+A config built in code (TrainConfig(...)) gets step 2 only.
+
+A minimal training file (every other field has a default, see TrainConfig):
 
     {"base_model": "/models/tiny", "train_file": "train.jsonl", "output_dir": "out"}
 
-Relative paths in the file are resolved against the file's own directory, so a run directory can be moved whole.
-Unknown keys are errors: a misspelt field must not silently fall back to its default.
-
-Fields (default):
+Training fields (default):
   base_model              local model directory (required; must hold config.json; hub ids are not fetched)
   train_file              JSONL of {"messages": [...]} rows (required)
   output_dir              gets checkpoints/ and adapter/ (required)
@@ -25,9 +33,8 @@ Fields (default):
   effective_batch_size    16 sequences per optimizer step; micro_batch_size 4 per forward pass (must divide it)
   max_length              2048 tokens per sequence;  packing true
   gradient_checkpointing  "auto" (on above ~1B parameters) | true | false
-  attn_implementation     "auto" (flash_attention_2 if installed, on CUDA in bf16; else sdpa) | "sdpa" | "eager" |
-                          "flash_attention_2"
-  precision               "auto" (bf16 on CUDA, fp32 on CPU) | "bf16" | "fp32"
+  attn_implementation     "auto" | "sdpa" | "eager" | "flash_attention_2"   (see runtime.py)
+  precision               "auto" (bf16 on CUDA, fp32 on CPU) | "bf16" | "fp32"   (see runtime.py)
   device                  "auto" | "cpu" | "cuda"
   seed                    0
   checkpoint_every_steps  50 (0: off);  checkpoint_every_minutes 10 (0: off);  keep_checkpoints 3
@@ -41,64 +48,117 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from .protocol import BadInput, ErrorType
+from .runtime import ATTENTION, DEVICES, PRECISIONS
+from .validate import (
+    PATH_CHECKS,
+    bad,
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_string,
+    check_strings,
+)
+
+T = TypeVar("T")
 
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 METHODS = ("lora", "qlora")
 SCHEDULERS = ("cosine", "linear", "constant")
-ATTENTION = ("auto", "sdpa", "eager", "flash_attention_2")
-PRECISIONS = ("auto", "bf16", "fp32")
-DEVICES = ("auto", "cpu", "cuda")
-PATH_FIELDS = ("base_model", "train_file", "validation_file", "output_dir", "init_adapter", "replay_file")
 
 
-def _bad(field_name: str, message: str, type: str = ErrorType.CONFIG_INVALID) -> BadInput:
-    return BadInput(message, type=type, field=field_name)
+# ---------------------------------------------------------------------------------------------------- loading
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def path_field(kind: str, default: Any = dataclasses.MISSING, *, keep: tuple[str, ...] = (), each: bool = False) -> Any:
+    """A dataclass field holding a path (or, with each=True, a mapping of names to paths): relative to the config
+    file when loaded, then checked with validate.PATH_CHECKS[kind]. Values in `keep` (presets) are not paths;
+    null, and values that are not strings (an inline object), are neither resolved nor checked."""
+    if kind not in PATH_CHECKS:
+        raise ValueError(kind)
+    return field(default=default, metadata={"path": kind, "keep": keep, "each": each})
 
 
-def _is_number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)) and value == value  # not NaN
+def read_config_file(path: str) -> tuple[Any, str]:
+    """A config file's JSON and the folder its relative paths are relative to; a clear BadInput otherwise."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as err:
+        raise bad("config", f"cannot read config file {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise bad("config", f"{path} is not UTF-8: {err}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise bad("config", f"{path} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+    return data, os.path.dirname(os.path.abspath(path))
 
 
-def _int(name: str, value: Any, *, low: int, high: int | None = None) -> None:
-    expected = f"an integer >= {low}" + (f" and <= {high}" if high is not None else "")
-    if not _is_int(value) or value < low or (high is not None and value > high):
-        raise _bad(name, f"expected {expected}, got {value!r}")
+def build(cls: type[T], data: Any, prefix: str = "") -> T:
+    """`cls(**data)` for a JSON object with only cls's fields and all its required ones (shape checks run in
+    cls's __post_init__); `prefix` names a nested object ("lora.") in the errors."""
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        if not prefix:
+            raise bad("config", f"expected a JSON object at the top level, got {type(data).__name__}")
+        raise bad(prefix.rstrip("."), f"expected an object, got {data!r}")
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    unknown = sorted(set(data) - {f.name for f in fields})
+    if unknown:
+        listed = ", ".join(prefix + k for k in unknown)
+        raise bad(prefix + unknown[0], f"unknown key{'s' if len(unknown) > 1 else ''}: {listed}")
+    missing = [f.name for f in fields if f.name not in data and _required(f)]
+    if missing:
+        raise bad(prefix + missing[0], f"required key missing: {', '.join(prefix + m for m in missing)}")
+    return cls(**data)
 
 
-def _number(name: str, value: Any, *, low: float, high: float, low_open: bool = False, high_open: bool = False) -> None:
-    lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
-    expected = f"a number in {lo}{low}, {high}{hi}"
-    ok = _is_number(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not ok:
-        raise _bad(name, f"expected {expected}, got {value!r}")
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
-def _choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
-    # `type(...) is` keeps true from matching 1 and "1" from matching 1.
-    if not any(type(value) is type(c) and value == c for c in choices):
-        got = json.dumps(value) if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
-        raise _bad(name, f"expected one of {', '.join(json.dumps(c) for c in choices)}, got {got}")
+def config_from_dict(cls: type[T], data: Any, *, base_dir: str | None = None) -> T:
+    """A `cls` config from parsed JSON: built and shape-checked, its relative paths taken from `base_dir` (when
+    given), then its paths checked on disk."""
+    cfg = build(cls, data)
+    for f in dataclasses.fields(cfg):
+        kind = f.metadata.get("path")
+        if kind is None:
+            continue
+        value = getattr(cfg, f.name)
+        if f.metadata["each"] and isinstance(value, dict):
+            resolved = {k: _resolve(v, base_dir, f.metadata["keep"]) for k, v in value.items()}
+            for key, path in resolved.items():
+                _check_path(kind, f"{f.name}.{key}", path, f.metadata["keep"])
+        else:
+            resolved = _resolve(value, base_dir, f.metadata["keep"])
+            _check_path(kind, f.name, resolved, f.metadata["keep"])
+        setattr(cfg, f.name, resolved)
+    return cfg
 
 
-def _string(name: str, value: Any, *, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if not isinstance(value, str) or not value.strip():
-        raise _bad(name, f"expected a non-empty string{' or null' if optional else ''}, got {value!r}")
+def _resolve(value: Any, base_dir: str | None, keep: tuple[str, ...]) -> Any:
+    if base_dir is None or not isinstance(value, str) or value in keep or os.path.isabs(value):
+        return value
+    return os.path.normpath(os.path.join(base_dir, value))
 
 
-def _existing_file(name: str, path: str | None) -> None:
-    if path is not None and not os.path.isfile(path):
-        raise _bad(name, f"no such file: {path}")
+def _check_path(kind: str, name: str, value: Any, keep: tuple[str, ...]) -> None:
+    if isinstance(value, str) and value not in keep:
+        PATH_CHECKS[kind](name, value)
+
+
+def load_config(cls: type[T], path: str) -> T:
+    """Reads a command's --config file as a `cls` (see the module docstring for the steps)."""
+    data, base_dir = read_config_file(path)
+    return config_from_dict(cls, data, base_dir=base_dir)
+
+
+# ---------------------------------------------------------------------------------------------------- training
 
 
 @dataclass
@@ -111,24 +171,22 @@ class LoraSettings:
     target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES))
 
     def __post_init__(self) -> None:
-        _int("lora.r", self.r, low=1, high=4096)
-        _number("lora.alpha", self.alpha, low=0, high=1e6, low_open=True)
-        _number("lora.dropout", self.dropout, low=0, high=1, high_open=True)
-        modules = self.target_modules
-        if not isinstance(modules, list) or not modules or not all(isinstance(m, str) and m.strip() for m in modules):
-            raise _bad("lora.target_modules", f"expected a non-empty list of module names, got {modules!r}")
+        check_int("lora.r", self.r, low=1, high=4096)
+        check_number("lora.alpha", self.alpha, low=0, high=1e6, low_open=True)
+        check_number("lora.dropout", self.dropout, low=0, high=1, high_open=True)
+        check_strings("lora.target_modules", self.target_modules, non_empty=True)
 
 
 @dataclass
 class TrainConfig:
-    base_model: str
-    train_file: str
-    output_dir: str
-    validation_file: str | None = None
+    base_model: str = path_field("model")
+    train_file: str = path_field("file")
+    output_dir: str = path_field("output_dir")
+    validation_file: str | None = path_field("file", None)
     method: str = "lora"
     lora: LoraSettings = field(default_factory=LoraSettings)
-    init_adapter: str | None = None
-    replay_file: str | None = None
+    init_adapter: str | None = path_field("adapter", None)
+    replay_file: str | None = path_field("file", None)
     replay_fraction: float = 0.2
     learning_rate: float = 2e-4
     lr_scheduler: str = "cosine"
@@ -152,70 +210,53 @@ class TrainConfig:
     run_id: str | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.lora, dict):
-            self.lora = _build(LoraSettings, self.lora, prefix="lora.")
-        elif not isinstance(self.lora, LoraSettings):
-            raise _bad("lora", f"expected an object, got {self.lora!r}")
-        self._check_paths()
+        self.lora = build(LoraSettings, self.lora, "lora.")
+        self._check_strings()
         self._check_choices()
         self._check_numbers()
         self._check_batches()
 
-    def _check_paths(self) -> None:
+    def _check_strings(self) -> None:
         for name in ("base_model", "train_file", "output_dir"):
-            _string(name, getattr(self, name))
+            check_string(name, getattr(self, name))
         for name in ("validation_file", "init_adapter", "replay_file", "run_id"):
-            _string(name, getattr(self, name), optional=True)
+            check_string(name, getattr(self, name), optional=True)
         if self.run_id is not None and len(self.run_id) > 200:
-            raise _bad("run_id", f"expected at most 200 characters, got {len(self.run_id)}")
-        if not os.path.isdir(self.base_model):
-            # A hub id would need the Hugging Face hub, which tuneloop does not reach yet: the worker gets local dirs.
-            raise _bad("base_model", f"no such directory: {self.base_model} (a local model directory is expected)")
-        if not os.path.isfile(os.path.join(self.base_model, "config.json")):
-            message = f"{self.base_model} has no config.json: not a model directory"
-            raise _bad("base_model", message, ErrorType.MODEL_INVALID)
-        _existing_file("train_file", self.train_file)
-        _existing_file("validation_file", self.validation_file)
-        _existing_file("replay_file", self.replay_file)
-        if self.init_adapter is not None and not os.path.isfile(os.path.join(self.init_adapter, "adapter_config.json")):
-            raise _bad("init_adapter", f"{self.init_adapter} has no adapter_config.json: not a PEFT adapter directory")
-        if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
-            raise _bad("output_dir", f"{self.output_dir} exists and is not a directory")
+            raise bad("run_id", f"expected at most 200 characters, got {len(self.run_id)}")
 
     def _check_choices(self) -> None:
-        _choice("method", self.method, METHODS)
-        _choice("lr_scheduler", self.lr_scheduler, SCHEDULERS)
-        _choice("gradient_checkpointing", self.gradient_checkpointing, ("auto", True, False))
-        _choice("attn_implementation", self.attn_implementation, ATTENTION)
-        _choice("precision", self.precision, PRECISIONS)
-        _choice("device", self.device, DEVICES)
-        for name in ("packing", "eval_at_end"):
-            if not isinstance(getattr(self, name), bool):
-                raise _bad(name, f"expected true or false, got {getattr(self, name)!r}")
+        check_choice("method", self.method, METHODS)
+        check_choice("lr_scheduler", self.lr_scheduler, SCHEDULERS)
+        check_choice("gradient_checkpointing", self.gradient_checkpointing, ("auto", True, False))
+        check_choice("attn_implementation", self.attn_implementation, ATTENTION)
+        check_choice("precision", self.precision, PRECISIONS)
+        check_choice("device", self.device, DEVICES)
+        check_bool("packing", self.packing)
+        check_bool("eval_at_end", self.eval_at_end)
         if self.method == "qlora" and self.device == "cpu":
-            raise _bad("method", "qlora needs CUDA (bitsandbytes 4-bit); device is \"cpu\"")
+            raise bad("method", "qlora needs CUDA (bitsandbytes 4-bit); device is \"cpu\"")
         if self.method == "qlora" and self.precision == "fp32":
-            raise _bad("precision", "qlora computes in bf16; use \"auto\" or \"bf16\"")
+            raise bad("precision", "qlora computes in bf16; use \"auto\" or \"bf16\"")
 
     def _check_numbers(self) -> None:
-        _number("learning_rate", self.learning_rate, low=0, high=1, low_open=True)
-        _number("warmup_ratio", self.warmup_ratio, low=0, high=1, high_open=True)
-        _number("replay_fraction", self.replay_fraction, low=0, high=1)
-        _int("epochs", self.epochs, low=1, high=1000)
-        _int("max_length", self.max_length, low=8, high=1 << 20)
-        _int("seed", self.seed, low=0, high=2**63 - 1)
+        check_number("learning_rate", self.learning_rate, low=0, high=1, low_open=True)
+        check_number("warmup_ratio", self.warmup_ratio, low=0, high=1, high_open=True)
+        check_number("replay_fraction", self.replay_fraction, low=0, high=1)
+        check_int("epochs", self.epochs, low=1, high=1000)
+        check_int("max_length", self.max_length, low=8, high=1 << 20)
+        check_int("seed", self.seed, low=0, high=2**63 - 1)
         if self.max_steps is not None:
-            _int("max_steps", self.max_steps, low=1)
-        _int("checkpoint_every_steps", self.checkpoint_every_steps, low=0)
-        _number("checkpoint_every_minutes", self.checkpoint_every_minutes, low=0, high=7 * 24 * 60)
-        _int("keep_checkpoints", self.keep_checkpoints, low=1)
-        _int("log_every_steps", self.log_every_steps, low=1)
+            check_int("max_steps", self.max_steps, low=1)
+        check_int("checkpoint_every_steps", self.checkpoint_every_steps, low=0)
+        check_number("checkpoint_every_minutes", self.checkpoint_every_minutes, low=0, high=7 * 24 * 60)
+        check_int("keep_checkpoints", self.keep_checkpoints, low=1)
+        check_int("log_every_steps", self.log_every_steps, low=1)
 
     def _check_batches(self) -> None:
-        _int("effective_batch_size", self.effective_batch_size, low=1)
-        _int("micro_batch_size", self.micro_batch_size, low=1)
+        check_int("effective_batch_size", self.effective_batch_size, low=1)
+        check_int("micro_batch_size", self.micro_batch_size, low=1)
         if self.effective_batch_size % self.micro_batch_size:
-            raise _bad(
+            raise bad(
                 "micro_batch_size",
                 f"must divide effective_batch_size ({self.effective_batch_size}); got {self.micro_batch_size}",
             )
@@ -253,51 +294,3 @@ class TrainConfig:
 
 def fingerprint_hash(fingerprint: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fingerprint, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def _build(cls: type, data: dict[str, Any], *, prefix: str = "") -> Any:
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        listed = ", ".join(prefix + k for k in unknown)
-        raise _bad(prefix + unknown[0], f"unknown key{'s' if len(unknown) > 1 else ''}: {listed}")
-    missing = [f.name for f in dataclasses.fields(cls) if f.name not in data and _required(f)]
-    if missing:
-        raise _bad(prefix + missing[0], f"required key missing: {', '.join(prefix + m for m in missing)}")
-    return cls(**data)
-
-
-def _required(f: dataclasses.Field) -> bool:
-    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-
-
-def config_from_dict(data: Any, *, base_dir: str | None = None) -> TrainConfig:
-    """Builds a TrainConfig from parsed JSON; relative paths are taken relative to `base_dir` when given."""
-    if not isinstance(data, dict):
-        raise _bad("config", f"expected a JSON object at the top level, got {type(data).__name__}")
-    data = dict(data)
-    if base_dir is not None:
-        for name in PATH_FIELDS:
-            value = data.get(name)
-            if isinstance(value, str) and value.strip() and not os.path.isabs(value):
-                data[name] = os.path.normpath(os.path.join(base_dir, value))
-    return _build(TrainConfig, data)
-
-
-def read_config_file(path: str) -> tuple[Any, str]:
-    """A config file's JSON and the folder its relative paths are relative to; a clear BadInput otherwise."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as err:
-        raise _bad("config", f"cannot read config file {path}: {err.strerror or err}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise _bad("config", f"{path} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
-    return data, os.path.dirname(os.path.abspath(path))
-
-
-def load_train_config(path: str) -> TrainConfig:
-    data, base_dir = read_config_file(path)
-    return config_from_dict(data, base_dir=base_dir)

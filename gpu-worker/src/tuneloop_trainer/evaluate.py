@@ -1,8 +1,10 @@
 """evaluate: held-out loss, perplexity and greedy generations for a base model and its adapters.
 
     python -m tuneloop_trainer evaluate --config eval.json
+    python -m tuneloop_trainer evaluate --config eval.json --watch-stdin     # stdin EOF counts as SIGTERM
 
-eval.json (paths are relative to the working directory; unknown keys are refused):
+eval.json (read as every command's config is, see config.py: unknown keys are refused, relative paths are relative
+to the file's own directory):
     {
       "base_model": "/models/base",                  # local HF model directory
       "versions": {"production": "/adapters/v7",     # version name -> LoRA adapter directory,
@@ -13,8 +15,8 @@ eval.json (paths are relative to the working directory; unknown keys are refused
       "output_file": "generations.jsonl",            # required with prompts_file: what the judge reads
       "max_new_tokens": 256, "max_length": 2048, "batch_size": 4,
       "output_schema": {...} or "schema.json",       # optional: JSON schema the generations should satisfy
-      "device": "auto",                              # auto | cpu | cuda
-      "dtype": "auto"                                # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
+      "device": "auto",                              # auto | cpu | cuda                    (see runtime.py)
+      "precision": "auto"                            # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
     }
 
 For each version, in the order given:
@@ -29,7 +31,8 @@ Prints `start`, `progress` after every batch, one `eval` per version {"version",
 "json_valid_rate"?} ("tokens": labeled tokens scored; loss/perplexity are null without validation_file), then
 `done` {"outputs": {"generations": path | null}, "metrics": {version: {...}}}. The base is loaded once; adapters are
 swapped with peft (load_adapter/set_adapter, disable_adapter for the base). The config, the rows, the prompts and
-the schema are all checked before any model is loaded.
+the schema are all checked before any model is loaded. A stop (SIGTERM, SIGINT, the parent's death; see
+lifecycle.py) ends it at once with exit 75 and no output_file.
 """
 
 from __future__ import annotations
@@ -42,31 +45,27 @@ import math
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
+from . import lifecycle
+from .config import path_field
 from .data import encode_prompt, iter_jsonl, read_rows, validate_messages
-from .config import _bad
-from .protocol import BadInput, ErrorType, config_from_json, emit, read_json_object
+from .protocol import BadInput, ErrorType, emit
+from .runtime import DEVICES, PRECISIONS
+from .validate import bad, check_choice, check_int, check_string
 
 log = logging.getLogger("tuneloop_trainer.evaluate")
 
-DEVICES = ("auto", "cpu", "cuda")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="evaluation config (JSON); see the module docstring")
+    lifecycle.add_arguments(parser)
 
 
-def main(args: argparse.Namespace) -> int:
-    config = EvalConfig.from_file(args.config)
-    inputs = load_inputs(config)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # stderr is for log lines
-    evaluate(config, inputs)
+def main(args: argparse.Namespace, config: EvalConfig) -> int:
+    inputs = load_inputs(config)  # rows, prompts and schema: checked before anything slow
+    with lifecycle.supervised(args.watch_stdin, "before the evaluation finished; nothing written"):
+        evaluate(config, inputs)
     return 0
 
 
@@ -74,107 +73,75 @@ def main(args: argparse.Namespace) -> int:
 # Config
 
 
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _bad(name, f"must be a positive integer, got {value!r}")
-
-
-def _optional_file(name: str, value: Any) -> None:
-    if value is None:
-        return
-    if not isinstance(value, str) or not value:
-        raise _bad(name, f"must be a file path, got {value!r}")
-    if not Path(value).is_file():
-        raise _bad(name, f"{value} does not exist or is not a file")
-
-
 @dataclass
 class EvalConfig:
-    base_model: str
-    versions: dict[str, str | None]
-    validation_file: str | None = None
-    prompts_file: str | None = None
-    output_file: str | None = None
+    base_model: str = path_field("model")
+    versions: dict[str, str | None] = path_field("adapter", each=True)
+    validation_file: str | None = path_field("file", None)
+    prompts_file: str | None = path_field("file", None)
+    output_file: str | None = path_field("output_file", None)
     max_new_tokens: int = 256
     max_length: int = 2048
     batch_size: int = 4
-    output_schema: dict | str | None = None
+    output_schema: dict | str | None = path_field("file", None)  # a schema, or the file that holds one
     device: str = "auto"
-    dtype: str = "auto"
-    schema: dict | None = field(default=None, init=False, repr=False)  # output_schema, loaded and checked
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.base_model, str) or not self.base_model:
-            raise _bad("base_model", f"must be a model directory, got {self.base_model!r}")
-        if not (Path(self.base_model) / "config.json").is_file():
-            raise _bad("base_model", f"{self.base_model} is not a model directory (no config.json)")
+        check_string("base_model", self.base_model)
         if not isinstance(self.versions, dict) or not self.versions:
-            raise _bad("versions", "must be a non-empty object of version name -> adapter directory or null")
+            raise bad("versions", "must be a non-empty object of version name -> adapter directory or null")
         for name, adapter in self.versions.items():
-            where = f"versions.{name}"
             if not name.strip():
-                raise _bad("versions", "version names must not be empty")
-            if adapter is None:
-                continue
-            if not isinstance(adapter, str) or not adapter:
-                raise _bad(where, f"must be an adapter directory or null, got {adapter!r}")
-            if not (Path(adapter) / "adapter_config.json").is_file():
-                raise _bad(where, f"{adapter} is not an adapter directory (no adapter_config.json)")
-            if not any((Path(adapter) / f).is_file() for f in ("adapter_model.safetensors", "adapter_model.bin")):
-                raise _bad(where, f"{adapter} holds no adapter_model.safetensors or adapter_model.bin")
-        _optional_file("validation_file", self.validation_file)
-        _optional_file("prompts_file", self.prompts_file)
+                raise bad("versions", "version names must not be empty")
+            check_string(f"versions.{name}", adapter, optional=True)
+        check_string("validation_file", self.validation_file, optional=True)
+        check_string("prompts_file", self.prompts_file, optional=True)
         if self.validation_file is None and self.prompts_file is None:
-            raise _bad("validation_file", "set validation_file, prompts_file or both: there is nothing to evaluate")
+            raise bad("validation_file", "set validation_file, prompts_file or both: there is nothing to evaluate")
         if self.prompts_file is not None:
             if not isinstance(self.output_file, str) or not self.output_file:
-                raise _bad("output_file", "is required with prompts_file (where the generations go)")
-            parent = Path(self.output_file).absolute().parent
-            if not parent.is_dir():
-                raise _bad("output_file", f"directory {parent} does not exist")
+                raise bad("output_file", "is required with prompts_file (where the generations go)")
         elif self.output_file is not None:
-            raise _bad("output_file", "is set but prompts_file is not: there would be nothing to write")
-        _positive_int("max_new_tokens", self.max_new_tokens)
-        _positive_int("max_length", self.max_length)
-        if self.max_length < 2:
-            raise _bad("max_length", "must be at least 2")
-        _positive_int("batch_size", self.batch_size)
-        if self.device not in DEVICES:
-            raise _bad("device", f"must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        if self.dtype not in DTYPES:
-            raise _bad("dtype", f"must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+            raise bad("output_file", "is set but prompts_file is not: there would be nothing to write")
+        check_int("max_new_tokens", self.max_new_tokens, low=1)
+        check_int("max_length", self.max_length, low=2)
+        check_int("batch_size", self.batch_size, low=1)
+        check_choice("device", self.device, DEVICES)
+        check_choice("precision", self.precision, PRECISIONS)
         if self.output_schema is not None:
             if self.prompts_file is None:
-                raise _bad("output_schema", "needs prompts_file: only generations are checked against it")
-            self.schema = _load_schema(self.output_schema)
-
-    @classmethod
-    def from_file(cls, path: str) -> EvalConfig:
-        return cls.from_dict(read_json_object(Path(path), "--config", ErrorType.CONFIG_INVALID))
-
-    @classmethod
-    def from_dict(cls, raw: Any) -> EvalConfig:
-        return config_from_json(cls, raw, ("base_model", "versions"))
+                raise bad("output_schema", "needs prompts_file: only generations are checked against it")
+            if isinstance(self.output_schema, str):
+                check_string("output_schema", self.output_schema)
+            else:
+                check_schema(self.output_schema)
 
 
-def _load_schema(value: dict | str) -> dict:
+CONFIG = EvalConfig
+
+
+def check_schema(schema: Any) -> dict:
+    """`schema` if it is a valid JSON schema; BadInput(field="output_schema") otherwise."""
     from jsonschema import SchemaError
     from jsonschema.validators import validator_for
 
-    if isinstance(value, str):
-        try:
-            schema = json.loads(Path(value).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise _bad("output_schema", f"cannot read {value} as JSON: {err}") from err
-    else:
-        schema = value
     if not isinstance(schema, (dict, bool)):
-        raise _bad("output_schema", "must be a JSON schema (an object) or the path of a file holding one")
+        raise bad("output_schema", "must be a JSON schema (an object) or the path of a file holding one")
     try:
         validator_for(schema).check_schema(schema)
     except SchemaError as err:
-        raise _bad("output_schema", f"not a valid JSON schema: {err.message}") from err
+        raise bad("output_schema", f"not a valid JSON schema: {err.message}") from err
     return schema
+
+
+def read_schema(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            schema = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise bad("output_schema", f"cannot read {path} as JSON: {err}") from err
+    return check_schema(schema)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -185,6 +152,7 @@ def _load_schema(value: dict | str) -> dict:
 class EvalInputs:
     rows: list[list[dict]]
     prompts: list[tuple[str, list[dict]]]
+    schema: dict | None  # output_schema, read and checked
 
 
 def read_prompts(path: str) -> list[tuple[str, list[dict]]]:
@@ -208,7 +176,10 @@ def read_prompts(path: str) -> list[tuple[str, list[dict]]]:
 def load_inputs(config: EvalConfig) -> EvalInputs:
     rows = read_rows(config.validation_file) if config.validation_file else []
     prompts = read_prompts(config.prompts_file) if config.prompts_file else []
-    return EvalInputs(rows, prompts)
+    schema = config.output_schema
+    if isinstance(schema, str):
+        schema = read_schema(schema)
+    return EvalInputs(rows, prompts, schema)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -310,7 +281,7 @@ def heldout_loss(model: Any, examples: list, pad_id: int, batch_size: int, on_ba
     return (total / count if count else float("nan")), count
 
 
-def _json_valid(text: str, validator: Any) -> bool:
+def json_valid(text: str, validator: Any) -> bool:
     try:
         value = json.loads(text.strip())
     except ValueError:
@@ -318,35 +289,17 @@ def _json_valid(text: str, validator: Any) -> bool:
     return bool(validator.is_valid(value))
 
 
-def _resolve_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise _bad("device", "cuda was asked for but no CUDA device is available")
-    return name
-
-
-def _resolve_dtype(name: str, device: str):
-    import torch
-
-    if name == "auto":
-        if device == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    return getattr(torch, name)
-
-
 def evaluate(config: EvalConfig, inputs: EvalInputs) -> dict[str, dict]:
     """Runs the evaluation and emits its protocol lines; returns the metrics per version."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from .data import encode_rows
+    from .model import load_adapter, load_for_inference
+    from .runtime import resolve_runtime
 
-    device = _resolve_device(config.device)
-    dtype = _resolve_dtype(config.dtype, device)
+    runtime = resolve_runtime(config)
+    device = runtime.device
     tokenizer = AutoTokenizer.from_pretrained(config.base_model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     examples, dropped = encode_rows(tokenizer, inputs.rows, config.max_length)  # template errors before the weights
@@ -359,10 +312,10 @@ def evaluate(config: EvalConfig, inputs: EvalInputs) -> dict[str, dict]:
     for _, messages in inputs.prompts:
         encode_prompt(tokenizer, messages)
     validator = None
-    if config.schema is not None:
+    if inputs.schema is not None:
         from jsonschema.validators import validator_for
 
-        validator = validator_for(config.schema)(config.schema)
+        validator = validator_for(inputs.schema)(inputs.schema)
 
     loss_batches = math.ceil(len(examples) / config.batch_size)
     gen_batches = math.ceil(len(inputs.prompts) / config.batch_size)
@@ -371,6 +324,7 @@ def evaluate(config: EvalConfig, inputs: EvalInputs) -> dict[str, dict]:
         "start",
         command="evaluate",
         device=device,
+        precision=runtime.precision,
         versions=list(config.versions),
         validation_rows=len(examples),
         dropped_rows=dropped,
@@ -387,7 +341,7 @@ def evaluate(config: EvalConfig, inputs: EvalInputs) -> dict[str, dict]:
         elapsed = time.time() - t0
         emit("progress", step=step, total=total_steps, eta_s=round(elapsed / step * (total_steps - step), 1))
 
-    model = AutoModelForCausalLM.from_pretrained(config.base_model, dtype=dtype).to(device).eval()
+    model = load_for_inference(config.base_model, runtime)
     peft_model = None
     active: str | None = None
     metrics: dict[str, dict] = {}
@@ -398,7 +352,7 @@ def evaluate(config: EvalConfig, inputs: EvalInputs) -> dict[str, dict]:
             runner = peft_model if peft_model is not None else model
         else:
             name = f"v{index}"
-            peft_model = _load_adapter(model, peft_model, adapter, name, version)
+            peft_model = load_adapter(model, peft_model, adapter, name=name, field=f"versions.{version}")
             if active is not None:
                 peft_model.delete_adapter(active)  # one adapter in memory at a time
             active = name
@@ -419,7 +373,7 @@ def evaluate(config: EvalConfig, inputs: EvalInputs) -> dict[str, dict]:
         for (pid, _), (text, n) in zip(inputs.prompts, answers, strict=True):
             line: dict[str, Any] = {"version": version, "id": pid, "output": text, "tokens": n}
             if validator is not None:
-                line["json_valid"] = _json_valid(text, validator)
+                line["json_valid"] = json_valid(text, validator)
             lines.append(line)
         if validator is not None and answers:
             valid = sum(1 for line in lines[-len(answers) :] if line["json_valid"])
@@ -441,24 +395,6 @@ def _perplexity(loss: float) -> float:
         return math.exp(loss)
     except OverflowError:
         return float("inf")
-
-
-def _load_adapter(model: Any, peft_model: Any, path: str, name: str, version: str) -> Any:
-    from peft import PeftModel
-
-    try:
-        if peft_model is None:
-            peft_model = PeftModel.from_pretrained(model, path, adapter_name=name, is_trainable=False)
-        else:
-            peft_model.load_adapter(path, adapter_name=name, is_trainable=False)
-        peft_model.set_adapter(name, inference_mode=True)
-    except (ValueError, RuntimeError, KeyError) as err:  # shape mismatch, wrong base, unreadable weights
-        raise BadInput(
-            f"cannot load adapter {path} onto the base model: {err}",
-            type=ErrorType.MODEL_INVALID,
-            field=f"versions.{version}",
-        ) from err
-    return peft_model
 
 
 def _write_jsonl_atomic(path: str, lines: list[dict]) -> None:

@@ -205,10 +205,10 @@ def export_adapter(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        _write_adapter(weights, Path(adapter_dir) / ADAPTER_CONFIG, tmp)
+        write_adapter(weights, Path(adapter_dir) / ADAPTER_CONFIG, tmp)
         metrics: dict[str, Any] = {"adapter_bytes": (tmp / ADAPTER_WEIGHTS).stat().st_size}
         if merge:
-            metrics["merged_parameters"] = _write_merged(base_dir, tmp, tmp / "merged")  # type: ignore[arg-type]
+            metrics["merged_parameters"] = write_merged(base_dir, tmp, tmp / "merged")  # type: ignore[arg-type]
         marker = {
             "adapter": str(Path(adapter_dir).absolute()),
             "adapter_sha256": sha256_file(tmp / ADAPTER_WEIGHTS),
@@ -233,7 +233,8 @@ def export_adapter(
     }
 
 
-def _write_adapter(weights: Path, config_path: Path, tmp: Path) -> None:
+def write_adapter(weights: Path, config_path: Path, tmp: Path) -> None:
+    """The adapter's weights as a checked safetensors file (a .bin is converted) and its config, into dir `tmp`."""
     target = tmp / ADAPTER_WEIGHTS
     if weights.name == ADAPTER_WEIGHTS:
         shutil.copyfile(weights, target)
@@ -267,7 +268,9 @@ def _bin_to_safetensors(src: Path, dst: Path) -> None:
     save_file({k: v.detach().clone().contiguous() for k, v in state.items()}, str(dst), metadata={"format": "pt"})
 
 
-def _write_merged(base_dir: str, adapter_dir: Path, merged_dir: Path) -> int:
+def write_merged(base_dir: str, adapter_dir: Path, merged_dir: Path) -> int:
+    """Base + adapter merged (safetensors, in the base's dtype) with the base's tokenizer and generation files, into
+    `merged_dir`; returns the merged model's parameter count."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM

@@ -1,15 +1,17 @@
-"""Loads the base model and puts a trainable LoRA (or QLoRA) adapter on it.
+"""Loads models: the base with a trainable LoRA (or QLoRA) adapter for training, and base + adapters for inference.
 
-    from tuneloop_trainer.config import load_train_config
-    from tuneloop_trainer.model import load_for_training, resolve_runtime
-    cfg = load_train_config("train.json")
-    runtime = resolve_runtime(cfg)                 # device, precision and attention, decided once
+    from tuneloop_trainer.config import TrainConfig, load_config
+    from tuneloop_trainer.model import load_for_training
+    from tuneloop_trainer.runtime import resolve_runtime
+    cfg = load_config(TrainConfig, "train.json")
+    runtime = resolve_runtime(cfg)                 # device, precision and attention, decided once (runtime.py)
     model, tokenizer = load_for_training(cfg, runtime)
 
-"auto" settings resolve as: device cuda when available else cpu; precision bf16 on CUDA, fp32 on CPU; attention
-flash_attention_2 when the flash_attn package is installed and we run bf16 on CUDA, else sdpa; gradient
-checkpointing on for bases over ~1B parameters. QLoRA loads the base in 4-bit NF4 (double quantisation, bf16
-compute) through bitsandbytes, which is imported only on that path.
+    model = load_for_inference("/models/base", runtime)        # evaluate, parity: eval mode, no adapter yet
+    peft_model = load_adapter(model, None, "/adapters/v7", name="v7", field="versions.v7")
+
+Gradient checkpointing "auto" is on for bases over ~1B parameters. QLoRA loads the base in 4-bit NF4 (double
+quantisation, bf16 compute) through bitsandbytes, which is imported only on that path.
 """
 
 from __future__ import annotations
@@ -17,53 +19,15 @@ from __future__ import annotations
 import importlib.util
 import logging
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 from .config import TrainConfig
 from .protocol import BadInput, ErrorType
+from .runtime import Runtime
 
 log = logging.getLogger("tuneloop_trainer.model")
 
 CHECKPOINTING_THRESHOLD = 1_000_000_000  # parameters; above this, activations rather than weights fill the GPU
-
-
-@dataclass(frozen=True)
-class Runtime:
-    device: str  # "cpu" | "cuda"
-    precision: str  # "bf16" | "fp32"
-    attn_implementation: str
-
-    @property
-    def autocast(self) -> bool:
-        return self.device == "cuda" and self.precision == "bf16"
-
-
-def resolve_runtime(cfg: TrainConfig) -> Runtime:
-    import torch
-
-    cuda = torch.cuda.is_available()
-    if cfg.device == "cuda" and not cuda:
-        raise BadInput("device is \"cuda\" but torch sees no CUDA device", field="device")
-    if cfg.method == "qlora" and not cuda:
-        raise BadInput("qlora needs CUDA (bitsandbytes 4-bit)", field="method")
-    device = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and cuda) else "cpu"
-    precision = cfg.precision
-    if precision == "auto":
-        precision = "bf16" if device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    if precision == "bf16" and device == "cuda" and not torch.cuda.is_bf16_supported():
-        raise BadInput("this GPU has no bf16 support; use precision \"fp32\"", field="precision")
-    return Runtime(device=device, precision=precision, attn_implementation=_attention(cfg, device, precision))
-
-
-def _attention(cfg: TrainConfig, device: str, precision: str) -> str:
-    if cfg.attn_implementation != "auto":
-        if cfg.attn_implementation == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
-            raise BadInput("flash_attention_2 needs the flash_attn package", field="attn_implementation")
-        return cfg.attn_implementation
-    if device == "cuda" and precision == "bf16" and importlib.util.find_spec("flash_attn") is not None:
-        return "flash_attention_2"
-    return "sdpa"
 
 
 def load_tokenizer(cfg: TrainConfig) -> Any:
@@ -86,7 +50,7 @@ def load_base(cfg: TrainConfig, runtime: Runtime) -> Any:
 
     hf_logging.disable_progress_bar()  # a tqdm bar on stderr per load is noise in the worker's logs
     kwargs: dict[str, Any] = {
-        "dtype": torch.bfloat16 if runtime.precision == "bf16" else torch.float32,
+        "dtype": runtime.dtype,
         "attn_implementation": runtime.attn_implementation,
     }
     if cfg.method == "qlora":
@@ -200,12 +164,46 @@ def activation_checkpointing(model: Any) -> bool:
     return any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
 
 
-def load_for_training(cfg: TrainConfig, runtime: Runtime | None = None) -> tuple[Any, Any]:
-    """The trainable model (a peft PeftModel in train mode, on the runtime's device) and its tokenizer."""
-    runtime = runtime or resolve_runtime(cfg)
-    tokenizer = load_tokenizer(cfg)
+def load_model(cfg: TrainConfig, runtime: Runtime) -> Any:
+    """The trainable model: a peft PeftModel in train mode, on the runtime's device."""
     model = load_base(cfg, runtime)
     prepare_base(model, cfg)
     model = attach_adapter(model, cfg)
     model.train()
-    return model, tokenizer
+    return model
+
+
+def load_for_training(cfg: TrainConfig, runtime: Runtime) -> tuple[Any, Any]:
+    """The trainable model (load_model) and its tokenizer."""
+    tokenizer = load_tokenizer(cfg)
+    return load_model(cfg, runtime), tokenizer
+
+
+def load_for_inference(base_model: str, runtime: Runtime) -> Any:
+    """The base model (evaluate, parity) in eval mode, in the runtime's precision, on its device."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # stderr is for log lines
+    kwargs: dict[str, Any] = {"dtype": runtime.dtype}
+    if runtime.attn_implementation is not None:
+        kwargs["attn_implementation"] = runtime.attn_implementation
+    model = AutoModelForCausalLM.from_pretrained(base_model, **kwargs)
+    return model.to(runtime.device).eval()
+
+
+def load_adapter(model: Any, peft_model: Any, path: str, *, name: str, field: str) -> Any:
+    """Adapter `path` as the active adapter `name`, for inference: onto `model` as a new PeftModel when `peft_model`
+    is None, else loaded into `peft_model`. A mismatch with the base is a BadInput naming `field`."""
+    from peft import PeftModel
+
+    try:
+        if peft_model is None:
+            peft_model = PeftModel.from_pretrained(model, path, adapter_name=name, is_trainable=False)
+        else:
+            peft_model.load_adapter(path, adapter_name=name, is_trainable=False)
+        peft_model.set_adapter(name, inference_mode=True)
+    except (ValueError, RuntimeError, KeyError) as err:  # shape mismatch, wrong base, unreadable weights
+        raise BadInput(f"cannot load adapter {path} onto the base model: {err}", type=ErrorType.MODEL_INVALID,
+                       field=field) from err  # fmt: skip
+    return peft_model

@@ -1,8 +1,10 @@
 """parity: do Ollama's greedy answers come from the model the trainer knows? The register stage's check.
 
     python -m tuneloop_trainer parity --config parity.json
+    python -m tuneloop_trainer parity --config parity.json --watch-stdin       # stdin EOF counts as SIGTERM
 
-parity.json (unknown keys are refused):
+parity.json (read as every command's config is, see config.py: unknown keys are refused, relative paths are
+relative to the file's own directory):
     {
       "base_model": "/models/tiny",
       "adapter": "/adapters/r7" | null,
@@ -11,10 +13,11 @@ parity.json (unknown keys are refused):
                             "prompt_tokens": 23}}],
       "max_new_tokens": 24,             # what the driver asked of Ollama (num_predict)
       "logit_tolerance": 0.05,          # see below
-      "stop": ["<|im_start|>", "<|im_end|>"]   # the stop strings Ollama was given
-    }
+      "stop": ["<|im_start|>", "<|im_end|>"],  # the stop strings Ollama was given
+      "device": "auto", "precision": "auto"     # where the trainer's model runs (see runtime.py): bf16 on CUDA,
+    }                                           #   fp32 on CPU; "fp32" is the closer reference where memory allows
 
-For each case, against the trainer's model (base + adapter, fp32 on CPU, the model's dtype on GPU):
+For each case, against the trainer's model (base + adapter, in `precision`):
 1. Prompt: the prompt must be as many tokens for Ollama (prompt_eval_count) as data.encode_prompt makes it. A
    different chat template, a BOS added on one side only or a missing system turn changes the count.
 2. Answer: the trainer's own greedy answer, turned into text exactly as Ollama's runner does it (OllamaDecoder:
@@ -27,7 +30,7 @@ For each case, against the trainer's model (base + adapter, fp32 on CPU, the mod
 Prints `done` {"metrics": {"cases", "exact", "near_tie", "failed"}, "cases": [{"id", "ok", "how", "reason"?,
 "trainer", "ollama", "prompt_tokens": {"trainer", "ollama"}, "position"?, "after"?}]}: `reason` holds no text of the
 conversation or the answers (those are `trainer`, `ollama` and `after`). Exit 0 whatever the verdict (the
-driver decides); 2 for a bad config.
+driver decides); 2 for a bad config; 75 when stopped (SIGTERM, SIGINT, the parent's death; see lifecycle.py).
 """
 
 from __future__ import annotations
@@ -35,66 +38,63 @@ from __future__ import annotations
 import argparse
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from . import lifecycle
+from .config import path_field
 from .data import encode_prompt, validate_messages
-from .config import _bad
-from .protocol import ErrorType, config_from_json, emit, read_json_object
+from .protocol import emit
+from .runtime import DEVICES, PRECISIONS
+from .validate import bad, check_choice, check_int, check_number, check_string, check_strings
 
 log = logging.getLogger("tuneloop_trainer.parity")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="parity config (JSON); see the module docstring")
+    lifecycle.add_arguments(parser)
 
 
-def main(args: argparse.Namespace) -> int:
-    config = ParityConfig.from_file(args.config)
-    result = check(config)
+def main(args: argparse.Namespace, config: ParityConfig) -> int:
+    with lifecycle.supervised(args.watch_stdin, "before the parity check finished"):
+        result = check(config)
     emit("done", **result)
     return 0
 
 
 @dataclass
 class ParityConfig:
-    base_model: str
+    base_model: str = path_field("model")
     cases: list[dict]
-    adapter: str | None = None
+    adapter: str | None = path_field("adapter", None)
     max_new_tokens: int = 24
     logit_tolerance: float = 0.05
     stop: list = field(default_factory=list)
+    device: str = "auto"
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.base_model, str) or not (Path(self.base_model) / "config.json").is_file():
-            raise _bad("base_model", f"{self.base_model!r} is not a model directory (no config.json)")
-        if self.adapter is not None and not (Path(str(self.adapter)) / "adapter_config.json").is_file():
-            raise _bad("adapter", f"{self.adapter!r} is not an adapter directory (no adapter_config.json)")
-        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
-            raise _bad("max_new_tokens", f"must be a positive integer, got {self.max_new_tokens!r}")
-        tol = self.logit_tolerance
-        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol <= 10:
-            raise _bad("logit_tolerance", f"must be a number in [0, 10], got {tol!r}")
-        if not isinstance(self.stop, list) or not all(isinstance(x, str) and x for x in self.stop):
-            raise _bad("stop", f"must be a list of non-empty strings, got {self.stop!r}")
+        check_string("base_model", self.base_model)
+        check_string("adapter", self.adapter, optional=True)
+        check_int("max_new_tokens", self.max_new_tokens, low=1)
+        check_number("logit_tolerance", self.logit_tolerance, low=0, high=10)
+        check_strings("stop", self.stop, blank_ok=True)
+        check_choice("device", self.device, DEVICES)
+        check_choice("precision", self.precision, PRECISIONS)
         if not isinstance(self.cases, list) or not self.cases:
-            raise _bad("cases", "must be a non-empty list")
+            raise bad("cases", "must be a non-empty list")
         for i, case in enumerate(self.cases):
             where = f"cases[{i}]"
             if not isinstance(case, dict) or not isinstance(case.get("id"), str):
-                raise _bad(where, 'must be an object with a string "id"')
+                raise bad(where, 'must be an object with a string "id"')
             validate_messages(case.get("messages"), where, final_role="user")
             answer = case.get("ollama")
             if not isinstance(answer, dict) or not isinstance(answer.get("content"), str):
-                raise _bad(f"{where}.ollama", 'must be an object with a string "content"')
-            pt = answer.get("prompt_tokens")
-            if pt is not None and (isinstance(pt, bool) or not isinstance(pt, int) or pt < 0):
-                raise _bad(f"{where}.ollama.prompt_tokens", f"must be a count or null, got {pt!r}")
+                raise bad(f"{where}.ollama", 'must be an object with a string "content"')
+            if answer.get("prompt_tokens") is not None:
+                check_int(f"{where}.ollama.prompt_tokens", answer["prompt_tokens"], low=0)
 
-    @classmethod
-    def from_file(cls, path: str) -> ParityConfig:
-        raw = read_json_object(Path(path), "--config", ErrorType.CONFIG_INVALID)
-        return config_from_json(cls, raw, ("base_model", "cases"))
+
+CONFIG = ParityConfig
 
 
 class OllamaDecoder:
@@ -201,18 +201,18 @@ def _token_bytes(text: str, byte_decoder: dict[str, int], tokenizer: Any, token:
 
 def check(config: ParityConfig) -> dict[str, Any]:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
+    from transformers import AutoTokenizer
 
-    from .evaluate import _load_adapter, stop_token_ids
+    from .evaluate import stop_token_ids
+    from .model import load_adapter, load_for_inference
+    from .runtime import resolve_runtime
 
-    hf_logging.disable_progress_bar()
+    runtime = resolve_runtime(config)
+    device = runtime.device
     tokenizer = AutoTokenizer.from_pretrained(config.base_model)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = AutoModelForCausalLM.from_pretrained(config.base_model, dtype="auto" if device == "cuda" else torch.float32)
-    model = model.to(device).eval()
+    model = load_for_inference(config.base_model, runtime)
     if config.adapter is not None:
-        model = _load_adapter(model, None, config.adapter, "candidate", "adapter")
+        model = load_adapter(model, None, config.adapter, name="candidate", field="adapter")
         model.eval()
     decoder = OllamaDecoder(tokenizer, stop_token_ids(model, tokenizer), config.stop)
     with torch.inference_mode():

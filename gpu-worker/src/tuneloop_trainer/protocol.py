@@ -14,12 +14,12 @@ Exit codes separate what a retry can fix from what it cannot:
   0   done
   1   crash (anything unexpected: retry, resuming from the newest checkpoint)
   2   bad input (config, dataset, base model): never retry
-  75  interrupted (SIGTERM/SIGINT): a checkpoint of the current step was written first; resume from it
+  75  interrupted (SIGTERM/SIGINT, the parent's death; lifecycle.py): train wrote a checkpoint of the current step
+      first (resume from it); a command stopped before it had anything to save exits at once
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -53,7 +53,8 @@ class BadInput(Exception):
 
 
 class Interrupted(Exception):
-    """Raised by the training loop after it has checkpointed in answer to SIGTERM/SIGINT."""
+    """A stop (lifecycle.py): raised by the training loop after it has checkpointed, and by any command stopped
+    before it had anything to save."""
 
 
 def read_json_object(path: Path, field: str, kind: str = ErrorType.MODEL_INVALID) -> dict:
@@ -69,35 +70,21 @@ def read_json_object(path: Path, field: str, kind: str = ErrorType.MODEL_INVALID
     return value
 
 
-def config_from_json(cls: type, raw: Any, required: tuple[str, ...]) -> Any:
-    """A command's --config as the dataclass `cls`: an object with only cls's init fields and the `required` ones."""
-    if not isinstance(raw, dict):
-        raise BadInput("the config must be a JSON object", type=ErrorType.CONFIG_INVALID, field="--config")
-    known = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise BadInput(f"unknown key (known: {', '.join(sorted(known))})", type=ErrorType.CONFIG_INVALID,
-                       field=unknown[0])
-    for name in required:
-        if name not in raw:
-            raise BadInput("is required", type=ErrorType.CONFIG_INVALID, field=name)
-    return cls(**raw)
-
-
-def _clean(value: Any) -> Any:
-    # JSON has no NaN/Infinity; a diverged loss is reported as null rather than as an unparseable line.
+def clean(value: Any) -> Any:
+    """`value` with every non-finite float (nested too) as None: JSON has no NaN/Infinity, and a diverged loss is
+    reported as null rather than as an unparseable line."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [clean(v) for v in value]
     return value
 
 
 def emit(event: str, **fields: Any) -> None:
     """Writes one protocol line on stdout and flushes it, so the driver sees it at once."""
-    line = json.dumps(_clean({"event": event, "time": round(time.time(), 3), **fields}), separators=(",", ":"))
+    line = json.dumps(clean({"event": event, "time": round(time.time(), 3), **fields}), separators=(",", ":"))
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
 

@@ -11,15 +11,17 @@ resumed run replays exactly what the interrupted one would have done: same batch
 is in the checkpoint), same optimizer and LR schedule.
 
 One step = one optimizer step over `effective_batch_size` sequences, in micro-batches of `micro_batch_size`. The
-step's loss is the sum of token losses over all its micro-batches divided by the step's labeled tokens.
+step's loss is the sum of token losses over all its micro-batches divided by the step's labeled tokens. The step and
+the loop are engine.py's (which bench times too); this module adds the data plan, checkpoints, progress and stops.
 
 Stdout (see protocol.py): start, progress (every log_every_steps), checkpoint (reason steps | timer | signal |
 final), eval (when validation_file is set), done. Checkpoints go to output_dir/checkpoints (newest
 keep_checkpoints kept), the final adapter to output_dir/adapter.
 
-Stopping: SIGTERM or SIGINT (and, with --watch-stdin, EOF on stdin; on Linux also the death of the parent process,
-through PR_SET_PDEATHSIG) lets the current optimizer step finish, writes a checkpoint with reason "signal", and
-exits 75. A stop that comes before this process finished its first step exits 75 at once with nothing new to save.
+Stopping (lifecycle.py): SIGTERM or SIGINT (and, with --watch-stdin, EOF on stdin; on Linux also the death of the
+parent process, through PR_SET_PDEATHSIG) lets the current optimizer step finish, writes a checkpoint with reason
+"signal", and exits 75. A stop that comes before this process finished its first step exits 75 at once with nothing
+new to save.
 """
 
 from __future__ import annotations
@@ -31,135 +33,35 @@ import math
 import os
 import random
 import shutil
-import signal
-import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import checkpoint as ckpt
-from .config import TrainConfig, fingerprint_hash, load_train_config
+from . import engine, lifecycle
+from .config import TrainConfig, fingerprint_hash
+from .lifecycle import StopRequest
 from .protocol import BadInput, ErrorType, Interrupted, emit
+from .runtime import Runtime, peak_gpu_memory
 
 log = logging.getLogger("tuneloop_trainer.train")
 
-# Recorded at import, before anything slow, so a parent that dies while we load torch is still noticed.
-_PARENT_PID = os.getppid()
-PR_SET_PDEATHSIG = 1
-IGNORE_INDEX = -100
+
+CONFIG = TrainConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="training config, JSON (see config.py)")
     parser.add_argument("--resume", metavar="DIR", help="checkpoint directory to continue from (verified first)")
-    parser.add_argument(
-        "--watch-stdin",
-        action="store_true",
-        help="treat EOF on stdin as SIGTERM (the driver holds a pipe open; if the driver dies, the pipe closes)",
-    )
+    lifecycle.add_arguments(parser)
 
 
-def main(args: argparse.Namespace) -> int:
-    cfg = load_train_config(args.config)
+def main(args: argparse.Namespace, cfg: TrainConfig) -> int:
     if args.resume is not None and not os.path.isdir(args.resume):
         raise BadInput(f"no such checkpoint directory: {args.resume}", type=ErrorType.CHECKPOINT_INVALID,
                        field="--resume")  # fmt: skip
-    stop = StopRequest()
-    try:
-        stop.install_signal_handlers()
-        guard_against_orphaning(stop)
-        if stop.is_set():
-            raise Interrupted(stop.reason)
-        if args.watch_stdin:
-            watch_stdin(stop)
+    with lifecycle.supervised(args.watch_stdin) as stop:
         run(cfg, resume=args.resume, stop=stop)
-    except StopNow as err:
-        raise Interrupted(str(err)) from None
     return 0
-
-
-# ---------------------------------------------------------------------------------------------------- stopping
-
-
-class StopNow(BaseException):
-    """Raised by the signal handler while loading. A BaseException, like KeyboardInterrupt, so that library code's
-    `except Exception` (transformers has many, around imports and loading) cannot swallow it."""
-
-
-class StopRequest:
-    """A flag the signal handlers and the stdin watcher set; the training loop reads it between steps.
-
-    Until the loop calls `defer()` (while the model and data load, which can take minutes) there is nothing to
-    save, so a signal raises StopNow at once instead (main reports it as Interrupted: exit 75): a preempted host's
-    grace period is better spent exiting than finishing a model load.
-    """
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self.reason = ""
-        self.deferred = False
-        self._raised = False
-
-    def set(self, reason: str) -> None:
-        if self._event.is_set():
-            log.warning("%s (already stopping: %s)", reason, self.reason)
-            return
-        self.reason = reason
-        self._event.set()
-        when = "after the current step, with a checkpoint" if self.deferred else "now: training has not started"
-        log.warning("%s: stopping %s", reason, when)
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    def defer(self) -> None:
-        """From now on a stop waits for the end of the current step (the loop checkpoints, then stops)."""
-        self.deferred = True
-
-    def install_signal_handlers(self) -> None:
-        def handler(signum: int, _frame: Any) -> None:
-            self.set(f"received {signal.Signals(signum).name}")
-            if not self.deferred and not self._raised:  # once: a second signal must not break the unwinding
-                self._raised = True
-                raise StopNow(f"{self.reason} before training started; nothing to checkpoint")
-
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
-
-
-def guard_against_orphaning(stop: StopRequest) -> None:
-    """On Linux, asks the kernel for SIGTERM when the parent dies, and catches a parent that died already."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
-            log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
-    if os.getppid() != _PARENT_PID:
-        stop.set(f"parent process {_PARENT_PID} exited before the trainer started")
-
-
-def watch_stdin(stop: StopRequest) -> threading.Thread:
-    """Reads (and discards) stdin on a daemon thread; EOF means the driver is gone."""
-
-    def watch() -> None:
-        # os.read on the raw descriptor, not sys.stdin.buffer: a daemon thread blocked inside the buffered reader
-        # holds its lock, and the interpreter aborts at exit ("could not acquire lock for <stdin> at interpreter
-        # shutdown") instead of exiting 0.
-        try:
-            fd = sys.stdin.fileno()
-            while os.read(fd, 65536):
-                pass
-        except (OSError, ValueError):
-            pass
-        stop.set("stdin closed (the driver is gone)")
-        if not stop.deferred:
-            os.kill(os.getpid(), signal.SIGTERM)  # only the main thread can be interrupted: via its signal handler
-
-    thread = threading.Thread(target=watch, name="watch-stdin", daemon=True)
-    thread.start()
-    return thread
 
 
 # ---------------------------------------------------------------------------------------------------- data
@@ -266,115 +168,6 @@ def step_items(plan: Plan, cfg: TrainConfig, step: int) -> tuple[int, list[list]
     chosen = order[batch * cfg.effective_batch_size : (batch + 1) * cfg.effective_batch_size]
     micro = cfg.micro_batch_size
     return epoch, [[plan.items[i] for i in chosen[j : j + micro]] for j in range(0, len(chosen), micro)]
-
-
-def collate_items(items: list, pad_id: int, packed: bool, *, flash: bool = False) -> dict:
-    from .data import collate, collate_padded
-
-    if not packed:
-        return collate_padded(items, pad_id)
-    # flash_attention_2 separates packed sequences by position ids only in a single-row batch.
-    return collate(items, pad_id, flatten=flash)
-
-
-# ---------------------------------------------------------------------------------------------------- the math
-
-
-def seed_everything(seed: int) -> None:
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def labeled_tokens(batch: dict) -> int:
-    """Tokens that carry a loss: labels shifted by one, as the model predicts token t+1 from position t."""
-    return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-
-
-def forward_loss_sum(model: Any, batch: dict, device: str, autocast: bool) -> Any:
-    """Sum (not mean) of the next-token cross-entropy over the batch's labeled tokens."""
-    import torch
-    import torch.nn.functional as F
-
-    inputs = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "position_ids")}
-    labels = batch["labels"].to(device)
-    with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=autocast):
-        logits = model(**inputs, use_cache=False).logits
-    shifted = logits[:, :-1, :].float()
-    return F.cross_entropy(
-        shifted.reshape(-1, shifted.size(-1)), labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
-    )
-
-
-@dataclass
-class StepResult:
-    loss: float
-    tokens: int  # real (non-padding) tokens processed
-    labeled: int
-    micro_batches: int
-    grad_norm: float
-
-
-def optimizer_step(model: Any, optimizer: Any, scheduler: Any, batches: list[dict], tokens: int,
-                   runtime: Any) -> StepResult:  # fmt: skip
-    """One optimizer step over `batches` (its micro-batches); `tokens` = real tokens in them, for throughput."""
-    import torch
-
-    labeled = sum(labeled_tokens(b) for b in batches)
-    total = torch.zeros((), device=runtime.device)  # summed on the device: no host sync per micro-batch
-    for batch in batches:
-        loss_sum = forward_loss_sum(model, batch, runtime.device, runtime.autocast)
-        if labeled:
-            (loss_sum / labeled).backward()
-        total += loss_sum.detach()
-    params = [p for p in model.parameters() if p.requires_grad]
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, 1.0)) if labeled else 0.0
-    if labeled:
-        optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-    loss = float(total) / labeled if labeled else float("nan")
-    return StepResult(loss, tokens, labeled, len(batches), grad_norm)
-
-
-def make_optimizer(model: Any, cfg: TrainConfig, runtime: Any, total_steps: int) -> tuple[Any, Any]:
-    import torch
-    from transformers import get_scheduler
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.0, fused=runtime.device == "cuda")
-    warmup = math.ceil(cfg.warmup_ratio * total_steps)
-    # transformers' "constant" ignores warmup; ours honours warmup_ratio like the other two.
-    name = "constant_with_warmup" if cfg.lr_scheduler == "constant" else cfg.lr_scheduler
-    scheduler = get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
-    return optimizer, scheduler
-
-
-def evaluation_loss(model: Any, tokenizer: Any, rows: list, cfg: TrainConfig, runtime: Any,
-                    stop: StopRequest | None = None) -> tuple[float, int, int]:  # fmt: skip
-    """(mean token loss, labeled tokens, rows used) of `rows` under `model`, without dropout."""
-    import torch
-
-    from .data import encode_rows
-
-    examples, _dropped = encode_rows(tokenizer, rows, cfg.max_length)
-    total, labeled = 0.0, 0
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for start in range(0, len(examples), cfg.micro_batch_size):
-                if stop is not None and stop.is_set():
-                    raise Interrupted(f"{stop.reason} during evaluation")
-                batch = collate_items(examples[start : start + cfg.micro_batch_size], tokenizer.pad_token_id, False)
-                total += float(forward_loss_sum(model, batch, runtime.device, runtime.autocast))
-                labeled += labeled_tokens(batch)
-    finally:
-        model.train(was_training)
-    return (total / labeled if labeled else float("nan")), labeled, len(examples)
 
 
 # ---------------------------------------------------------------------------------------------------- the run
@@ -522,7 +315,7 @@ class Reporter:
         self.first_step = first_step
         self.window_tokens = 0
 
-    def step_done(self, progress: Progress, result: StepResult, lr: float) -> None:
+    def step_done(self, progress: Progress, result: engine.StepResult, lr: float) -> None:
         self.window_tokens += result.tokens
         step = progress.step
         if step % self.cfg.log_every_steps and step != self.plan.total_steps:
@@ -536,7 +329,7 @@ class Reporter:
             "loss": result.loss,
             "lr": lr,
             "tokens_per_s": round(self.window_tokens / max(now - self.window_start, 1e-9), 1),
-            "gpu_mem": gpu_memory(self.device),
+            "gpu_mem": peak_gpu_memory(self.device),
             "eta_s": round(per_step * (self.plan.total_steps - step), 1),
             "grad_norm": result.grad_norm,
             "tokens": progress.tokens_seen,
@@ -548,33 +341,21 @@ class Reporter:
         self.window_start, self.window_tokens = now, 0
 
 
-def gpu_memory(device: str) -> int | None:
-    if device != "cuda":
-        return None
-    import torch
-
-    return int(torch.cuda.max_memory_allocated())
-
-
 def train_loop(model: Any, optimizer: Any, scheduler: Any, tokenizer: Any, cfg: TrainConfig, plan: Plan,
-               runtime: Any, progress: Progress, stop: StopRequest) -> Checkpointer:  # fmt: skip
-    from .data import count_tokens
-
+               runtime: Runtime, progress: Progress, stop: StopRequest) -> Checkpointer:  # fmt: skip
+    """engine.run_steps over the plan's remaining steps, with progress lines, checkpoints and stopping."""
     saver = Checkpointer(cfg, plan, model, optimizer, scheduler)
     reporter = Reporter(cfg, plan, runtime.device, progress.step)
     session_start_step = progress.step
-    flash = runtime.attn_implementation == "flash_attention_2"
     tick = time.monotonic()
-    stop.defer()
-    while progress.step < plan.total_steps:
+
+    def before_step(_step: int) -> None:
         if stop.is_set() and progress.step == session_start_step:
             raise Interrupted(f"{stop.reason} before the first step; nothing new to checkpoint")
-        _epoch, micro_items = step_items(plan, cfg, progress.step + 1)
-        batches = [collate_items(items, tokenizer.pad_token_id, plan.packed, flash=flash) for items in micro_items]
-        tokens = sum(count_tokens(items) for items in micro_items)
-        lr = scheduler.get_last_lr()[0]  # the rate this step uses; after it, the scheduler shows the next one
-        result = optimizer_step(model, optimizer, scheduler, batches, tokens, runtime)
-        progress.step += 1
+
+    def after_step(step: int, result: engine.StepResult, lr: float) -> None:
+        nonlocal tick
+        progress.step = step
         progress.micro_steps += result.micro_batches
         progress.loss = result.loss
         progress.loss_sum += result.loss
@@ -583,15 +364,21 @@ def train_loop(model: Any, optimizer: Any, scheduler: Any, tokenizer: Any, cfg: 
         progress.elapsed_s += now - tick
         tick = now
         reporter.step_done(progress, result, lr)
-        reason = saver.reason(progress.step, stop)
+        reason = saver.reason(step, stop)
         if reason:
             saver.save(progress, reason)
         if stop.is_set():  # the stop may have come after `reason` was decided, even during the save
             if reason is None:
                 saver.save(progress, "signal")
             elif reason != "signal":  # this step's checkpoint was being written when it came: it stands
-                saver.announce(progress.step, "signal")
-            raise Interrupted(f"{stop.reason}; checkpoint at step {progress.step}: {saver.last_path}")
+                saver.announce(step, "signal")
+            raise Interrupted(f"{stop.reason}; checkpoint at step {step}: {saver.last_path}")
+
+    stop.defer()
+    engine.run_steps(model, optimizer, scheduler, runtime, pad_id=tokenizer.pad_token_id, packed=plan.packed,
+                     steps=range(progress.step + 1, plan.total_steps + 1),
+                     micro_batches=lambda step: step_items(plan, cfg, step)[1],
+                     before_step=before_step, after_step=after_step)  # fmt: skip
     return saver
 
 
@@ -612,7 +399,8 @@ def run(cfg: TrainConfig, *, resume: str | None = None, stop: StopRequest | None
 
     `restore_rng=False` exists for the test that proves restoring RNG state matters; never use it otherwise.
     """
-    from .model import load_for_training, resolve_runtime
+    from .model import load_for_training
+    from .runtime import resolve_runtime
 
     stop = stop or StopRequest()
     log.info("preparing: data %s, base %s%s", cfg.train_file, cfg.base_model, f", resuming {resume}" if resume else "")
@@ -620,10 +408,10 @@ def run(cfg: TrainConfig, *, resume: str | None = None, stop: StopRequest | None
         verify_resume(resume)  # before the model loads: a bad checkpoint should fail in seconds, not minutes
     train_rows, replay_rows, validation_rows = read_datasets(cfg)
     runtime = resolve_runtime(cfg)
-    seed_everything(cfg.seed)
+    engine.seed_everything(cfg.seed)
     model, tokenizer = load_for_training(cfg, runtime)
     plan = build_plan(cfg, tokenizer, train_rows, replay_rows)
-    optimizer, scheduler = make_optimizer(model, cfg, runtime, plan.total_steps)
+    optimizer, scheduler = engine.make_optimizer(model, cfg, runtime, plan.total_steps)
     progress = Progress()
     if resume is not None:
         progress = restore(resume, model, optimizer, scheduler, cfg, plan, restore_rng)
@@ -662,7 +450,7 @@ def run(cfg: TrainConfig, *, resume: str | None = None, stop: StopRequest | None
     return done
 
 
-def emit_start(cfg: TrainConfig, plan: Plan, runtime: Any, model: Any, progress: Progress,
+def emit_start(cfg: TrainConfig, plan: Plan, runtime: Runtime, model: Any, progress: Progress,
                resume: str | None) -> None:  # fmt: skip
     from .model import activation_checkpointing, count_parameters
 
@@ -690,9 +478,9 @@ def emit_start(cfg: TrainConfig, plan: Plan, runtime: Any, model: Any, progress:
     )
 
 
-def _final_eval(model: Any, tokenizer: Any, rows: list, cfg: TrainConfig, runtime: Any, step: int,
+def _final_eval(model: Any, tokenizer: Any, rows: list, cfg: TrainConfig, runtime: Runtime, step: int,
                 stop: StopRequest) -> float | None:  # fmt: skip
-    loss, tokens, used = evaluation_loss(model, tokenizer, rows, cfg, runtime, stop)
+    loss, tokens, used = engine.evaluation_loss(model, tokenizer, rows, cfg, runtime, stop)
     if not used:
         log.warning("no validation row fits max_length=%d; no eval", cfg.max_length)
         return None

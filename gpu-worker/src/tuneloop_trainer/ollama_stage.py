@@ -48,11 +48,18 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .export import ADAPTER_CONFIG, ADAPTER_WEIGHTS, check_adapter_dir, ollama_adapter_support, _write_merged
 from .checkpoint import sha256_file
+from .export import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    check_adapter_dir,
+    ollama_adapter_support,
+    write_adapter,
+    write_merged,
+)
 from .protocol import BadInput, ErrorType, emit, read_json_object
 
-log = logging.getLogger("tuneloop_trainer.ollama")
+log = logging.getLogger("tuneloop_trainer.ollama_stage")
 
 PLAN_FILE = "ollama_import.json"
 # What Ollama's safetensors converter reads of a model directory (besides the weights).
@@ -283,7 +290,7 @@ def stage(base_dir: str, adapter_dir: str | None, out_dir: str, *, merge: str = 
         adapters: dict[str, dict] | None = None
         weights_dir = base
         if method == "merged":
-            _write_merged(str(base), Path(adapter_dir), tmp / "merged")  # type: ignore[arg-type]
+            write_merged(str(base), Path(adapter_dir), tmp / "merged")  # type: ignore[arg-type]
             weights_dir = tmp / "merged"
         for w in _weight_files(weights_dir):
             files[w.name] = entry(w)
@@ -337,11 +344,9 @@ def _stage_adapter(weights_path: Path, adapter_dir: Path, config: dict, tmp: Pat
     import numpy as np
     from safetensors.numpy import load_file, save_file
 
-    from .export import _write_adapter
-
     plain = tmp / "adapter-plain"
     plain.mkdir()
-    _write_adapter(weights_path, adapter_dir / ADAPTER_CONFIG, plain)  # .bin → safetensors, checked
+    write_adapter(weights_path, adapter_dir / ADAPTER_CONFIG, plain)  # .bin → safetensors, checked
     tensors = load_file(str(plain / ADAPTER_WEIGHTS))
     n_head = int(config["num_attention_heads"])
     n_kv = int(config.get("num_key_value_heads") or n_head)

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from .protocol import BadInput, ErrorType, emit
 
-log = logging.getLogger("tuneloop_trainer.tiny")
+log = logging.getLogger("tuneloop_trainer.init_tiny")
 
 PAD_TOKEN = "<|pad|>"
 IM_START = "<|im_start|>"
