@@ -8,18 +8,20 @@
 #   - the trainer's Python environment (gpu-worker/requirements.lock: torch with its CUDA libraries, about 5.6 GB),
 #     in a venv keyed by the lock's hash; bitsandbytes too where an NVIDIA GPU is present
 #   - with --compose, a docker compose implementation for validating docker-compose.yml (no engine needed)
-# Usage: scripts/setup.sh [--minio] [--compose]      (quiet when nothing needs doing)
+#   - with --test-server, Temporal's time-skipping test server (Java, from Maven Central) for the decision tests
+# Usage: scripts/setup.sh [--minio] [--compose] [--test-server]      (quiet when nothing needs doing)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 # shellcheck source=scripts/versions.sh
 source scripts/versions.sh
 
-want_minio=0 want_compose=0
+want_minio=0 want_compose=0 want_test_server=0
 for a in "$@"; do
   case "$a" in
     --minio) want_minio=1 ;;
     --compose) want_compose=1 ;;
+    --test-server) want_test_server=1 ;;
     *) echo "setup: unknown option $a" >&2; exit 2 ;;
   esac
 done
@@ -127,4 +129,23 @@ if [ "$want_compose" = 1 ]; then
       exit 1
     fi
   fi
+fi
+
+# ---- Temporal's time-skipping test server (decision tests) ----------------------------------------------
+# The SDK would download a native build from GitHub; the same server is published on Maven Central as a jar. Maven
+# fetches it with its dependencies into the cache, and a launcher runs it with the machine's Java (17 or later).
+if [ "$want_test_server" = 1 ]; then
+  tdir="$cache/temporal-test-server-$TEMPORAL_TEST_SERVER_VERSION"
+  if [ ! -f "$tdir/.complete" ]; then
+    command -v java >/dev/null || { say "the decision tests need Java 17 or later (Temporal's test server)"; exit 1; }
+    command -v mvn >/dev/null || { say "the decision tests need Maven to fetch Temporal's test server"; exit 1; }
+    say "fetching Temporal's test server $TEMPORAL_TEST_SERVER_VERSION from Maven Central"
+    rm -rf "$tdir.tmp" && mkdir -p "$tdir.tmp"
+    sed "s/@VERSION@/$TEMPORAL_TEST_SERVER_VERSION/" scripts/temporal-test-server.pom.xml > "$tdir.tmp/pom.xml"
+    (cd "$tdir.tmp" && mvn -q -B dependency:copy-dependencies -DoutputDirectory="$tdir.tmp/lib" >&2)
+    rm -rf "$tdir" && mv "$tdir.tmp" "$tdir"
+    printf '#!/bin/sh\nexec java -Xss1m -XX:+UseSerialGC -cp "%s/lib/*" io.temporal.testserver.TestServer "$@"\n' "$tdir" > "$tdir/temporal-test-server"
+    chmod +x "$tdir/temporal-test-server" && touch "$tdir/.complete"
+  fi
+  ln -sfn "$tdir/temporal-test-server" .tools/bin/temporal-test-server
 fi

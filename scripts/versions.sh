@@ -5,3 +5,4 @@ TEMPORAL_CLI_VERSION=v1.5.1 # last release without a replace directive, so `go i
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c # the newest MinIO on the module proxy (the commit-hash query is refused there): no replace, no cgo
 GO_TOOLCHAIN=go1.25.5       # fetched from the module proxy only when the machine's Go is missing or < 1.21
 OLLAMA_VERSION=v0.11.4      # the newest whose `go install` builds its CPU backend (llama.cpp through cgo) with no downloads
+TEMPORAL_TEST_SERVER_VERSION=1.38.0 # io.temporal:temporal-test-server on Maven Central: the time-skipping server of the decision tests (Java)

@@ -1,41 +1,10 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { ActivityExecuteInput, ActivityInboundCallsInterceptor, Next } from '@temporalio/worker';
 import { ZodError } from 'zod';
+import { FailureType } from '../domain/failures';
 import { OllamaError } from '../llm/ollama';
 
-/** The failure types a stage can end with. Permanent ones are never retried: retrying cannot fix them. */
-export const FailureType = {
-  CONFIG_INVALID: 'CONFIG_INVALID',
-  MODEL_NOT_FOUND: 'MODEL_NOT_FOUND',
-  DATASET_INVALID: 'DATASET_INVALID',
-  STORE_INTEGRITY: 'STORE_INTEGRITY',
-  /** Data changed under a stage (an erasure during export); the retry sees the new state. */
-  DATASET_CONFLICT: 'DATASET_CONFLICT',
-  /** Another trainer holds the run's lock (a twin); retried until it lets go. */
-  RUN_LOCKED: 'RUN_LOCKED',
-  /** The trainer crashed or was killed; the retry resumes from the newest checkpoint. */
-  TRAINER_CRASHED: 'TRAINER_CRASHED',
-  /** The trainer was stopped by a signal that was not our cancellation (host preemption); it checkpointed first. */
-  TRAINER_INTERRUPTED: 'TRAINER_INTERRUPTED',
-  /** Out of GPU memory: the same config on the same host fails the same way; lower microBatchSize or maxLength. */
-  GPU_OOM: 'GPU_OOM',
-  /** Ollama's greedy answers are not the trainer's: a wrong chat template, stop tokens or import. */
-  PARITY_MISMATCH: 'PARITY_MISMATCH',
-  /** Ollama did not answer or answered 5xx; retried (a restarted Ollama serves again). */
-  OLLAMA_UNAVAILABLE: 'OLLAMA_UNAVAILABLE',
-  /** The model or version a stage needs to act on is not in a state that allows it (e.g. nothing to roll back to). */
-  INVALID_STATE: 'INVALID_STATE',
-} as const;
-export type FailureType = (typeof FailureType)[keyof typeof FailureType];
-
-export const PERMANENT_FAILURES: readonly FailureType[] = [
-  FailureType.CONFIG_INVALID,
-  FailureType.MODEL_NOT_FOUND,
-  FailureType.DATASET_INVALID,
-  FailureType.GPU_OOM,
-  FailureType.PARITY_MISMATCH,
-  FailureType.INVALID_STATE,
-];
+export { FailureType, PERMANENT_FAILURES } from '../domain/failures';
 
 export function permanentFailure(type: FailureType, message: string, details?: unknown): ApplicationFailure {
   return ApplicationFailure.create({ type, message, nonRetryable: true, details: details ? [details] : [] });

@@ -5,6 +5,7 @@ import type { Context } from '@temporalio/activity';
 import type { ActivityInterceptorsFactory } from '@temporalio/worker';
 import { Client, Connection } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
+import { FailureType } from '../domain/failures';
 import type { Logger } from '../log';
 import { isAlive, thisProcess } from './server-process';
 
@@ -52,8 +53,6 @@ export function attemptJournal(dir: string): ActivityInterceptorsFactory {
   });
 }
 
-export const WORKER_LOST = 'WORKER_LOST';
-
 /** Fails, retryably, every journaled attempt whose worker process no longer runs; returns how many it failed. */
 export async function failLostAttempts(
   dir: string,
@@ -77,7 +76,7 @@ export async function failLostAttempts(
     for (const { file, rec } of lost) {
       const failure = ApplicationFailure.retryable(
         `the worker process that ran attempt ${rec.attempt} (pid ${rec.owner.pid}) is gone`,
-        WORKER_LOST,
+        FailureType.WORKER_LOST,
       );
       try {
         await client.activity.fail(Buffer.from(rec.taskToken, 'base64'), failure);

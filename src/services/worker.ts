@@ -1,15 +1,11 @@
-import { execFile } from 'node:child_process';
-import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import type { NativeConnection } from '@temporalio/worker';
 import { bundleWorkflowCode, Worker, type WorkflowBundle, type WorkflowBundleOption } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
-import { createEvaluateActivities } from '../activities/evaluate';
-import { createRegisterActivities } from '../activities/register';
+import { createGpuActivities } from '../activities/gpu';
 import { ClassifyFailuresInterceptor } from '../activities/failures';
 import { attemptJournal } from './attempt-journal';
-import { createTrainActivities, type GpuActivityDeps } from '../activities/train';
+import type { GpuActivityDeps } from '../activities/train';
 
 export const WORKFLOWS_PATH = path.resolve(import.meta.dirname, '../workflows/index.ts');
 
@@ -76,30 +72,6 @@ export async function createCpuWorker(opts: CpuWorkerOptions): Promise<Worker> {
     interceptors: interceptorsFor(opts.lifecycle),
   });
 }
-
-const run = promisify(execFile);
-
-/**
- * The GPU worker's activities: training and evaluation through the Python trainer, and a description of the
- * host (its accelerators and the trainer's runtime) for operators.
- */
-export function createGpuActivities(deps: GpuActivityDeps) {
-  return {
-    ...createTrainActivities(deps),
-    ...createEvaluateActivities(deps),
-    ...createRegisterActivities(deps),
-    async describeGpuHost(): Promise<{ hostname: string; gpus: string[]; python: string | null }> {
-      const gpus = await run('nvidia-smi', ['--query-gpu=name,memory.total', '--format=csv,noheader'])
-        .then((r) => r.stdout.trim().split('\n').filter(Boolean))
-        .catch(() => []);
-      const python = await run(deps.trainer.python, ['--version'])
-        .then((r) => r.stdout.trim() || r.stderr.trim())
-        .catch(() => null);
-      return { hostname: os.hostname(), gpus, python };
-    },
-  };
-}
-export type GpuActivities = ReturnType<typeof createGpuActivities>;
 
 export interface GpuWorkerOptions {
   connection: NativeConnection;

@@ -1,13 +1,5 @@
-import { proxyActivities } from '@temporalio/workflow';
-import type { Activities } from '../activities';
 import type { ErasureResult } from '../activities/erasure';
-
-/** Rewriting datasets: object I/O under a heartbeat, retried until it is done — an erasure must complete. */
-const objects = proxyActivities<Activities>({
-  startToCloseTimeout: '1 hour',
-  heartbeatTimeout: '2 minutes',
-  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute' },
-});
+import { erasureIO } from './timeouts';
 
 /**
  * EraseSubject: the durable half of `DELETE /v1/subjects/:id`. The API removes the subject's rows from
@@ -16,5 +8,5 @@ const objects = proxyActivities<Activities>({
  * Temporal's history.
  */
 export async function EraseSubject(input: { erasureId: string }): Promise<ErasureResult> {
-  return objects.rewriteErasedDatasets({ erasureId: input.erasureId });
+  return erasureIO.rewriteErasedDatasets({ erasureId: input.erasureId });
 }

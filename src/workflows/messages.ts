@@ -1,5 +1,6 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import type { PipelineStatusValue } from '../domain/failures';
 import type { StageName } from '../domain/model-config';
 
 // Messages of the TrainingPipeline workflow, shared by the workflow, the API, the CLI and tests.
@@ -44,19 +45,7 @@ export interface StageReport {
   reason: string | null;
 }
 
-export type PipelineStatusValue =
-  'running' | 'succeeded' | 'insufficient_data' | 'rejected' | 'rolled_back' | 'failed' | 'aborted' | 'cancelled';
-
-export const PIPELINE_STATUSES: readonly PipelineStatusValue[] = [
-  'running',
-  'succeeded',
-  'insufficient_data',
-  'rejected',
-  'rolled_back',
-  'failed',
-  'aborted',
-  'cancelled',
-];
+export { PIPELINE_STATUSES, type PipelineStatusValue } from '../domain/failures';
 
 /** Where the canary stage stands, for the status query and the Temporal UI. */
 export interface CanaryState {

@@ -1,9 +1,5 @@
-import { proxyActivities } from '@temporalio/workflow';
-import type { Activities } from '../activities';
 import type { PromoteResult, RollbackPlan } from '../activities/promote';
-import { SERVING } from './activity-options';
-
-const serving = proxyActivities<Activities>(SERVING);
+import { servingMoves } from './timeouts';
 
 /**
  * RollbackModel: puts the previous production version back (`POST /v1/models/:model/rollback`,
@@ -15,7 +11,7 @@ export async function RollbackModel(input: {
   actor: string;
   reason: string;
 }): Promise<{ plan: RollbackPlan; result: PromoteResult }> {
-  const plan = await serving.planRollback({ model: input.model });
-  const result = await serving.rollback({ ...plan, actor: input.actor, reason: input.reason });
+  const plan = await servingMoves.planRollback({ model: input.model });
+  const result = await servingMoves.rollback({ ...plan, actor: input.actor, reason: input.reason });
   return { plan, result };
 }

@@ -10,7 +10,7 @@ import { upsertModel } from '../../src/db/queries/models';
 import { modelDefinitionSchema } from '../../src/domain/model-config';
 import { procStat } from '../../src/services/server-process';
 import { REPO_ROOT } from '../../src/services/temporal-dev-server';
-import { WORKER_LOST } from '../../src/services/attempt-journal';
+import { FailureType } from '../../src/domain/failures';
 import { testLog, tmpDir } from '../helpers/env';
 import { freePort } from '../helpers/ports';
 
@@ -267,7 +267,7 @@ describe('tuneloop up killed with SIGKILL during a training run', { timeout: 600
     expect((train.summary as { resumedFrom: unknown }).resumedFrom).not.toBeNull();
     // The lost attempt was failed by the next worker at its start, not left to its (hour-long) heartbeat timeout.
     const history = await client.workflow.getHandle(run.workflowId, run.id).fetchHistory();
-    const lost = JSON.stringify(history.events).includes(WORKER_LOST);
+    const lost = JSON.stringify(history.events).includes(FailureType.WORKER_LOST);
     expect(lost).toBe(true);
 
     process.kill(next.proc.pid!, 'SIGTERM');
