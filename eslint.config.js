@@ -4,6 +4,8 @@ import tseslint from 'typescript-eslint';
 import { builtinModules } from 'node:module';
 
 const nodeBuiltins = [...builtinModules, ...builtinModules.map((m) => `node:${m}`)];
+const DB_LIBRARIES = ['kysely', 'pg', 'pg-copy-streams', 'pg-cursor'];
+const DB_ONLY = 'Database code lives in src/db (queries in src/db/queries/<table>.ts): call a repository function.';
 
 export default tseslint.config(
   { ignores: ['node_modules/**', '.tools/**', '.tuneloop/**', 'dist/**', 'coverage/**', 'bench/results/**'] },
@@ -21,13 +23,48 @@ export default tseslint.config(
     },
   },
   {
+    // Every query lives in src/db/queries (STYLE, "Database"): only src/db (and migrations/, outside src/) speaks to
+    // the database's libraries; everything else calls a repository function. Workflows' own rule below bans them too.
+    files: ['src/**/*.ts'],
+    ignores: [
+      'src/db/**',
+      // Creates the embedded server's database before any pool exists: a server's bootstrap, not a query.
+      'src/services/embedded-postgres.ts',
+    ],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: DB_LIBRARIES.map((name) => ({ name, message: DB_ONLY })),
+        },
+      ],
+    },
+  },
+  {
+    // Tests and benchmarks check what was stored with kysely's `sql`; they query through src/db otherwise. The test
+    // helpers create a database per test file with pg.
+    files: ['tests/**/*.ts', 'bench/**/*.ts'],
+    ignores: ['tests/helpers/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            { name: 'kysely', allowImportNames: ['sql'], message: `${DB_ONLY} Tests may use its \`sql\`.` },
+            ...DB_LIBRARIES.filter((name) => name !== 'kysely').map((name) => ({ name, message: DB_ONLY })),
+          ],
+        },
+      ],
+    },
+  },
+  {
     // Workflow code must be deterministic: no Node built-ins, no I/O libraries, only types from activities.
     files: ['src/workflows/**/*.ts'],
     rules: {
       'no-restricted-imports': [
         'error',
         {
-          paths: [...nodeBuiltins, 'pg', 'kysely', 'minio', 'express', 'pino', 'ollama', 'embedded-postgres'],
+          paths: [...nodeBuiltins, ...DB_LIBRARIES, 'minio', 'express', 'pino', 'ollama', 'embedded-postgres'],
           patterns: [
             {
               group: ['../db/**', '../storage/**', '../api/**', '../cli/**', '../llm/**'],

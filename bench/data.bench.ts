@@ -24,7 +24,7 @@ import { sql } from 'kysely';
 import { createActivities } from '../src/activities';
 import { importInteractions } from '../src/cli/import';
 import { buildRow, serializeRow, sha256Hex, splitOf } from '../src/dataset/rows';
-import type { ChatMessage } from '../src/db/database';
+import type { ChatMessage } from '../src/domain/conversation';
 import { migrateToLatest } from '../src/db/migrate';
 import { createDb, type Db } from '../src/db/pool';
 import { upsertModel } from '../src/db/queries/models';

@@ -1,7 +1,7 @@
 import path from 'node:path';
-import { sql } from 'kysely';
-import { buildRow, type FeedbackFacts } from '../dataset/rows';
-import type { ChatMessage } from '../db/database';
+import { buildRow } from '../dataset/rows';
+import { streamConsentedRange } from '../db/queries/interactions';
+import type { ChatMessage } from '../domain/conversation';
 import { createRedactor, PII_ENGINE_VERSION } from '../pii';
 import { activityLog, heartbeat, type ActivityDeps } from './deps';
 import { FailureType, permanentFailure } from './failures';
@@ -63,7 +63,7 @@ export function createAnonymizeActivities(deps: ActivityDeps) {
         const counts = { considered: 0, negativeFeedback: 0, invalid: 0, corrected: 0 };
         const entities: Record<string, number> = {};
         try {
-          const rows = rangeQuery(deps, input.model, dataset.from_seq, dataset.to_seq).stream(FETCH);
+          const rows = streamConsentedRange(deps.db, input.model, dataset.from_seq, dataset.to_seq, FETCH);
           for await (const r of rows) {
             counts.considered++;
             const redactor = createRedactor();
@@ -117,40 +117,4 @@ export function createAnonymizeActivities(deps: ActivityDeps) {
       });
     },
   };
-}
-
-interface RangeRow {
-  id: string;
-  seq: number;
-  source: string;
-  messages: ChatMessage[];
-  feedback: FeedbackFacts[];
-}
-
-/**
- * The collected range, consented subjects only, in seq order, with each interaction's feedback. Read through a
- * server-side cursor: one plan, linear whatever the table statistics say (keyset pages re-planned per page
- * degrade to a sort of the whole remaining range per page on a freshly loaded table).
- */
-function rangeQuery(deps: ActivityDeps, model: string, afterSeq: number, toSeq: number) {
-  return deps.db
-    .selectFrom('interactions as i')
-    .innerJoin('subjects as s', 's.id', 'i.subject_id')
-    .select([
-      'i.id',
-      'i.seq',
-      'i.source',
-      'i.messages',
-      sql<FeedbackFacts[]>`coalesce((
-        select json_agg(json_build_object('thumbs', f.thumbs, 'rating', f.rating, 'correction', f.correction,
-                                          'createdAt', to_char(f.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
-                        order by f.created_at, f.id)
-        from feedback f where f.interaction_id = i.id), '[]'::json)`.as('feedback'),
-    ])
-    .where('i.model_id', '=', model)
-    .where('i.seq', '>', afterSeq)
-    .where('i.seq', '<=', toSeq)
-    .where('s.training_consent', '=', true)
-    .orderBy('i.seq')
-    .$castTo<RangeRow>();
 }

@@ -1,6 +1,13 @@
 import { performance } from 'node:perf_hooks';
 import { aliasStats } from '../db/queries/serving';
-import { aliasVersionId, getVersion, moveAlias, servingAliases, setVersionStatus } from '../db/queries/registry';
+import {
+  aliasVersionId,
+  getVersion,
+  lastMoveAt,
+  moveAlias,
+  servingAliases,
+  setVersionStatus,
+} from '../db/queries/registry';
 import { judgeCanary, type CanaryVerdict } from '../domain/canary';
 import { parsePipelineConfig } from '../domain/model-config';
 import type { Logger } from '../log';
@@ -108,17 +115,12 @@ export function createCanaryActivities(deps: ActivityDeps) {
           reason: `canary step ${input.percent} %`,
         });
         await setVersionStatus(trx, input.versionId, 'canary', `${input.percent} % of subjects`);
-        const step = await trx
-          .selectFrom('alias_history')
-          .select('at')
-          .where('model_id', '=', input.model)
-          .where('name', '=', 'canary')
-          .where('to_version_id', '=', input.versionId)
-          .where('percent', '=', input.percent)
-          .orderBy('id', 'desc')
-          .limit(1)
-          .executeTakeFirstOrThrow();
-        return step.at;
+        return lastMoveAt(trx, {
+          model: input.model,
+          name: 'canary',
+          versionId: input.versionId,
+          percent: input.percent,
+        });
       });
       log.info({ version: version.version, percent: input.percent }, 'canary step');
       return { since: new Date(since).toISOString() };

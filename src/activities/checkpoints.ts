@@ -1,6 +1,7 @@
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Db } from '../db/pool';
+import { markCheckpointsDeleted, recordCheckpoint } from '../db/queries/checkpoints';
 import type { Logger } from '../log';
 import type { BlobStore } from '../storage/blob-store';
 import { CorruptArtifact, downloadDir, MANIFEST, uploadDir, verifyLocalDir } from './artifacts';
@@ -55,15 +56,7 @@ export async function uploadCheckpoint(
   if (step === null) throw new CorruptArtifact(`${localDir}: not a step-NNNNNNNN checkpoint folder`);
   const key = checkpointKey(runId, step);
   const up = await uploadDir(deps.store, localDir, key, signal);
-  await deps.db
-    .insertInto('checkpoints')
-    .values({ run_id: runId, step, key, manifest_sha256: up.manifestSha256, bytes: up.bytes })
-    .onConflict((oc) =>
-      oc
-        .columns(['run_id', 'step'])
-        .doUpdateSet({ key, manifest_sha256: up.manifestSha256, bytes: up.bytes, deleted_at: null }),
-    )
-    .execute();
+  await recordCheckpoint(deps.db, { runId, step, key, manifestSha256: up.manifestSha256, bytes: up.bytes });
   return { step, key, bytes: up.bytes };
 }
 
@@ -82,19 +75,11 @@ export async function pruneCheckpoints(deps: { db: Db; store: BlobStore }, runId
     await deps.store.delete(s.key + MANIFEST);
     await deps.store.deletePrefix(s.key);
   }
-  if (doomed.length > 0) {
-    await deps.db
-      .updateTable('checkpoints')
-      .set({ deleted_at: new Date() })
-      .where('run_id', '=', runId)
-      .where(
-        'step',
-        'in',
-        doomed.map((s) => s.step),
-      )
-      .where('deleted_at', 'is', null)
-      .execute();
-  }
+  await markCheckpointsDeleted(
+    deps.db,
+    runId,
+    doomed.map((s) => s.step),
+  );
   return { kept: newestKept.map((s) => s.step), deleted: doomed.map((s) => s.step) };
 }
 

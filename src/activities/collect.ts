@@ -1,4 +1,5 @@
-import { sql } from 'kysely';
+import { getDataset, insertCollectedDataset } from '../db/queries/datasets';
+import { committedHighSeq, rangeCounts } from '../db/queries/interactions';
 import { requireModel } from './lookups';
 import { activityLog, type ActivityDeps } from './deps';
 
@@ -33,54 +34,30 @@ export function createCollectActivities(deps: ActivityDeps) {
       const datasetId = datasetIdFor(input.runId);
       const log = activityLog(deps, { model: input.model });
       const range = await deps.db.transaction().execute(async (trx) => {
-        const existing = await trx.selectFrom('datasets').selectAll().where('id', '=', datasetId).executeTakeFirst();
+        const existing = await getDataset(trx, datasetId);
         if (existing) return { fromSeq: existing.from_seq, toSeq: existing.to_seq };
         const model = await requireModel(trx, input.model);
-        // seq comes from a sequence, so a transaction that took seq 10 can commit after one that took 11.
-        // A SHARE lock waits for in-flight inserts to commit (and holds new ones for the instant this
-        // transaction lasts), so everything at or below the high mark read here is visible and final.
-        await sql`lock table interactions in share mode`.execute(trx);
-        const { high } = await trx
-          .selectFrom('interactions')
-          .select((eb) => eb.fn.max<number | null>('seq').as('high'))
-          .where('model_id', '=', input.model)
-          .executeTakeFirstOrThrow();
         const fromSeq = model.watermark_seq;
-        const toSeq = Math.max(fromSeq, Number(high ?? 0));
-        await trx
-          .insertInto('datasets')
-          .values({
-            id: datasetId,
-            model_id: input.model,
-            run_id: input.runId,
-            status: 'collected',
-            from_seq: fromSeq,
-            to_seq: toSeq,
-            prefix: datasetPrefixFor(input.model, datasetId),
-          })
-          .execute();
+        const toSeq = Math.max(fromSeq, await committedHighSeq(trx, input.model));
+        await insertCollectedDataset(trx, {
+          id: datasetId,
+          model: input.model,
+          runId: input.runId,
+          fromSeq,
+          toSeq,
+          prefix: datasetPrefixFor(input.model, datasetId),
+        });
         return { fromSeq, toSeq };
       });
 
-      const counts = await deps.db
-        .selectFrom('interactions as i')
-        .innerJoin('subjects as s', 's.id', 'i.subject_id')
-        .select((eb) => [
-          eb.fn.countAll<number>().as('interactions'),
-          eb.fn.count<number>('i.id').filterWhere('s.training_consent', '=', true).as('consented'),
-          eb.fn.count<number>('s.id').distinct().filterWhere('s.training_consent', '=', true).as('subjects'),
-        ])
-        .where('i.model_id', '=', input.model)
-        .where('i.seq', '>', range.fromSeq)
-        .where('i.seq', '<=', range.toSeq)
-        .executeTakeFirstOrThrow();
+      const counts = await rangeCounts(deps.db, input.model, range.fromSeq, range.toSeq);
       const summary: CollectSummary = {
         datasetId,
         ...range,
-        interactions: Number(counts.interactions),
-        consented: Number(counts.consented),
-        excludedNoConsent: Number(counts.interactions) - Number(counts.consented),
-        subjects: Number(counts.subjects),
+        interactions: counts.interactions,
+        consented: counts.consented,
+        excludedNoConsent: counts.interactions - counts.consented,
+        subjects: counts.subjects,
       };
       log.info(summary, 'collected');
       return summary;

@@ -2,10 +2,10 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { ErasureDataset } from '../db/database';
-import { withPgTransaction } from '../db/pool';
 import { derivedObjectsOf } from '../db/queries/derived';
+import { completeErasure, getErasure, rewriteDatasetForErasure } from '../db/queries/erasure';
 import { BlobNotFoundError } from '../storage/blob-store';
-import { putManifest, type DatasetManifest } from './export';
+import { putManifest } from './export';
 import { activityLog, heartbeat, type ActivityDeps } from './deps';
 import { linesOf, lineWriter, withWorkDir } from './staging';
 
@@ -28,27 +28,19 @@ export function createErasureActivities(deps: ActivityDeps) {
   return {
     async rewriteErasedDatasets(input: { erasureId: string }): Promise<ErasureResult> {
       const log = activityLog(deps, { erasureId: input.erasureId });
-      const erasure = await deps.db
-        .selectFrom('erasures')
-        .select(['id', 'status', 'datasets'])
-        .where('id', '=', input.erasureId)
-        .executeTakeFirstOrThrow();
+      const erasure = await getErasure(deps.db, input.erasureId);
+      if (!erasure) throw new Error(`erasure ${input.erasureId} does not exist`);
       for (const target of erasure.datasets) {
         if (target.rewritten) continue;
         await rewriteOne(deps, erasure.id, target);
         heartbeat({ datasetId: target.datasetId });
       }
-      const done = await deps.db
-        .updateTable('erasures')
-        .set({ status: 'done', completed_at: new Date() })
-        .where('id', '=', erasure.id)
-        .returning('datasets')
-        .executeTakeFirstOrThrow();
-      log.info({ datasets: done.datasets.length }, 'erasure complete');
+      const datasets = await completeErasure(deps.db, erasure.id);
+      log.info({ datasets: datasets.length }, 'erasure complete');
       return {
         erasureId: erasure.id,
         status: 'done',
-        datasets: done.datasets.map((d) => ({
+        datasets: datasets.map((d) => ({
           datasetId: d.datasetId,
           rowsRemoved: d.rows.length,
           objects: d.objects,
@@ -59,12 +51,8 @@ export function createErasureActivities(deps: ActivityDeps) {
 }
 
 async function rewriteOne(deps: ActivityDeps, erasureId: string, target: ErasureDataset): Promise<void> {
-  await withPgTransaction(deps.db, async (client) => {
-    const { rows } = await client.query<{ status: string; manifest: DatasetManifest | null; manifest_key: string }>(
-      'select status, manifest, manifest_key from datasets where id = $1 for update',
-      [target.datasetId],
-    );
-    const ds = rows[0];
+  await rewriteDatasetForErasure(deps.db, erasureId, target.datasetId, async (locked) => {
+    const ds = locked.dataset;
     const objects: ErasureDataset['objects'] = [];
     const remove = new Set(target.rows.map((r) => r.rowSha256));
     if (ds?.status === 'ready' && ds.manifest) {
@@ -90,15 +78,7 @@ async function rewriteOne(deps: ActivityDeps, erasureId: string, target: Erasure
           const info = await deps.store.put(summary.key, out.read(), { contentType: 'application/jsonl' });
           manifest.splits[split] = { key: info.key, count: out.lines, bytes: info.size, sha256: info.sha256 };
           objects.push({ key: info.key, sha256: info.sha256, bytes: info.size });
-          for (let i = 0; i < moved.length; i += 5000) {
-            const chunk = moved.slice(i, i + 5000);
-            await client.query(
-              `update dataset_items d set line = v.line
-               from unnest($2::text[], $3::int[]) as v(sha, line)
-               where d.dataset_id = $1 and d.split = $4 and d.row_sha256 = v.sha`,
-              [target.datasetId, chunk.map((m) => m.sha), chunk.map((m) => m.line), split],
-            );
-          }
+          await locked.renumber(split, moved);
         }
       });
       // Accounting comes from the erasure record, applied once: the manifest in the database changes only in
@@ -112,11 +92,8 @@ async function rewriteOne(deps: ActivityDeps, erasureId: string, target: Erasure
         ...(manifest.erasures ?? []),
         { id: erasureId, at: new Date().toISOString(), rowsRemoved: target.rows.length },
       ];
-      await putManifest(deps.store, ds.manifest_key, manifest);
-      await client.query('update datasets set manifest = $2 where id = $1', [
-        target.datasetId,
-        JSON.stringify(manifest),
-      ]);
+      await putManifest(deps.store, ds.manifestKey, manifest);
+      await locked.saveManifest(manifest);
     }
     // Every object a stage wrote from this dataset's rows (evaluation pairs, verdicts, parity cases…), without the
     // subject's lines. One written after this transaction leaves them out itself (activities/derived.ts).
@@ -127,14 +104,7 @@ async function rewriteOne(deps: ActivityDeps, erasureId: string, target: Erasure
       if (info) objects.push(info);
     }
     // An abandoned dataset's objects are already gone; a missing one has nothing to rewrite.
-    await client.query(
-      `update erasures set datasets = (
-         select jsonb_agg(case when d->>'datasetId' = $2
-                               then d || jsonb_build_object('rewritten', true, 'objects', $3::jsonb) else d end)
-         from jsonb_array_elements(datasets) d)
-       where id = $1`,
-      [erasureId, target.datasetId, JSON.stringify(objects)],
-    );
+    return objects;
   });
 }
 

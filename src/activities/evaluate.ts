@@ -2,20 +2,21 @@ import { createReadStream } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
-import { sql } from 'kysely';
-import type { ChatMessage } from '../db/database';
+import type { SplitSummary } from '../dataset/manifest';
+import { getVersion, mergeVersionMetrics, productionVersion } from '../db/queries/registry';
+import { promptOf, type ChatMessage } from '../domain/conversation';
 import { answerStats, type AnswerStats } from '../domain/evaluation';
 import { parsePipelineConfig } from '../domain/model-config';
 import { sha256Hex } from '../dataset/rows';
 import { downloadDir, ensureLocalCopy } from './artifacts';
 import { putDerivedLines } from './derived';
 import { activityLog } from './deps';
-import type { SplitSummary } from './export';
-import { FailureType, permanentFailure, retryableFailure } from './failures';
+import { FailureType, permanentFailure } from './failures';
 import { requireModel } from './lookups';
 import { linesOf } from './staging';
 import { resolveBaseModel, type GpuActivityDeps } from './train';
-import { describeExit, startTrainer, TRAINER_EXIT, type TrainerEvent } from './trainer-process';
+import { runTrainerCommand } from './trainer-command';
+import type { TrainerEvent } from './trainer-process';
 
 export interface EvaluateInput {
   runId: string;
@@ -61,11 +62,7 @@ export function createEvaluateActivities(deps: GpuActivityDeps) {
       const log = activityLog(deps, { model: input.model, runId: input.runId });
       const model = await requireModel(deps.db, input.model);
       const base = await resolveBaseModel(model.base_model, deps.trainer.modelsDir);
-      const candidate = await deps.db
-        .selectFrom('model_versions')
-        .select(['id', 'version', 'adapter_key', 'metrics', 'dataset_id'])
-        .where('id', '=', input.versionId)
-        .executeTakeFirst();
+      const candidate = await getVersion(deps.db, input.versionId);
       if (!candidate?.adapter_key) {
         throw permanentFailure(FailureType.DATASET_INVALID, `model version ${input.versionId} has no adapter`);
       }
@@ -73,13 +70,7 @@ export function createEvaluateActivities(deps: GpuActivityDeps) {
         throw permanentFailure(FailureType.INVALID_STATE, `model version ${input.versionId} names no dataset`);
       }
       const datasetId = candidate.dataset_id;
-      const production = await deps.db
-        .selectFrom('aliases as a')
-        .innerJoin('model_versions as v', 'v.id', 'a.version_id')
-        .select(['v.version', 'v.adapter_key'])
-        .where('a.model_id', '=', input.model)
-        .where('a.name', '=', 'production')
-        .executeTakeFirst();
+      const production = await productionVersion(deps.db, input.model);
 
       const work = path.join(deps.trainer.workDir, 'eval', input.runId);
       await mkdir(work, { recursive: true });
@@ -107,11 +98,10 @@ export function createEvaluateActivities(deps: GpuActivityDeps) {
           const want = Math.max(MAX_PROMPTS, parsePipelineConfig(model.config).judge?.maxPairs ?? 0);
           for await (const line of linesOf(createReadStream(validationFile))) {
             if (lines.length >= want) break;
-            const messages = (JSON.parse(line) as { messages: ChatMessage[] }).messages;
-            const last = messages.map((m) => m.role).lastIndexOf('assistant');
-            if (last > 0) {
-              const prompt = { id: `v${lines.length + 1}`, messages: messages.slice(0, last) };
-              promptMessages.set(prompt.id, { row: sha256Hex(line), messages: prompt.messages });
+            const messages = promptOf((JSON.parse(line) as { messages: ChatMessage[] }).messages);
+            if (messages) {
+              const prompt = { id: `v${lines.length + 1}`, messages };
+              promptMessages.set(prompt.id, { row: sha256Hex(line), messages });
               lines.push(JSON.stringify(prompt));
             }
           }
@@ -142,7 +132,7 @@ export function createEvaluateActivities(deps: GpuActivityDeps) {
         );
 
         const evals = new Map<string, TrainerEvent>();
-        const proc = startTrainer({
+        await runTrainerCommand({
           trainer: deps.trainer,
           command: 'evaluate',
           args: ['--config', configFile],
@@ -154,21 +144,8 @@ export function createEvaluateActivities(deps: GpuActivityDeps) {
               ctx.heartbeat({ phase: 'evaluated', version: e.version });
             }
           },
+          heartbeat: { everyMs: 10_000, details: () => ({ phase: 'evaluating', versions: [...evals.keys()] }) },
         });
-        const beat = setInterval(() => ctx.heartbeat({ phase: 'evaluating', versions: [...evals.keys()] }), 10_000);
-        const onCancel = () => proc.interrupt();
-        ctx.cancellationSignal.addEventListener('abort', onCancel, { once: true });
-        const x = await proc.exited.finally(() => {
-          clearInterval(beat);
-          ctx.cancellationSignal.removeEventListener('abort', onCancel);
-        });
-        if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
-        if (x.code !== TRAINER_EXIT.OK) {
-          const message = describeExit('trainer evaluate', x);
-          throw x.code === TRAINER_EXIT.BAD_INPUT
-            ? permanentFailure(FailureType.CONFIG_INVALID, message)
-            : retryableFailure(FailureType.TRAINER_CRASHED, message);
-        }
         const metricsOf = (name: string): VersionMetrics => {
           const e = evals.get(name);
           const num = (v: unknown) => (typeof v === 'number' ? v : null);
@@ -210,11 +187,7 @@ export function createEvaluateActivities(deps: GpuActivityDeps) {
           prompts,
           answers,
         };
-        await deps.db
-          .updateTable('model_versions')
-          .set({ metrics: sql`coalesce(metrics, '{}'::jsonb) || ${JSON.stringify({ eval: summary })}::jsonb` })
-          .where('id', '=', input.versionId)
-          .execute();
+        await mergeVersionMetrics(deps.db, input.versionId, 'eval', summary);
         log.info({ candidate: summary.candidate, baseline: summary.baseline, baselineName }, 'evaluated');
         return summary;
       } finally {

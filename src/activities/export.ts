@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { from as copyFrom } from 'pg-copy-streams';
-import { exportConfigHash, serializeRow, splitOf } from '../dataset/rows';
-import { withPgTransaction } from '../db/pool';
+import { ExportRows } from '../dataset/export-rows';
+import type { DatasetManifest, SplitSummary } from '../dataset/manifest';
+import { exportConfigHash } from '../dataset/rows';
+import { commitExport, LineageConflict, lineageLine } from '../db/queries/datasets';
+import { stillConsented } from '../db/queries/interactions';
 import { parsePipelineConfig } from '../domain/model-config';
 import { DigestStream, type BlobInfo, type BlobStore } from '../storage/blob-store';
 import type { AnonymizedLine, AnonymizeSummary } from './anonymize';
@@ -12,44 +12,14 @@ import { FailureType, permanentFailure, retryableFailure } from './failures';
 import { requireDataset, requireModel } from './lookups';
 import { linesOf, lineWriter, withWorkDir } from './staging';
 
+export type { DatasetManifest, SplitSummary } from '../dataset/manifest';
+
 export interface ExportInput {
   runId: string;
   model: string;
   datasetId: string;
   /** What the anonymize stage wrote: export reads only redacted rows. */
   anonymized: AnonymizeSummary;
-}
-
-export interface SplitSummary {
-  key: string;
-  count: number;
-  bytes: number;
-  sha256: string;
-}
-
-export interface DatasetManifest {
-  format: 'tuneloop.dataset/v1';
-  rowFormat: 'chat-messages';
-  datasetId: string;
-  model: string;
-  runId: string | null;
-  watermark: { fromSeqExclusive: number; toSeqInclusive: number };
-  configHash: string;
-  splits: { train: SplitSummary; validation: SplitSummary };
-  counts: {
-    considered: number;
-    exported: number;
-    duplicatesDropped: number;
-    negativeFeedback: number;
-    invalid: number;
-    corrected: number;
-    /** Rows whose subject withdrew consent or was erased between anonymize and export. */
-    withdrawnDuringRun: number;
-  };
-  sources: Record<string, { train: number; validation: number }>;
-  anonymization: { engineVersion: string; entities: Record<string, number> };
-  /** Appended by each erasure that rewrote this dataset. */
-  erasures?: { id: string; at: string; rowsRemoved: number }[];
 }
 
 export interface ExportSummary {
@@ -93,44 +63,28 @@ export function createExportActivities(deps: ActivityDeps) {
         };
         const lineage = lineWriter(path.join(work, 'lineage.tsv'));
         const a = input.anonymized;
-        const counts: DatasetManifest['counts'] = {
-          considered: a.considered,
-          exported: 0,
-          duplicatesDropped: 0,
-          negativeFeedback: a.negativeFeedback,
-          invalid: a.invalid,
-          corrected: 0,
-          withdrawnDuringRun: 0,
-        };
-        const sources: DatasetManifest['sources'] = {};
-        const seen = new Set<string>();
+        const rows = new ExportRows(config.validationShare, a);
 
         const flush = async (batch: AnonymizedLine[]) => {
           const still = await stillConsented(
-            deps,
+            deps.db,
             batch.map((r) => r.id),
           );
           for (const r of batch) {
-            if (!still.has(r.id)) {
-              counts.withdrawnDuringRun++;
-              continue;
-            }
-            const text = serializeRow({ messages: r.messages });
-            const digest = createHash('sha256').update(text).digest();
-            const dedupKey = digest.toString('latin1', 0, 16);
-            if (seen.has(dedupKey)) {
-              counts.duplicatesDropped++;
-              continue;
-            }
-            seen.add(dedupKey);
-            const split = splitOf(r.id, config.validationShare);
-            await out[split].write(text);
-            await lineage.write([dataset.id, r.id, split, String(out[split].lines), digest.toString('hex')].join('\t'));
-            counts.exported++;
-            if (r.corrected) counts.corrected++;
-            (sources[r.source] ??= { train: 0, validation: 0 })[split]++;
+            const row = rows.add(r, still.has(r.id));
+            if (!row) continue;
+            await out[row.split].write(row.text);
+            await lineage.write(
+              lineageLine({
+                datasetId: dataset.id,
+                interactionId: r.id,
+                split: row.split,
+                line: row.line,
+                rowSha256: row.rowSha256,
+              }),
+            );
           }
-          heartbeat({ rows: counts.exported + counts.duplicatesDropped + counts.withdrawnDuringRun });
+          heartbeat({ rows: rows.decided });
         };
 
         const digest = new DigestStream();
@@ -178,76 +132,33 @@ export function createExportActivities(deps: ActivityDeps) {
             piiEngine: a.engineVersion,
           }),
           splits: { train: await put('train'), validation: await put('validation') },
-          counts,
-          sources,
+          counts: rows.counts,
+          sources: rows.sources,
           anonymization: { engineVersion: a.engineVersion, entities: a.entities },
         };
         const manifestKey = `${dataset.prefix}manifest.json`;
         await putManifest(deps.store, manifestKey, manifest);
 
-        const committed = await commit(deps, dataset.id, manifestKey, manifest, lineage.read);
+        const committed = await commit(deps, { datasetId: dataset.id, manifestKey, manifest, lineage: lineage.read });
         if (!committed) {
           // The run was aborted while this attempt was uploading: take back what it wrote.
           await deps.store.deletePrefix(dataset.prefix);
           throw permanentFailure(FailureType.DATASET_INVALID, `dataset ${dataset.id} was abandoned during export`);
         }
         await deps.store.deletePrefix(workPrefix);
-        log.info({ counts, manifestKey }, 'dataset exported');
+        log.info({ counts: rows.counts, manifestKey }, 'dataset exported');
         return summaryOf(manifestKey, manifest);
       });
     },
   };
 }
 
-/** The ids of `ids` whose interaction still exists and whose subject still consents to training. */
-async function stillConsented(deps: ActivityDeps, ids: string[]): Promise<Set<string>> {
-  const rows = await deps.db
-    .selectFrom('interactions as i')
-    .innerJoin('subjects as s', 's.id', 'i.subject_id')
-    .select('i.id')
-    .where('i.id', 'in', ids)
-    .where('s.training_consent', '=', true)
-    .execute();
-  return new Set(rows.map((r) => r.id));
-}
-
-/**
- * Lineage and readiness in one transaction. The dataset row is locked first, which serialises with a
- * concurrent retry of this activity and with the run's cleanup. Returns false when the dataset was abandoned.
- */
-async function commit(
-  deps: ActivityDeps,
-  datasetId: string,
-  manifestKey: string,
-  manifest: DatasetManifest,
-  lineage: () => NodeJS.ReadableStream,
-): Promise<boolean> {
+/** Lineage and readiness, committed together; false when the dataset was abandoned meanwhile. */
+async function commit(deps: ActivityDeps, input: Parameters<typeof commitExport>[1]): Promise<boolean> {
   try {
-    return await withPgTransaction(deps.db, async (client) => {
-      const { rows } = await client.query<{ status: string }>('select status from datasets where id = $1 for update', [
-        datasetId,
-      ]);
-      const status = rows[0]?.status;
-      if (status !== 'collected') return status === 'ready';
-      await client.query('delete from dataset_items where dataset_id = $1', [datasetId]);
-      await pipeline(
-        lineage(),
-        client.query(copyFrom('copy dataset_items (dataset_id, interaction_id, split, line, row_sha256) from stdin')),
-      );
-      await client.query(
-        `update datasets set status = 'ready', manifest_key = $2, manifest = $3, config_hash = $4, ready_at = now()
-         where id = $1`,
-        [datasetId, manifestKey, JSON.stringify(manifest), manifest.configHash],
-      );
-      return true;
-    });
+    return await commitExport(deps.db, input);
   } catch (err) {
-    if ((err as { code?: string }).code === '23503') {
-      throw retryableFailure(
-        FailureType.DATASET_CONFLICT,
-        `an interaction of dataset ${datasetId} was erased while it was being exported; exporting again`,
-      );
-    }
+    if (err instanceof LineageConflict) throw retryableFailure(FailureType.DATASET_CONFLICT, err.message);
     throw err;
   }
 }

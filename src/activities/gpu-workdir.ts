@@ -1,6 +1,7 @@
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Db } from '../db/pool';
+import { runningRunIds } from '../db/queries/runs';
 import type { Logger } from '../log';
 
 /** The folders of the GPU host's work folder that hold a run's local copies: `<kind>/<run id>/`. */
@@ -20,19 +21,9 @@ export async function pruneFinishedRunFolders(workDir: string, db: Db, log: Logg
     }
   }
   if (found.length === 0) return [];
-  const running = new Set(
-    (
-      await db
-        .selectFrom('runs')
-        .select('id')
-        .where('status', '=', 'running')
-        .where(
-          'id',
-          'in',
-          found.map((f) => f.runId),
-        )
-        .execute()
-    ).map((r) => r.id),
+  const running = await runningRunIds(
+    db,
+    found.map((f) => f.runId),
   );
   const removed: string[] = [];
   for (const f of found) {

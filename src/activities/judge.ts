@@ -1,6 +1,6 @@
 import { Context } from '@temporalio/activity';
-import type { ChatMessage } from '../db/database';
-import { mergeVersionMetrics } from '../db/queries/registry';
+import type { ChatMessage } from '../domain/conversation';
+import { getVersion, mergeVersionMetrics } from '../db/queries/registry';
 import { pairOutcome, winRate, type PairOutcome, type Verdict, type WinRate } from '../domain/evaluation';
 import { parsePipelineConfig } from '../domain/model-config';
 import { GREEDY } from '../llm/ollama';
@@ -80,11 +80,7 @@ export function createJudgeActivities(deps: ActivityDeps) {
           `judge model ${judge.model} is not in Ollama at ${deps.ollama.host}: add it there first (nothing is downloaded)`,
         );
       }
-      const version = await deps.db
-        .selectFrom('model_versions')
-        .select('dataset_id')
-        .where('id', '=', input.versionId)
-        .executeTakeFirst();
+      const version = await getVersion(deps.db, input.versionId);
       if (!version?.dataset_id) {
         throw permanentFailure(FailureType.INVALID_STATE, `model version ${input.versionId} names no dataset`);
       }

@@ -1,11 +1,9 @@
-import type { Kysely, Transaction } from 'kysely';
-import type { Database } from '../db/database';
+import type { Conn } from '../db/pool';
+import { getDataset } from '../db/queries/datasets';
 import { getModel } from '../db/queries/models';
 import { FailureType, permanentFailure } from './failures';
 
 // The lookups every stage starts with. A missing model or dataset is permanent: no retry will create it.
-
-type Conn = Kysely<Database> | Transaction<Database>;
 
 export async function requireModel(db: Conn, id: string) {
   const model = await getModel(db, id);
@@ -14,7 +12,7 @@ export async function requireModel(db: Conn, id: string) {
 }
 
 export async function requireDataset(db: Conn, id: string) {
-  const dataset = await db.selectFrom('datasets').selectAll().where('id', '=', id).executeTakeFirst();
+  const dataset = await getDataset(db, id);
   if (!dataset) throw permanentFailure(FailureType.DATASET_INVALID, `dataset ${id} was never collected`);
   return dataset;
 }

@@ -2,23 +2,24 @@ import { createReadStream } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
-import type { ChatMessage } from '../db/database';
+import type { SplitSummary } from '../dataset/manifest';
 import { LockTimeout, withAdvisoryLock } from '../db/locks';
 import type { Db } from '../db/pool';
-import { getVersion, mergeVersionMetrics, setVersionStatus } from '../db/queries/registry';
+import { getVersion, markRegistered, mergeVersionMetrics, setVersionStatus } from '../db/queries/registry';
+import { promptOf, type ChatMessage } from '../domain/conversation';
 import { parsePipelineConfig } from '../domain/model-config';
+import { versionTag } from '../domain/versions';
 import { importModel, readImportPlan } from '../llm/import';
 import { GREEDY } from '../llm/ollama';
 import { sha256Hex } from '../dataset/rows';
 import { downloadDir, ensureLocalCopy } from './artifacts';
 import { activityLog } from './deps';
 import { putDerivedLines } from './derived';
-import type { SplitSummary } from './export';
 import { FailureType, permanentFailure, retryableFailure } from './failures';
 import { requireModel } from './lookups';
 import { linesOf } from './staging';
 import { resolveBaseModel, type GpuActivityDeps } from './train';
-import { describeExit, startTrainer, TRAINER_EXIT, type TrainerEvent } from './trainer-process';
+import { runTrainerCommand } from './trainer-command';
 
 export interface RegisterInput {
   runId: string;
@@ -45,9 +46,6 @@ export interface RegisterSummary {
   bytes: number;
   parity: { cases: number; exact: number; nearTie: number; failed: number };
 }
-
-/** The Ollama tag of a version: `<model>:<version>`. Tags are never reused for other weights. */
-export const versionTag = (model: string, version: string) => `${model}:${version}`;
 
 /**
  * Every call that changes Ollama's tags (create, copy, delete) holds this lock, across all hosts and Ollamas (one
@@ -115,7 +113,7 @@ export function createRegisterActivities(deps: GpuActivityDeps) {
           stageArgs.push('--template', path.join(work, 'template.gotmpl'));
           for (const s of serving.stop ?? []) stageArgs.push('--stop', s);
         }
-        await runTrainer(deps, 'ollama-stage', stageArgs, work, log);
+        await runTrainerCommand({ trainer: deps.trainer, command: 'ollama-stage', args: stageArgs, cwd: work, log });
         const plan = await readImportPlan(path.join(work, 'stage', 'ollama_import.json'));
 
         // 2. Into Ollama.
@@ -152,7 +150,13 @@ export function createRegisterActivities(deps: GpuActivityDeps) {
             stop: plan.parameters.stop,
           }),
         );
-        const done = await runTrainer(deps, 'parity', ['--config', path.join(work, 'parity.json')], work, log);
+        const done = await runTrainerCommand({
+          trainer: deps.trainer,
+          command: 'parity',
+          args: ['--config', path.join(work, 'parity.json')],
+          cwd: work,
+          log,
+        });
         const results = (done.cases ?? []) as ParityCase[];
         const metrics = done.metrics as { cases: number; exact: number; near_tie: number; failed: number };
         const parity = {
@@ -197,11 +201,7 @@ export function createRegisterActivities(deps: GpuActivityDeps) {
             cases: failedCases.map(({ id, how, reason }) => ({ id, how, reason })),
           });
         }
-        await deps.db
-          .updateTable('model_versions')
-          .set({ ollama_tag: tag, status: 'registered', status_reason: null, status_at: new Date() })
-          .where('id', '=', input.versionId)
-          .execute();
+        await markRegistered(deps.db, input.versionId, tag);
         log.info({ tag, parity }, 'registered');
         return summary;
       } finally {
@@ -232,34 +232,10 @@ async function parityPrompts(
     await ensureLocalCopy(deps.store, split.key, file, split.sha256);
     for await (const line of linesOf(createReadStream(file))) {
       if (prompts.length >= want) break;
-      const messages = (JSON.parse(line) as { messages: ChatMessage[] }).messages;
-      const last = messages.map((m) => m.role).lastIndexOf('assistant');
-      if (last > 0) prompts.push({ row: sha256Hex(line), messages: messages.slice(0, last) });
+      const messages = promptOf((JSON.parse(line) as { messages: ChatMessage[] }).messages);
+      if (messages) prompts.push({ row: sha256Hex(line), messages });
     }
   }
   if (prompts.length === 0) throw permanentFailure(FailureType.DATASET_INVALID, 'no rows to check parity on');
   return prompts;
-}
-
-/** Runs a short trainer command to its `done` line; bad input is permanent, anything else retried. */
-async function runTrainer(
-  deps: GpuActivityDeps,
-  command: 'ollama-stage' | 'parity',
-  args: string[],
-  cwd: string,
-  log: ReturnType<typeof activityLog>,
-): Promise<TrainerEvent> {
-  const proc = startTrainer({ trainer: deps.trainer, command, args, cwd, log });
-  const ctx = Context.current();
-  const onCancel = () => proc.interrupt();
-  ctx.cancellationSignal.addEventListener('abort', onCancel, { once: true });
-  const x = await proc.exited.finally(() => ctx.cancellationSignal.removeEventListener('abort', onCancel));
-  if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
-  if (x.code === TRAINER_EXIT.BAD_INPUT) {
-    throw permanentFailure(FailureType.CONFIG_INVALID, describeExit(`trainer ${command}`, x));
-  }
-  if (x.code !== TRAINER_EXIT.OK || !x.done) {
-    throw retryableFailure(FailureType.TRAINER_CRASHED, describeExit(`trainer ${command}`, x));
-  }
-  return x.done;
 }

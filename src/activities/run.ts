@@ -1,6 +1,8 @@
-import { sql } from 'kysely';
+import type { RunOutcome } from '../domain/failures';
 import { parsePipelineConfig, type PipelineConfig } from '../domain/model-config';
-import { ensureRun } from '../db/queries/runs';
+import { abandonDataset, deleteLineage } from '../db/queries/datasets';
+import { advanceWatermark } from '../db/queries/models';
+import { closeRun, ensureRun } from '../db/queries/runs';
 import { requireModel } from './lookups';
 import { activityLog, type ActivityDeps } from './deps';
 
@@ -19,12 +21,7 @@ export interface RunPlan {
   watermark: number;
 }
 
-/**
- * How a run ends. Only `succeeded` moves the watermark: after `rejected` (the gate said no) or `rolled_back`
- * (the canary was worse) the same interactions go into the next run again, with whatever arrived since.
- */
-export type RunOutcome =
-  'succeeded' | 'insufficient_data' | 'rejected' | 'rolled_back' | 'failed' | 'aborted' | 'cancelled';
+export type { RunOutcome } from '../domain/failures';
 
 export interface FinishRunInput {
   runId: string;
@@ -62,37 +59,22 @@ export function createRunActivities(deps: ActivityDeps) {
      */
     async finishRun(input: FinishRunInput): Promise<void> {
       const abandoned = await deps.db.transaction().execute(async (trx) => {
-        await trx
-          .updateTable('runs')
-          .set({
-            status: input.status,
-            stage: null,
-            stages: JSON.stringify(input.stages),
-            result: JSON.stringify(input.result),
-            error: input.error,
-            ended_at: sql<Date>`coalesce(ended_at, now())`,
-          })
-          .where('id', '=', input.runId)
-          .execute();
+        await closeRun(trx, {
+          id: input.runId,
+          status: input.status,
+          stages: input.stages,
+          result: input.result,
+          error: input.error,
+        });
         if (input.status === 'succeeded' && input.toSeq !== null) {
-          await trx
-            .updateTable('models')
-            .set({ watermark_seq: sql<number>`greatest(watermark_seq, ${input.toSeq})`, updated_at: new Date() })
-            .where('id', '=', input.model)
-            .execute();
+          await advanceWatermark(trx, input.model, input.toSeq);
         }
         if (input.status === 'succeeded' || !input.datasetId) return null;
-        return trx
-          .updateTable('datasets')
-          .set({ status: 'abandoned' })
-          .where('id', '=', input.datasetId)
-          .where('status', '!=', 'ready')
-          .returning(['id', 'prefix'])
-          .executeTakeFirst();
+        return abandonDataset(trx, input.datasetId);
       });
       if (abandoned) {
         const removed = await deps.store.deletePrefix(abandoned.prefix);
-        await deps.db.deleteFrom('dataset_items').where('dataset_id', '=', abandoned.id).execute();
+        await deleteLineage(deps.db, abandoned.id);
         activityLog(deps, { model: input.model }).info(
           { datasetId: abandoned.id, removed },
           'abandoned dataset removed',

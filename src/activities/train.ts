@@ -6,16 +6,20 @@ import { Context } from '@temporalio/activity';
 import type { Config } from '../config';
 import { withAdvisoryLock } from '../db/locks';
 import type { Db } from '../db/pool';
+import { getRun } from '../db/queries/runs';
+import { insertCandidateVersion, productionVersion } from '../db/queries/registry';
 import { parsePipelineConfig, type TrainingConfig } from '../domain/model-config';
+import { versionName } from '../domain/versions';
 import type { Logger } from '../log';
 import { downloadDir, ensureLocalCopy, uploadDir, writeManifestFor } from './artifacts';
 import { findResumePoint, pruneCheckpoints, uploadCheckpoint } from './checkpoints';
 import type { ActivityDeps } from './deps';
 import { activityLog } from './deps';
-import type { DatasetManifest, SplitSummary } from './export';
+import type { DatasetManifest, SplitSummary } from '../dataset/manifest';
 import { FailureType, permanentFailure, retryableFailure } from './failures';
 import { requireModel } from './lookups';
-import { describeExit, startTrainer, TRAINER_EXIT, type TrainerEvent, type TrainerExit } from './trainer-process';
+import { INTERRUPT_GRACE_MS, runTrainerCommand } from './trainer-command';
+import type { TrainerEvent } from './trainer-process';
 
 /** What the GPU worker's activities need beyond the CPU ones: where the trainer is and where it may write. */
 export interface GpuActivityDeps extends ActivityDeps {
@@ -57,30 +61,8 @@ export interface TrainSummary {
 }
 
 const HEARTBEAT_EVERY_MS = 10_000;
-/** How long an interrupted trainer may take to write its checkpoint before it is killed. */
-const INTERRUPT_GRACE_MS = 5 * 60_000;
-
-const BAD_INPUT_TYPES: Record<string, FailureType> = {
-  CONFIG_INVALID: FailureType.CONFIG_INVALID,
-  DATASET_INVALID: FailureType.DATASET_INVALID,
-  MODEL_INVALID: FailureType.CONFIG_INVALID,
-  CHECKPOINT_INVALID: FailureType.STORE_INTEGRITY,
-};
 
 export const adapterKey = (model: string, version: string) => `models/${model}/versions/${version}/adapter/`;
-
-/**
- * A version name that sorts by date and says which run made it: `r20261123-5c4d3e2f1a0b`, the run id's last 12 hex
- * digits. Temporal's run ids are UUIDv7: their first digits are a timestamp, shared by runs started within a
- * minute of each other, so the name takes the random end.
- */
-export function versionName(runId: string, startedAt: Date): string {
-  const d = startedAt.toISOString().slice(0, 10).replaceAll('-', '');
-  return `r${d}-${runId
-    .replace(/[^a-z0-9]/gi, '')
-    .slice(-12)
-    .toLowerCase()}`;
-}
 
 /** A base model is a directory on the GPU host: absolute, or relative to TUNELOOP_MODELS_DIR. */
 export async function resolveBaseModel(baseModel: string, modelsDir: string): Promise<string> {
@@ -170,18 +152,6 @@ function trainerConfig(o: {
   };
 }
 
-/** The adapter and train object of the version now in production, for incremental training and replay. */
-async function productionVersion(db: Db, model: string) {
-  return db
-    .selectFrom('aliases as a')
-    .innerJoin('model_versions as v', 'v.id', 'a.version_id')
-    .leftJoin('datasets as d', 'd.id', 'v.dataset_id')
-    .select(['v.id', 'v.version', 'v.adapter_key', 'd.manifest'])
-    .where('a.model_id', '=', model)
-    .where('a.name', '=', 'production')
-    .executeTakeFirst();
-}
-
 export function createTrainActivities(deps: GpuActivityDeps) {
   return {
     /**
@@ -197,11 +167,7 @@ export function createTrainActivities(deps: GpuActivityDeps) {
       const model = await requireModel(deps.db, input.model);
       const t = parsePipelineConfig(model.config).training;
       const base = await resolveBaseModel(model.base_model, deps.trainer.modelsDir);
-      const run = await deps.db
-        .selectFrom('runs')
-        .select('started_at')
-        .where('id', '=', input.runId)
-        .executeTakeFirst();
+      const run = await getRun(deps.db, input.runId);
       if (!run) throw permanentFailure(FailureType.DATASET_INVALID, `run ${input.runId} was never recorded`);
       const version = versionName(input.runId, new Date(run.started_at));
       const prev = (ctx.info.heartbeatDetails ?? null) as TrainProgress | null;
@@ -318,44 +284,23 @@ export function createTrainActivities(deps: GpuActivityDeps) {
           }
         };
 
-        const proc = startTrainer({
+        const done = await runTrainerCommand({
           trainer: deps.trainer,
           command: 'train',
           args: ['--config', configFile, ...(resume ? ['--resume', resume.dir] : [])],
           cwd: work,
           log,
           onEvent,
+          heartbeat: { everyMs: HEARTBEAT_EVERY_MS, details: () => progress },
+          started: (pid) => writeFile(pidFile, String(pid)),
+          afterExit: async () => {
+            await uploads;
+            progress.stepsExecuted += Math.max(0, progress.step - startStep);
+            beat();
+            if (uploadError) throw uploadError;
+          },
+          cleanup: () => rm(pidFile, { force: true }),
         });
-        await writeFile(pidFile, String(proc.pid));
-        const timer = setInterval(beat, HEARTBEAT_EVERY_MS);
-        let killTimer: NodeJS.Timeout | undefined;
-        const onCancel = () => {
-          log.info(
-            { reason: String(ctx.cancellationSignal.reason) },
-            'cancelled: asking the trainer to checkpoint and stop',
-          );
-          proc.interrupt();
-          killTimer = setTimeout(() => proc.kill(), INTERRUPT_GRACE_MS);
-        };
-        ctx.cancellationSignal.addEventListener('abort', onCancel, { once: true });
-        let x: TrainerExit;
-        try {
-          x = await proc.exited;
-          await uploads;
-        } finally {
-          clearInterval(timer);
-          clearTimeout(killTimer);
-          ctx.cancellationSignal.removeEventListener('abort', onCancel);
-          await rm(pidFile, { force: true });
-        }
-        progress.stepsExecuted += Math.max(0, progress.step - startStep);
-        beat();
-        if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
-        if (uploadError) throw uploadError;
-        if (x.code !== TRAINER_EXIT.OK) throw trainerFailure(x);
-
-        const done = x.done;
-        if (!done) throw retryableFailure(FailureType.TRAINER_CRASHED, 'the trainer exited 0 without a done event');
         const adapterDir = String(
           (done.outputs as Record<string, unknown> | undefined)?.adapter_dir ?? path.join(out, 'adapter'),
         );
@@ -363,27 +308,14 @@ export function createTrainActivities(deps: GpuActivityDeps) {
         const key = adapterKey(input.model, version);
         await uploadDir(deps.store, adapterDir, key);
         const metrics = (done.metrics ?? {}) as Record<string, unknown>;
-        const row = await deps.db
-          .insertInto('model_versions')
-          .values({
-            model_id: input.model,
-            version,
-            run_id: input.runId,
-            dataset_id: input.datasetId,
-            status: 'candidate',
-            adapter_key: key,
-            ollama_tag: null,
-            metrics: JSON.stringify({ train: metrics }),
-          })
-          .onConflict((oc) =>
-            oc
-              .columns(['model_id', 'version'])
-              .doUpdateSet({ adapter_key: key, metrics: JSON.stringify({ train: metrics }) })
-              // A retry of this run rewrites its own version; another run's version is never touched.
-              .where('model_versions.run_id', '=', input.runId),
-          )
-          .returning('id')
-          .executeTakeFirst();
+        const row = await insertCandidateVersion(deps.db, {
+          model: input.model,
+          version,
+          runId: input.runId,
+          datasetId: input.datasetId,
+          adapterKey: key,
+          metrics,
+        });
         if (!row) {
           throw permanentFailure(
             FailureType.INVALID_STATE,
@@ -406,15 +338,4 @@ export function createTrainActivities(deps: GpuActivityDeps) {
       });
     },
   };
-}
-
-/** Bad input is permanent (the type says which); an interruption or a crash is retried from the newest checkpoint. */
-function trainerFailure(x: TrainerExit) {
-  const message = describeExit('the trainer', x);
-  if (x.code === TRAINER_EXIT.BAD_INPUT) {
-    return permanentFailure(BAD_INPUT_TYPES[x.error?.type ?? ''] ?? FailureType.CONFIG_INVALID, message);
-  }
-  if (x.error?.type === 'GPU_OOM') return permanentFailure(FailureType.GPU_OOM, message);
-  if (x.code === TRAINER_EXIT.INTERRUPTED) return retryableFailure(FailureType.TRAINER_INTERRUPTED, message);
-  return retryableFailure(FailureType.TRAINER_CRASHED, message);
 }

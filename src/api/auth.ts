@@ -2,6 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { RequestHandler } from 'express';
 import type { Db } from '../db/pool';
 import type { Role } from '../db/database';
+import { getApiKey, insertApiKey } from '../db/queries/api-keys';
 import { HttpError } from './errors';
 
 export interface Principal {
@@ -31,17 +32,14 @@ export async function createApiKey(
   if (input.role === 'app' && !input.appId) throw new Error('an app key needs an app');
   const id = randomBytes(6).toString('hex');
   const secret = randomBytes(32).toString('base64url');
-  await db
-    .insertInto('api_keys')
-    .values({
-      id,
-      secret_sha256: sha256(secret),
-      name: input.name,
-      role: input.role,
-      app_id: input.appId,
-      models: input.models,
-    })
-    .execute();
+  await insertApiKey(db, {
+    id,
+    secretSha256: sha256(secret),
+    name: input.name,
+    role: input.role,
+    appId: input.appId,
+    models: input.models,
+  });
   return { id, key: `tl_${id}_${secret}` };
 }
 
@@ -65,7 +63,7 @@ export function authenticate(db: Db, opts: { cacheMs?: number } = {}): RequestHa
       }
       const m = KEY_RE.exec(token);
       if (!m) throw new HttpError(401, 'unauthenticated', 'invalid API key');
-      const row = await db.selectFrom('api_keys').selectAll().where('id', '=', m[1]!).executeTakeFirst();
+      const row = await getApiKey(db, m[1]!);
       const ok =
         row &&
         !row.revoked_at &&

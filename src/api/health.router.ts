@@ -1,7 +1,6 @@
 import { Router } from 'express';
 import type { Client } from '@temporalio/client';
-import { sql } from 'kysely';
-import type { Db } from '../db/pool';
+import { ping, type Db } from '../db/pool';
 import type { BlobStore } from '../storage/blob-store';
 
 const withTimeout = <T>(p: Promise<T>, ms: number) =>
@@ -18,7 +17,7 @@ export function createHealthRouter({ db, temporal, store }: { db: Db; temporal: 
   });
   router.get('/readyz', async (_req, res) => {
     const checks: Record<string, () => Promise<unknown>> = {
-      database: () => sql`select 1`.execute(db),
+      database: () => ping(db),
       temporal: () => temporal.connection.workflowService.getSystemInfo({}),
       store: () => store.ping(),
     };

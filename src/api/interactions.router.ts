@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { Db } from '../db/pool';
 import { findInteractionsForFeedback, insertFeedback } from '../db/queries/feedback';
 import { ErasedDuringWrite, insertInteractions, type StoredInteraction } from '../db/queries/interactions';
+import { appsOfModels } from '../db/queries/models';
 import { slug } from '../domain/model-config';
 import { feedbackSchema } from '../ingest/feedback';
 import { batchSchema, canonicalize, interactionSchema } from '../ingest/interaction';
@@ -35,8 +36,7 @@ export function createInteractionsRouter({ db }: { db: Db }) {
     );
 
     const modelIds = [...new Set(items.map((i) => i.model))];
-    const models = await db.selectFrom('models').select(['id', 'app_id']).where('id', 'in', modelIds).execute();
-    const appOf = new Map(models.map((m) => [m.id, m.app_id]));
+    const appOf = await appsOfModels(db, modelIds);
     for (const id of modelIds) {
       if (!appOf.has(id)) throw new HttpError(404, 'model_not_found', `model ${id} does not exist`, 'model');
       if (p.appId && appOf.get(id) !== p.appId)

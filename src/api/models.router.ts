@@ -3,8 +3,8 @@ import { Router } from 'express';
 import { z } from 'zod';
 import type { Db } from '../db/pool';
 import { audit } from '../db/queries/audit';
-import { listModels, getModel } from '../db/queries/models';
-import { aliasHistory, listVersions } from '../db/queries/registry';
+import { listModels, getModel, modelExists } from '../db/queries/models';
+import { aliasHistory, aliasVersions, listAliases, listVersions } from '../db/queries/registry';
 import { slug } from '../domain/model-config';
 import { text } from '../ingest/text';
 import { RollbackRefused, rollbackModel } from '../services/rollback-client';
@@ -31,18 +31,10 @@ export function createModelsRouter({ db, temporal, taskQueue, cache }: ModelsRou
     const p = principalOf(req);
     const models = await listModels(db, p.models ?? undefined);
     const visible = p.appId ? models.filter((m) => m.app_id === p.appId) : models;
-    const aliases = visible.length
-      ? await db
-          .selectFrom('aliases as a')
-          .innerJoin('model_versions as v', 'v.id', 'a.version_id')
-          .select(['a.model_id', 'a.name', 'a.percent', 'v.version', 'v.ollama_tag'])
-          .where(
-            'a.model_id',
-            'in',
-            visible.map((m) => m.id),
-          )
-          .execute()
-      : [];
+    const aliases = await aliasVersions(
+      db,
+      visible.map((m) => m.id),
+    );
     res.json({
       models: visible.map((m) => ({
         id: m.id,
@@ -69,7 +61,7 @@ export function createModelsRouter({ db, temporal, taskQueue, cache }: ModelsRou
     const [versions, history, aliases] = await Promise.all([
       listVersions(db, model),
       aliasHistory(db, model),
-      db.selectFrom('aliases').selectAll().where('model_id', '=', model).execute(),
+      listAliases(db, model),
     ]);
     const byId = new Map(versions.map((v) => [v.id, v]));
     res.json({
@@ -109,7 +101,7 @@ export function createModelsRouter({ db, temporal, taskQueue, cache }: ModelsRou
     const p = principalOf(req);
     const { model } = parse(modelParams, req, 'params');
     const body = parse(rollbackBody, req, 'body');
-    if (!(await getModel(db, model))) {
+    if (!(await modelExists(db, model))) {
       throw new HttpError(404, 'model_not_found', `model ${model} does not exist`, 'params.model');
     }
     const reason = body.reason ?? 'rollback requested through the API';

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { Db } from '../db/pool';
 import type { Run } from '../db/database';
 import { audit } from '../db/queries/audit';
-import { getModel } from '../db/queries/models';
+import { modelExists } from '../db/queries/models';
 import { getRun, listRuns } from '../db/queries/runs';
 import { slug } from '../domain/model-config';
 import { startPipeline } from '../services/pipeline-client';
@@ -56,7 +56,7 @@ export function createRunsRouter({ db, temporal, taskQueue, gpuTaskQueue, gpuHea
   router.post('/v1/runs', requireRole('operator'), async (req, res) => {
     const p = principalOf(req);
     const { model } = parse(startSchema, req, 'body');
-    if (!(await getModel(db, model)))
+    if (!(await modelExists(db, model)))
       throw new HttpError(404, 'model_not_found', `model ${model} does not exist`, 'body.model');
     const started = await startPipeline(temporal, db, {
       model,

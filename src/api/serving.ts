@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { sql, type Transaction } from 'kysely';
-import type { ChatMessage, Database } from '../db/database';
-import { isTransientDbError, type Db } from '../db/pool';
-import { subjectHash } from '../db/queries/erasure';
-import { upsertSubjects } from '../db/queries/interactions';
+import { isTransientDbError, type Conn, type Db } from '../db/pool';
+import { erasedSubjectKey, lastErasedAt, subjectHash } from '../db/queries/erasure';
+import { insertServedInteractions, upsertSubjects } from '../db/queries/interactions';
+import { servingModel } from '../db/queries/models';
 import { servingAliases, type AliasName, type ServingVersion } from '../db/queries/registry';
 import { insertServingCalls, type ServingCall } from '../db/queries/serving';
+import { servedBeforeErasure } from '../domain/chat';
+import type { ChatMessage } from '../domain/conversation';
 import type { Logger } from '../log';
 
 export interface ServingInfo {
@@ -48,21 +49,9 @@ export class ServingCache {
   }
 
   private async load(model: string): Promise<ServingInfo> {
-    const row = await this.db
-      .selectFrom('models')
-      .select(['id', 'app_id', 'system_prompt', 'output_schema'])
-      .where('id', '=', model)
-      .executeTakeFirst();
-    if (!row) return { model: null, aliases: {} };
-    return {
-      model: {
-        id: row.id,
-        appId: row.app_id,
-        systemPrompt: row.system_prompt,
-        outputSchema: (row.output_schema as Record<string, unknown> | null) ?? null,
-      },
-      aliases: await servingAliases(this.db, model),
-    };
+    const found = await servingModel(this.db, model);
+    if (!found) return { model: null, aliases: {} };
+    return { model: found, aliases: await servingAliases(this.db, model) };
   }
 }
 
@@ -205,7 +194,9 @@ export class ServingRecorder {
         trx,
         batch.filter((r) => r.messages !== null),
       );
-      const answered = batch.filter((r) => r.messages !== null && !erasedBefore.has(r));
+      const answered = batch.filter(
+        (r): r is ServedRecord & { messages: ChatMessage[] } => r.messages !== null && !erasedBefore.has(r),
+      );
       if (answered.length) {
         const subjects = await upsertSubjects(
           trx,
@@ -214,15 +205,18 @@ export class ServingRecorder {
         // An erasure that committed while upsertSubjects waited on the subject's row: written again, without it.
         if ((await conversationsOfErasedSubjects(trx, answered)).size) throw new ErasedWhileRecording();
         const key = (r: ServedRecord) => JSON.stringify([r.appId, r.subject]);
-        await sql`
-          insert into interactions (id, model_id, subject_id, source, messages, metadata, model_version_id, latency_ms)
-          select * from unnest(
-            ${answered.map((r) => r.interactionId)}::uuid[], ${answered.map((r) => r.model)}::text[],
-            ${answered.map((r) => subjects.get(key(r))!)}::uuid[], ${answered.map(() => 'served')}::text[],
-            ${answered.map((r) => JSON.stringify(r.messages))}::jsonb[],
-            ${answered.map((r) => JSON.stringify(r.metadata))}::jsonb[],
-            ${answered.map((r) => r.answeredBy)}::uuid[], ${answered.map((r) => Math.round(r.latencyMs))}::int[])
-          on conflict do nothing`.execute(trx);
+        await insertServedInteractions(
+          trx,
+          answered.map((r) => ({
+            id: r.interactionId,
+            model: r.model,
+            subjectId: subjects.get(key(r))!,
+            messages: r.messages,
+            metadata: r.metadata,
+            versionId: r.answeredBy,
+            latencyMs: r.latencyMs,
+          })),
+        );
       }
       await insertServingCalls(
         trx,
@@ -243,33 +237,16 @@ class ErasedWhileRecording extends Error {
   }
 }
 
-/**
- * How long after an erasure took effect (by the database's clock) a served conversation of its subject is still
- * taken for one served before it: the API's clock may differ from the database's, and an erasure takes effect a
- * moment before it commits. Erring this way loses a minute of a returning subject's conversations for training,
- * never keeps an erased one.
- */
-const ERASURE_MARGIN_MS = 60_000;
-
 /** The records whose subject was erased after the call was served. */
-async function conversationsOfErasedSubjects(
-  trx: Transaction<Database>,
-  records: readonly ServedRecord[],
-): Promise<Set<ServedRecord>> {
+async function conversationsOfErasedSubjects(trx: Conn, records: readonly ServedRecord[]): Promise<Set<ServedRecord>> {
   if (!records.length) return new Set();
   const hashes = records.map((r) => subjectHash(r.appId, r.subject));
-  const rows = await trx
-    .selectFrom('erasures')
-    .select(['app_id', 'subject_hash', sql<Date>`max(coalesce(effective_at, created_at))`.as('at')])
-    .where('subject_hash', 'in', [...new Set(hashes)])
-    .groupBy(['app_id', 'subject_hash'])
-    .execute();
-  if (!rows.length) return new Set();
-  const erasedAt = new Map(rows.map((e) => [`${e.app_id}\u0000${e.subject_hash}`, new Date(e.at).getTime()]));
+  const erasedAt = await lastErasedAt(trx, hashes);
+  if (!erasedAt.size) return new Set();
   return new Set(
     records.filter((r, i) => {
-      const at = erasedAt.get(`${r.appId}\u0000${hashes[i]}`);
-      return at !== undefined && r.servedAt! <= at + ERASURE_MARGIN_MS;
+      const at = erasedAt.get(erasedSubjectKey(r.appId, hashes[i]!));
+      return at !== undefined && servedBeforeErasure(r.servedAt!, at);
     }),
   );
 }

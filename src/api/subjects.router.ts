@@ -4,8 +4,9 @@ import { z } from 'zod';
 import type { ErasureDataset } from '../db/database';
 import type { Db } from '../db/pool';
 import { audit } from '../db/queries/audit';
-import { eraseSubjectRecords } from '../db/queries/erasure';
+import { eraseSubjectRecords, getErasure } from '../db/queries/erasure';
 import { setConsent } from '../db/queries/interactions';
+import { appExists } from '../db/queries/models';
 import { slug } from '../domain/model-config';
 import { externalId, text } from '../ingest/text';
 import { startErasure } from '../services/erasure-client';
@@ -35,8 +36,8 @@ export function createSubjectsRouter({ db, temporal, taskQueue, erasureWaitMs = 
       throw new HttpError(400, 'invalid_request', 'query.app: required for keys not bound to an app', 'query.app');
     if (p.appId && app && app !== p.appId)
       throw new HttpError(403, 'forbidden', `app ${app} is not accessible with this key`, 'query.app');
-    const exists = await db.selectFrom('apps').select('id').where('id', '=', appId).executeTakeFirst();
-    if (!exists) throw new HttpError(404, 'app_not_found', `app ${appId} does not exist`, 'query.app');
+    if (!(await appExists(db, appId)))
+      throw new HttpError(404, 'app_not_found', `app ${appId} does not exist`, 'query.app');
     return appId;
   }
 
@@ -109,7 +110,7 @@ export function createSubjectsRouter({ db, temporal, taskQueue, erasureWaitMs = 
 }
 
 async function erasureView(db: Db, id: string) {
-  const e = await db.selectFrom('erasures').selectAll().where('id', '=', id).executeTakeFirst();
+  const e = await getErasure(db, id);
   if (!e) return null;
   return {
     erasure: {

@@ -3,10 +3,12 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import type { Config } from '../config';
-import type { ChatMessage } from '../db/database';
+import type { ChatMessage } from '../domain/conversation';
 import type { Db } from '../db/pool';
 import { insertInteractions, setConsent } from '../db/queries/interactions';
+import { revokeApiKey } from '../db/queries/api-keys';
 import { upsertModel } from '../db/queries/models';
+import { getVersion } from '../db/queries/registry';
 import { modelDefinitionSchema } from '../domain/model-config';
 import type { Logger } from '../log';
 import { startPipeline } from '../services/pipeline-client';
@@ -164,11 +166,7 @@ export async function runDemo(
       }
     }
     if (result.version) {
-      const status = await db
-        .selectFrom('model_versions')
-        .select(['status', 'ollama_tag'])
-        .where('id', '=', result.version.id)
-        .executeTakeFirst();
+      const status = await getVersion(db, result.version.id);
       out(`\nModel version ${result.version.version} (${status?.status ?? 'unknown'}), adapter in ${store.url}:`);
       out(`  ${result.version.adapterKey}`);
       const ev = result.stages.find((s) => s.name === 'evaluate')?.summary as {
@@ -239,6 +237,6 @@ async function askTheModel(db: Db, apiUrl: string, model: string, app: string, o
       '  (the tiny model has random weights and a few dozen training steps: its answers are noise, its plumbing is not)',
     );
   } finally {
-    await db.updateTable('api_keys').set({ revoked_at: new Date() }).where('id', '=', id).execute();
+    await revokeApiKey(db, id);
   }
 }

@@ -3,6 +3,7 @@ import { access, constants, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Db } from '../db/pool';
 import { ErasedDuringWrite, insertInteractions } from '../db/queries/interactions';
+import { appsOfModels } from '../db/queries/models';
 import type { CanonicalInteraction } from '../ingest/interaction';
 import { parseImportLine, splitLines } from '../ingest/jsonl';
 import type { Logger } from '../log';
@@ -107,8 +108,8 @@ export async function checkImportArguments(opts: ImportOptions): Promise<void> {
  */
 export async function importInteractions(db: Db, opts: ImportOptions, io: Io): Promise<ImportReport> {
   const started = performance.now();
-  const model = await db.selectFrom('models').select(['id', 'app_id']).where('id', '=', opts.model).executeTakeFirst();
-  if (!model) throw new ImportRefused(`model ${opts.model} does not exist (create it with \`tuneloop models put\`)`);
+  const appId = (await appsOfModels(db, [opts.model])).get(opts.model);
+  if (!appId) throw new ImportRefused(`model ${opts.model} does not exist (create it with \`tuneloop models put\`)`);
 
   const report: ImportReport = {
     file: opts.file,
@@ -154,7 +155,7 @@ export async function importInteractions(db: Db, opts: ImportOptions, io: Io): P
       db.transaction().execute((trx) =>
         insertInteractions(
           trx,
-          items.map((it) => ({ ...it, appId: model.app_id, source: 'import' })),
+          items.map((it) => ({ ...it, appId, source: 'import' })),
         ),
       );
     // An erasure committing during the write refuses the batch whole; written again, its erased lines are skipped.

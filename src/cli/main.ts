@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, loadConfig, type Config } from '../config';
 import { createLogger, type Logger } from '../log';
 import { migrateToLatest } from '../db/migrate';
-import { upsertModel } from '../db/queries/models';
+import { appsOfModels, modelExists, upsertModel } from '../db/queries/models';
 import { compileSchema } from '../llm/json-schema';
 import { getRun, listRuns } from '../db/queries/runs';
 import { createApiKey } from '../api/auth';
@@ -37,7 +37,6 @@ function setup(): { config: Config; log: Logger } {
   return { config, log: createLogger(config.logLevel) };
 }
 
-/** Runs a long-lived command until SIGINT/SIGTERM, then stops everything in reverse order. */
 /** Long-running commands (`up`, `api`, `worker`): serve until asked to stop, stop in order, exit. */
 async function serve(stack: Stack, log: Logger): Promise<void> {
   await serveUntilSignalled(stack, log);
@@ -173,16 +172,11 @@ export function buildProgram(): Command {
           throw new UsageError('--app and --models are for app keys only');
         const db = await openDb(config, stack, log, { migrate: true });
         if (opts.app) {
-          const models = await db
-            .selectFrom('models')
-            .select(['id', 'app_id'])
-            .where('id', 'in', opts.models!)
-            .execute();
+          const appOf = await appsOfModels(db, opts.models!);
           for (const m of opts.models!) {
-            const row = models.find((r) => r.id === m);
-            if (!row) throw new UsageError(`model ${m} does not exist (create it with \`tuneloop models put\`)`);
-            if (row.app_id !== opts.app)
-              throw new UsageError(`model ${m} belongs to app ${row.app_id}, not ${opts.app}`);
+            const app = appOf.get(m);
+            if (!app) throw new UsageError(`model ${m} does not exist (create it with \`tuneloop models put\`)`);
+            if (app !== opts.app) throw new UsageError(`model ${m} belongs to app ${app}, not ${opts.app}`);
           }
         }
         const key = await createApiKey(db, {
@@ -237,8 +231,7 @@ export function buildProgram(): Command {
       oneShot(async ({ config, log, stack }) => {
         const db = await openDb(config, stack, log, { migrate: false });
         const client = await openTemporalClient(config, stack);
-        const exists = await db.selectFrom('models').select('id').where('id', '=', opts.model).executeTakeFirst();
-        if (!exists) throw new UsageError(`model ${opts.model} does not exist`);
+        if (!(await modelExists(db, opts.model))) throw new UsageError(`model ${opts.model} does not exist`);
         const started = await startPipeline(client, db, {
           model: opts.model,
           taskQueue: config.taskQueue,
@@ -261,8 +254,7 @@ export function buildProgram(): Command {
       oneShot(async ({ config, log, stack }) => {
         const db = await openDb(config, stack, log, { migrate: false });
         const client = await openTemporalClient(config, stack);
-        const exists = await db.selectFrom('models').select('id').where('id', '=', opts.model).executeTakeFirst();
-        if (!exists) throw new UsageError(`model ${opts.model} does not exist`);
+        if (!(await modelExists(db, opts.model))) throw new UsageError(`model ${opts.model} does not exist`);
         try {
           const { result } = await rollbackModel(client, {
             model: opts.model,

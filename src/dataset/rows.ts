@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { ChatMessage } from '../db/database';
+import { withSystemPrompt, type ChatMessage } from '../domain/conversation';
 
 // Pure dataset building: interaction + feedback → a training row in the chat-messages form the trainer reads.
 
@@ -44,10 +44,13 @@ export function buildRow(interaction: SourceInteraction, systemPrompt: string | 
   const negative = byTime.some((f) => f.thumbs === 'down' || (f.rating !== null && f.rating <= 2));
   if (negative && correction === undefined) return { kind: 'negative' };
 
-  const messages: ChatMessage[] = [];
-  if (systemPrompt && turns[0]?.role !== 'system') messages.push({ role: 'system', content: systemPrompt });
-  for (const m of turns.slice(0, -1)) messages.push({ role: m.role, content: m.content });
-  messages.push({ role: 'assistant', content: correction ?? last.content });
+  const messages = withSystemPrompt(
+    [
+      ...turns.slice(0, -1).map((m): ChatMessage => ({ role: m.role, content: m.content })),
+      { role: 'assistant', content: correction ?? last.content },
+    ],
+    systemPrompt,
+  );
   return { kind: 'sft', row: { messages }, corrected: correction !== undefined };
 }
 

@@ -1,4 +1,5 @@
 import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+import type { ChatMessage } from '../domain/conversation';
 
 // One interface per table, assembled into Database. They sit in one file rather than a file each: the tables
 // are small and reading them side by side is how the schema is reviewed. Columns mirror migrations/.
@@ -9,11 +10,6 @@ type NullableTimestamp = ColumnType<Date | null, Date | string | null, Date | st
 type Json<T> = ColumnType<T, string, string>;
 type GeneratedJson<T> = ColumnType<T, string | undefined, string>;
 type NullableJson<T> = ColumnType<T | null, string | null, string | null>;
-
-export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant';
-  content: string;
-}
 
 export interface AppTable {
   id: string;

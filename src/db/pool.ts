@@ -1,12 +1,14 @@
-import { Kysely, PostgresDialect, type Transaction } from 'kysely';
+import { Kysely, PostgresDialect, sql, type Transaction } from 'kysely';
 import pg from 'pg';
 import Cursor from 'pg-cursor';
 import type { Logger } from '../log';
 import type { Database } from './database';
 
 export type Db = Kysely<Database>;
+/** A transaction the caller opened (`db.transaction().execute(async (trx) => …)`). */
+export type Trx = Transaction<Database>;
 /** What a query function takes first: the database, or the caller's transaction. */
-export type Conn = Db | Transaction<Database>;
+export type Conn = Db | Trx;
 
 const pools = new WeakMap<Db, pg.Pool>();
 
@@ -68,6 +70,11 @@ export function createDb(connectionString: string, log: Logger, max = 10): Db {
 
 function errSummary(err: Error & { code?: string }) {
   return { message: err.message, code: err.code };
+}
+
+/** One round trip to the database (readiness checks). */
+export async function ping(db: Conn): Promise<void> {
+  await sql`select 1`.execute(db);
 }
 
 const TRANSIENT_SQLSTATE = /^(08|53|57P0[123]|40001|40P01)/;

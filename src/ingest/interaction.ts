@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { ChatMessage } from '../db/database';
+import type { ChatMessage } from '../domain/conversation';
 import { slug } from '../domain/model-config';
 import { metadataSchema } from './metadata';
 import { externalId, text } from './text';

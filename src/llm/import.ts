@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { OllamaClient } from './ollama';
 
 /**
- * Imports a model into Ollama by the plan the trainer's `ollama-stage` wrote (gpu-worker ollama.py): every file
+ * Imports a model into Ollama by the plan the trainer's `ollama-stage` wrote (gpu-worker ollama_stage.py): every file
  * uploaded as a blob (Ollama checks each digest), then one create. Blobs are uploaded right before the create:
  * Ollama deletes blobs no model references when it restarts.
  */

@@ -2,6 +2,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { Pool } from 'undici';
+import type { ChatMessage } from '../domain/conversation';
 
 /**
  * The Ollama HTTP API, as tuneloop uses it: chat (plain, structured, streamed), model import from local files
@@ -11,11 +12,6 @@ import { Pool } from 'undici';
  * create (so it cannot import a local model), and it cancels requests only all at once per client, where the API
  * must abort exactly the generation whose caller went away. Every call here takes an AbortSignal.
  */
-
-export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant';
-  content: string;
-}
 
 export interface ChatOptions {
   temperature?: number;

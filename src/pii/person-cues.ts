@@ -43,12 +43,18 @@ const WEAK_WORDS = set(`with and & to from told tell tells asked ask asks met me
   beat beats joined join hugging`);
 const CALL_VERBS = set(`call calls called calling`);
 
-/** Every word that starts a strong, "I am" or greeting cue: a cheap filter before the cues are read in full. */
+const SKIP_TO_RELATION = set('is was are were called named');
+
+/**
+ * Every word that, right before an unknown capitalised word, may start a cue that makes it a name (of any kind:
+ * strong, "I am", greeting, a relation read past "is", a list): a cheap filter before the cues are read in full.
+ */
 export const UNKNOWN_NAME_CUE_WORDS: readonly string[] = [
   ...TITLES,
   ...RELATIONS,
   ...INTRO_WORDS,
   ...GREETINGS,
+  ...SKIP_TO_RELATION,
   "i'm",
   'i’m',
   'im',
@@ -61,9 +67,13 @@ export const UNKNOWN_NAME_CUE_WORDS: readonly string[] = [
   'done',
   'luck',
   'birthday',
+  'and',
+  '&',
+  'me',
+  'its',
+  "it's",
+  'it’s',
 ];
-
-const SKIP_TO_RELATION = set('is was are were called named');
 
 // Words are compared by hash (the scanner's wordHash): no substring or lowercase copy per word read.
 const TITLE = 1;

@@ -42,24 +42,7 @@ const ADJECTIVE_NAMES = words(
 const PARTICLES = words('van von de der den da di du del della dos das le la al el bin ibn bint ben ter ten ap st');
 const IS_WAS_AFTER = /^\s+(?:is|was)\b/i;
 const NAME_PARTS = /[\s.]+/;
-/** Words right before an unknown capitalised word that can make it a name (cue words of every kind). */
-const CUE_BEFORE_HASHES = new Set(
-  [
-    ...UNKNOWN_NAME_CUE_WORDS,
-    'and',
-    '&',
-    'is',
-    'was',
-    'are',
-    'were',
-    'called',
-    'named',
-    'me',
-    'its',
-    "it's",
-    'it’s',
-  ].map(wordHash),
-);
+const CUE_BEFORE_HASHES = new Set(UNKNOWN_NAME_CUE_WORDS.map(wordHash));
 /** Words right after an unknown capitalised word that can make it a name ("X and I", "X is my son"). */
 const CUE_AFTER_HASHES = new Set(
   ['and', '&', 'is', 'are', 'was', 'were', 'in', 'from', 'here', 'but', 'by'].map(wordHash),
@@ -140,9 +123,8 @@ function makeToken(text: string, start: number, raw: string): Token {
   return { start, end: start + t.length, text: t, lower: t.toLowerCase(), cap: isUpperAt(t, 0) };
 }
 
-/** The token right after `from`, separated by one or two spaces only. */
+/** The word right after `from` and one or two spaces (letters, with inner apostrophes and hyphens), or null. */
 function adjacentToken(text: string, from: number): Token | null {
-  // One or two spaces, then a word (letters, with inner apostrophes and hyphens).
   let s = from;
   while (s < text.length && s - from < 2 && (text.charCodeAt(s) === 32 || text.charCodeAt(s) === 0xa0)) s++;
   if (s === from || !isLetterAt(text, s)) return null;
@@ -190,7 +172,6 @@ const PAST_VERB_AFTER =
 const END_OF_NAME =
   /^(?:\s*$|\s*[,.!?;:)(—–-]|\s+(?:and|but|from|here|by|in|&|too|lol|x+|again|btw|haha|hehe|lmao)\b|\s*[^\p{L}\p{N}\s])/u;
 
-// Words that mark a biblical, historical or royal figure in front of or after a name.
 // Words in front of a name that mark a royal, saintly, biblical or historical figure ("King David", "St Paul",
 // "the gospel of John"). One word, or two words read in order.
 const FIGURE_BEFORE_WORDS = words(`king queen prince princess emperor empress tsar czar pope saint st st. lord lady duke
@@ -266,7 +247,6 @@ export const NOT_NAME_HASHES: ReadonlySet<number> = new Set([...NOT_NAME_SET].ma
 const INITIALS_RE =
   /\p{Lu}\.\s?(?:\p{Lu}\.\s?)?((?:(?:de|van|von|der|den|du|da|di|le|la|ter|ten|del|dos)\s){0,2})(\p{Lu}[\p{Ll}\p{M}'’-]+)/uy;
 
-/** Person detection state for one text: lazily computed contexts and the names accepted so far. */
 /** What the scanner learned about the whole text, which some person decisions depend on. */
 export interface TextContext {
   /** Scripture words or a "Book 3:16" reference anywhere in the text. */
@@ -379,27 +359,23 @@ function decide(scan: PersonScan, tok: Token): { start: number; end: number } | 
   const nextName = next && canContinue(next) && afterAt === tok.end ? next : null;
   if (next && next.cap && INSTITUTION_SET.has(next.lower)) return null; // Khan Academy, Patel Pharmacy
 
+  // A capitalised word-name ("Grace", "Will") is a person after any cue but a weak one at a sentence start, or before
+  // a phrase that goes with people.
+  const cuedWordName = () =>
+    strong ||
+    cue === 'iam' ||
+    cue === 'chain' ||
+    (cue === 'greeting' && END_OF_NAME.test(after)) ||
+    (cue === 'weak' && !initial) ||
+    personAfter(after);
   let ok: boolean;
   if (cap) {
     if (isFirst || isKnown) ok = true;
     else if (isWordName && ABSTRACT_NAMES.has(lower))
-      ok =
-        strong ||
-        cue === 'iam' ||
-        cue === 'chain' ||
-        (cue === 'greeting' && END_OF_NAME.test(after)) ||
-        (cue === 'weak' && !initial) ||
-        personAfter(after) ||
-        (nextName !== null && SURNAME_SET.has(nextName.lower)) ||
-        SPEECH_AFTER.test(after);
+      ok = cuedWordName() || (nextName !== null && SURNAME_SET.has(nextName.lower)) || SPEECH_AFTER.test(after);
     else if (isWordName)
       ok =
-        strong ||
-        cue === 'iam' ||
-        cue === 'chain' ||
-        (cue === 'greeting' && END_OF_NAME.test(after)) ||
-        (cue === 'weak' && !initial) ||
-        personAfter(after) ||
+        cuedWordName() ||
         (nextName !== null && (SURNAME_SET.has(nextName.lower) || !initial)) ||
         (NAME_VERB_AFTER.test(after) && !IS_WAS_AFTER.test(after));
     else if (isSurname)

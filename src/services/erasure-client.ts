@@ -1,6 +1,7 @@
 import { WorkflowIdConflictPolicy, type Client } from '@temporalio/client';
 import type { ErasureResult } from '../activities/erasure';
 import type { Db } from '../db/pool';
+import { pendingErasureIds } from '../db/queries/erasure';
 import type { Logger } from '../log';
 import { ERASURE_WORKFLOW_TYPE, erasureWorkflowId } from '../workflows/messages';
 
@@ -20,13 +21,8 @@ export async function startErasure(temporal: Client, opts: { erasureId: string; 
  * now. Runs when the API starts; joining an erasure already running is harmless.
  */
 export async function resumePendingErasures(db: Db, temporal: Client, taskQueue: string, log: Logger) {
-  const pending = await db
-    .selectFrom('erasures')
-    .select('id')
-    .where('status', '=', 'pending')
-    .orderBy('created_at')
-    .execute();
-  for (const e of pending) await startErasure(temporal, { erasureId: e.id, taskQueue });
+  const pending = await pendingErasureIds(db);
+  for (const erasureId of pending) await startErasure(temporal, { erasureId, taskQueue });
   if (pending.length) log.info({ erasures: pending.length }, 'pending erasures resumed');
   return pending.length;
 }

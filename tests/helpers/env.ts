@@ -12,7 +12,7 @@ import pg from 'pg';
 import { createActivities, type ActivityDeps } from '../../src/activities';
 import { createApp, type ApiDeps } from '../../src/api/app';
 import { ServingRecorder } from '../../src/api/serving';
-import type { ChatMessage } from '../../src/db/database';
+import type { ChatMessage } from '../../src/domain/conversation';
 import { migrateToLatest } from '../../src/db/migrate';
 import { createDb, type Db } from '../../src/db/pool';
 import { insertInteractions, setConsent } from '../../src/db/queries/interactions';

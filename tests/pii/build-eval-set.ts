@@ -17,23 +17,11 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { PII_TYPES, type PiiType } from '../../src/pii/types';
 
-export const ENTITY_TYPES = [
-  'PERSON',
-  'EMAIL',
-  'PHONE',
-  'ADDRESS',
-  'POSTCODE',
-  'CREDIT_CARD',
-  'IBAN',
-  'NHS_NUMBER',
-  'SSN',
-  'IP_ADDRESS',
-  'URL',
-  'SOCIAL_HANDLE',
-  'DATE_OF_BIRTH',
-] as const;
-export type EntityType = (typeof ENTITY_TYPES)[number];
+/** The labels are the engine's types: its placeholder names (`<PERSON_1>`), one list. */
+export const ENTITY_TYPES = PII_TYPES;
+export type EntityType = PiiType;
 
 export const DOMAINS = ['wellbeing', 'fitness', 'tutoring', 'scripture', 'challenge'] as const;
 export type Domain = (typeof DOMAINS)[number];

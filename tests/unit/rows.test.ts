@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { ChatMessage } from '../../src/db/database';
+import type { ChatMessage } from '../../src/domain/conversation';
 import {
   buildRow,
   exportConfigHash,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { versionName } from '../../src/activities/train';
+import { versionName, versionTag } from '../../src/domain/versions';
 
 describe('versionName', () => {
   it('tells apart runs started in the same minute (UUIDv7 run ids share their timestamp prefix)', () => {
@@ -19,5 +19,11 @@ describe('versionName', () => {
 
   it('makes a valid Ollama tag part', () => {
     expect(versionName('01A2325B-C385-719B-9256-E34C1C3FB5BB', new Date())).toMatch(/^r\d{8}-[0-9a-f]{12}$/);
+  });
+});
+
+describe('versionTag', () => {
+  it("names a version in Ollama by its model and its version name, never another's weights", () => {
+    expect(versionTag('support-bot', 'r20261201-84f0363954e1')).toBe('support-bot:r20261201-84f0363954e1');
   });
 });

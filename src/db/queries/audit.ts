@@ -1,8 +1,7 @@
-import type { Kysely, Transaction } from 'kysely';
-import type { Database } from '../database';
+import type { Conn } from '../pool';
 
 export async function audit(
-  db: Kysely<Database> | Transaction<Database>,
+  db: Conn,
   entry: { actor: string; action: string; targetType: string; targetId: string; details?: Record<string, unknown> },
 ): Promise<void> {
   await db

@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
-import { sql, type Transaction } from 'kysely';
-import type { Database, ErasureDataset } from '../database';
+import { sql } from 'kysely';
+import type { DatasetManifest } from '../../dataset/manifest';
+import type { ErasureDataset } from '../database';
+import { withPgTransaction, type Conn, type Db, type Trx } from '../pool';
 import { audit } from './audit';
 
 export interface ErasureRecord {
@@ -27,7 +29,7 @@ export const subjectHash = (appId: string, subject: string) =>
  * waits for this transaction and then fails on the deleted key and exports again without them.
  */
 export async function eraseSubjectRecords(
-  trx: Transaction<Database>,
+  trx: Trx,
   input: { appId: string; subject: string; actor: string },
 ): Promise<ErasureRecord | null> {
   const subject = await trx
@@ -133,4 +135,102 @@ export async function eraseSubjectRecords(
     datasets,
     modelVersions,
   };
+}
+
+export async function getErasure(db: Conn, id: string) {
+  return db.selectFrom('erasures').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+/** Erasures whose database half committed and whose objects are still to rewrite, oldest first. */
+export async function pendingErasureIds(db: Conn): Promise<string[]> {
+  const rows = await db
+    .selectFrom('erasures')
+    .select('id')
+    .where('status', '=', 'pending')
+    .orderBy('created_at')
+    .execute();
+  return rows.map((r) => r.id);
+}
+
+/** Marks the erasure done; returns its datasets as recorded (each rewritten, with its objects). */
+export async function completeErasure(db: Conn, id: string): Promise<ErasureDataset[]> {
+  const done = await db
+    .updateTable('erasures')
+    .set({ status: 'done', completed_at: new Date() })
+    .where('id', '=', id)
+    .returning('datasets')
+    .executeTakeFirstOrThrow();
+  return done.datasets;
+}
+
+/**
+ * When each subject (an app and a subjectHash) was last erased, by the database's clock: the erasure's effective
+ * time, or its creation for erasures recorded before that was. Keyed by erasedSubjectKey().
+ */
+export async function lastErasedAt(db: Conn, subjectHashes: readonly string[]): Promise<Map<string, number>> {
+  if (!subjectHashes.length) return new Map();
+  const rows = await db
+    .selectFrom('erasures')
+    .select(['app_id', 'subject_hash', sql<Date>`max(coalesce(effective_at, created_at))`.as('at')])
+    .where('subject_hash', 'in', [...new Set(subjectHashes)])
+    .groupBy(['app_id', 'subject_hash'])
+    .execute();
+  return new Map(rows.map((e) => [erasedSubjectKey(e.app_id, e.subject_hash), new Date(e.at).getTime()]));
+}
+
+export const erasedSubjectKey = (appId: string, subjectHash: string) => `${appId}\u0000${subjectHash}`;
+
+/** A dataset an erasure rewrites, locked for the rewrite. */
+export interface DatasetUnderErasure {
+  /** Null when there is no such dataset. */
+  dataset: { status: string; manifest: DatasetManifest | null; manifestKey: string } | null;
+  /** Gives rows of a rewritten split their new line numbers, by their sha256. */
+  renumber(split: 'train' | 'validation', moved: readonly { sha: string; line: number }[]): Promise<void>;
+  /** Stores the rewritten manifest (the database's copy). */
+  saveManifest(manifest: DatasetManifest): Promise<void>;
+}
+
+/**
+ * One dataset's part of an erasure, in one transaction under the dataset's row lock, held while `rewrite` rewrites
+ * its objects: two erasures (or an erasure and an export's commit) never interleave on one dataset. `rewrite`
+ * returns the objects it rewrote; the erasure records the dataset rewritten, with them, in the same transaction.
+ */
+export async function rewriteDatasetForErasure(
+  db: Db,
+  erasureId: string,
+  datasetId: string,
+  rewrite: (locked: DatasetUnderErasure) => Promise<ErasureDataset['objects']>,
+): Promise<void> {
+  await withPgTransaction(db, async (client) => {
+    const { rows } = await client.query<{ status: string; manifest: DatasetManifest | null; manifest_key: string }>(
+      'select status, manifest, manifest_key from datasets where id = $1 for update',
+      [datasetId],
+    );
+    const ds = rows[0];
+    const objects = await rewrite({
+      dataset: ds ? { status: ds.status, manifest: ds.manifest, manifestKey: ds.manifest_key } : null,
+      async renumber(split, moved) {
+        for (let i = 0; i < moved.length; i += 5000) {
+          const chunk = moved.slice(i, i + 5000);
+          await client.query(
+            `update dataset_items d set line = v.line
+             from unnest($2::text[], $3::int[]) as v(sha, line)
+             where d.dataset_id = $1 and d.split = $4 and d.row_sha256 = v.sha`,
+            [datasetId, chunk.map((m) => m.sha), chunk.map((m) => m.line), split],
+          );
+        }
+      },
+      async saveManifest(manifest) {
+        await client.query('update datasets set manifest = $2 where id = $1', [datasetId, JSON.stringify(manifest)]);
+      },
+    });
+    await client.query(
+      `update erasures set datasets = (
+         select jsonb_agg(case when d->>'datasetId' = $2
+                               then d || jsonb_build_object('rewritten', true, 'objects', $3::jsonb) else d end)
+         from jsonb_array_elements(datasets) d)
+       where id = $1`,
+      [erasureId, datasetId, JSON.stringify(objects)],
+    );
+  });
 }

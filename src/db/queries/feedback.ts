@@ -1,5 +1,6 @@
-import type { Selectable, Transaction } from 'kysely';
-import type { Database, FeedbackTable } from '../database';
+import type { Selectable } from 'kysely';
+import type { FeedbackTable } from '../database';
+import type { Trx } from '../pool';
 
 export type Feedback = Selectable<FeedbackTable>;
 
@@ -19,7 +20,7 @@ export interface InteractionScope {
  * locked `for key share` so that the feedback written next cannot lose its interaction to a concurrent erasure.
  */
 export async function findInteractionsForFeedback(
-  trx: Transaction<Database>,
+  trx: Trx,
   ref: string,
   scope: InteractionScope,
 ): Promise<{ id: string; model_id: string }[]> {
@@ -47,7 +48,7 @@ export async function findInteractionsForFeedback(
  * Several feedbacks per interaction are kept: only the same (interaction, app feedback id) is a duplicate.
  */
 export async function insertFeedback(
-  trx: Transaction<Database>,
+  trx: Trx,
   input: {
     interactionId: string;
     externalId: string | null;

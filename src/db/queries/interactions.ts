@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { sql, type Transaction } from 'kysely';
-import type { ChatMessage, Database } from '../database';
+import { sql } from 'kysely';
+import type { FeedbackFacts } from '../../dataset/rows';
+import type { ChatMessage } from '../../domain/conversation';
+import type { Conn, Trx } from '../pool';
 
 export interface InteractionToStore {
   appId: string;
@@ -30,7 +32,7 @@ export class ErasedDuringWrite extends Error {
 
 /** Indices of `items` whose app id names an erased interaction of the same model. */
 async function erasedItems(
-  trx: Transaction<Database>,
+  trx: Trx,
   items: readonly { index: number; model: string; id: string }[],
 ): Promise<Set<number>> {
   if (!items.length) return new Set();
@@ -52,10 +54,7 @@ async function erasedItems(
  * one look-up of the duplicates). Rows travel as one array parameter per column through unnest(), so the statement
  * text and its parameter count stay the same for 1 row or 5 000, far from PostgreSQL's 65 535-parameter limit.
  */
-export async function insertInteractions(
-  trx: Transaction<Database>,
-  items: InteractionToStore[],
-): Promise<StoredInteraction[]> {
+export async function insertInteractions(trx: Trx, items: InteractionToStore[]): Promise<StoredInteraction[]> {
   if (!items.length) return [];
   const withIds = items.flatMap((it, index) => (it.id === undefined ? [] : [{ index, model: it.model, id: it.id }]));
   const erased = await erasedItems(trx, withIds);
@@ -149,7 +148,7 @@ const subjectKey = (it: { appId: string; subject: string }) => JSON.stringify([i
  * `on conflict do nothing` rather than `do update`: it does not rewrite an existing subject row on every batch.
  */
 export async function upsertSubjects(
-  trx: Transaction<Database>,
+  trx: Trx,
   items: readonly { appId: string; subject: string }[],
 ): Promise<Map<string, string>> {
   const ids = new Map<string, string>();
@@ -186,7 +185,7 @@ export async function upsertSubjects(
 
 /** Sets a subject's training consent (creating the subject) and records the event. */
 export async function setConsent(
-  trx: Transaction<Database>,
+  trx: Trx,
   input: { appId: string; subject: string; training: boolean; policyVersion: string },
 ) {
   const now = new Date();
@@ -213,4 +212,125 @@ export async function setConsent(
     .values({ subject_id: row.id, training: input.training, policy_version: input.policyVersion })
     .execute();
   return row;
+}
+
+/** A conversation the chat API served, recorded for the next run (source `served`). */
+export interface ServedInteraction {
+  id: string;
+  model: string;
+  subjectId: string;
+  messages: ChatMessage[];
+  metadata: Record<string, unknown>;
+  /** The version that answered. */
+  versionId: string | null;
+  latencyMs: number;
+}
+
+/** Stores served conversations; one recorded before (the same id) is left as it is. */
+export async function insertServedInteractions(trx: Conn, rows: readonly ServedInteraction[]): Promise<void> {
+  if (!rows.length) return;
+  await sql`
+    insert into interactions (id, model_id, subject_id, source, messages, metadata, model_version_id, latency_ms)
+    select * from unnest(
+      ${rows.map((r) => r.id)}::uuid[], ${rows.map((r) => r.model)}::text[],
+      ${rows.map((r) => r.subjectId)}::uuid[], ${rows.map(() => 'served')}::text[],
+      ${rows.map((r) => JSON.stringify(r.messages))}::jsonb[],
+      ${rows.map((r) => JSON.stringify(r.metadata))}::jsonb[],
+      ${rows.map((r) => r.versionId)}::uuid[], ${rows.map((r) => Math.round(r.latencyMs))}::int[])
+    on conflict do nothing`.execute(trx);
+}
+
+/**
+ * The highest seq of the model's interactions, once every insert in flight has committed. seq comes from a
+ * sequence, so a transaction that took seq 10 can commit after one that took 11. A SHARE lock on the table waits for
+ * in-flight inserts to commit (and holds new ones for the instant the caller's transaction lasts), so everything at
+ * or below the mark read here is visible and final. Call inside a short transaction.
+ */
+export async function committedHighSeq(trx: Trx, model: string): Promise<number> {
+  await sql`lock table interactions in share mode`.execute(trx);
+  const { high } = await trx
+    .selectFrom('interactions')
+    .select((eb) => eb.fn.max<number | null>('seq').as('high'))
+    .where('model_id', '=', model)
+    .executeTakeFirstOrThrow();
+  return Number(high ?? 0);
+}
+
+/** Interactions of the model in (afterSeq, toSeq]: all, those of consenting subjects, and those subjects. */
+export async function rangeCounts(db: Conn, model: string, afterSeq: number, toSeq: number) {
+  const counts = await db
+    .selectFrom('interactions as i')
+    .innerJoin('subjects as s', 's.id', 'i.subject_id')
+    .select((eb) => [
+      eb.fn.countAll<number>().as('interactions'),
+      eb.fn.count<number>('i.id').filterWhere('s.training_consent', '=', true).as('consented'),
+      eb.fn.count<number>('s.id').distinct().filterWhere('s.training_consent', '=', true).as('subjects'),
+    ])
+    .where('i.model_id', '=', model)
+    .where('i.seq', '>', afterSeq)
+    .where('i.seq', '<=', toSeq)
+    .executeTakeFirstOrThrow();
+  return {
+    interactions: Number(counts.interactions),
+    consented: Number(counts.consented),
+    subjects: Number(counts.subjects),
+  };
+}
+
+/** An interaction of a collected range, with its feedback, as anonymize reads it. */
+export interface RangeInteraction {
+  id: string;
+  seq: number;
+  source: string;
+  messages: ChatMessage[];
+  feedback: FeedbackFacts[];
+}
+
+/**
+ * The range (afterSeq, toSeq] of the model, consented subjects only, in seq order, with each interaction's feedback,
+ * `fetch` rows at a time. Read through a server-side cursor: one plan, linear whatever the table statistics say
+ * (keyset pages re-planned per page degrade to a sort of the whole remaining range per page on a freshly loaded
+ * table).
+ */
+export function streamConsentedRange(
+  db: Conn,
+  model: string,
+  afterSeq: number,
+  toSeq: number,
+  fetch: number,
+): AsyncIterableIterator<RangeInteraction> {
+  return db
+    .selectFrom('interactions as i')
+    .innerJoin('subjects as s', 's.id', 'i.subject_id')
+    .select([
+      'i.id',
+      'i.seq',
+      'i.source',
+      'i.messages',
+      sql<FeedbackFacts[]>`coalesce((
+        select json_agg(json_build_object('thumbs', f.thumbs, 'rating', f.rating, 'correction', f.correction,
+                                          'createdAt', to_char(f.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+                        order by f.created_at, f.id)
+        from feedback f where f.interaction_id = i.id), '[]'::json)`.as('feedback'),
+    ])
+    .where('i.model_id', '=', model)
+    .where('i.seq', '>', afterSeq)
+    .where('i.seq', '<=', toSeq)
+    .where('s.training_consent', '=', true)
+    .orderBy('i.seq')
+    .$castTo<RangeInteraction>()
+    .stream(fetch);
+}
+
+/** The ids of `ids` whose interaction still exists and whose subject still consents to training. */
+export async function stillConsented(db: Conn, ids: readonly string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const rows = await db
+    .selectFrom('interactions as i')
+    .innerJoin('subjects as s', 's.id', 'i.subject_id')
+    .select('i.id')
+    .where('i.id', 'in', ids)
+    .where('s.training_consent', '=', true)
+    .execute();
+  return new Set(rows.map((r) => r.id));
 }

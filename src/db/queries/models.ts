@@ -1,11 +1,50 @@
-import type { Kysely, Transaction } from 'kysely';
+import { sql } from 'kysely';
 import type { ModelDefinition } from '../../domain/model-config';
-import type { Database, Model } from '../database';
-
-type Conn = Kysely<Database> | Transaction<Database>;
+import type { Model } from '../database';
+import type { Conn } from '../pool';
 
 export async function getModel(db: Conn, id: string): Promise<Model | undefined> {
   return db.selectFrom('models').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+export async function modelExists(db: Conn, id: string): Promise<boolean> {
+  return (await db.selectFrom('models').select('id').where('id', '=', id).executeTakeFirst()) !== undefined;
+}
+
+/** The app of each of `ids` that exists (a missing model has no entry). */
+export async function appsOfModels(db: Conn, ids: readonly string[]): Promise<Map<string, string>> {
+  if (ids.length === 0) return new Map();
+  const rows = await db.selectFrom('models').select(['id', 'app_id']).where('id', 'in', ids).execute();
+  return new Map(rows.map((m) => [m.id, m.app_id]));
+}
+
+/** What the chat API needs of a model: its app and its serving fields. Null when there is no such model. */
+export async function servingModel(db: Conn, id: string) {
+  const row = await db
+    .selectFrom('models')
+    .select(['id', 'app_id', 'system_prompt', 'output_schema'])
+    .where('id', '=', id)
+    .executeTakeFirst();
+  if (!row) return null;
+  return {
+    id: row.id,
+    appId: row.app_id,
+    systemPrompt: row.system_prompt,
+    outputSchema: (row.output_schema as Record<string, unknown> | null) ?? null,
+  };
+}
+
+/** Moves the model's watermark up to `toSeq` (never down). */
+export async function advanceWatermark(db: Conn, id: string, toSeq: number): Promise<void> {
+  await db
+    .updateTable('models')
+    .set({ watermark_seq: sql<number>`greatest(watermark_seq, ${toSeq})`, updated_at: new Date() })
+    .where('id', '=', id)
+    .execute();
+}
+
+export async function appExists(db: Conn, id: string): Promise<boolean> {
+  return (await db.selectFrom('apps').select('id').where('id', '=', id).executeTakeFirst()) !== undefined;
 }
 
 export async function listModels(db: Conn, ids?: readonly string[]): Promise<Model[]> {

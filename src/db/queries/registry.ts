@@ -1,10 +1,9 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
-import type { Database, VersionStatus } from '../database';
+import { sql } from 'kysely';
+import type { VersionStatus } from '../database';
+import type { Conn, Trx } from '../pool';
 
 // The model registry: versions, the aliases `production` and `canary` that route traffic, and the append-only
 // history of every alias move ("what answered users at time T").
-
-type Conn = Kysely<Database> | Transaction<Database>;
 
 export type AliasName = 'production' | 'canary';
 
@@ -16,14 +15,25 @@ export interface ServingVersion {
   percent: number | null;
 }
 
-/** Both aliases of a model with what they point at; versions without an Ollama tag cannot serve and are left out. */
-export async function servingAliases(db: Conn, model: string): Promise<Partial<Record<AliasName, ServingVersion>>> {
-  const rows = await db
+/** The aliases of `models` with the versions they point at. */
+export async function aliasVersions(db: Conn, models: readonly string[]) {
+  if (models.length === 0) return [];
+  return db
     .selectFrom('aliases as a')
     .innerJoin('model_versions as v', 'v.id', 'a.version_id')
-    .select(['a.name', 'a.percent', 'v.id', 'v.version', 'v.ollama_tag'])
-    .where('a.model_id', '=', model)
+    .select(['a.model_id', 'a.name', 'a.percent', 'v.id', 'v.version', 'v.ollama_tag'])
+    .where('a.model_id', 'in', models)
     .execute();
+}
+
+/** A model's aliases as stored (the version each points at, its share, since when). */
+export async function listAliases(db: Conn, model: string) {
+  return db.selectFrom('aliases').selectAll().where('model_id', '=', model).execute();
+}
+
+/** Both aliases of a model with what they point at; versions without an Ollama tag cannot serve and are left out. */
+export async function servingAliases(db: Conn, model: string): Promise<Partial<Record<AliasName, ServingVersion>>> {
+  const rows = await aliasVersions(db, [model]);
   const out: Partial<Record<AliasName, ServingVersion>> = {};
   for (const r of rows) {
     if (!r.ollama_tag || (r.name !== 'production' && r.name !== 'canary')) continue;
@@ -45,6 +55,61 @@ export async function aliasVersionId(db: Conn, model: string, name: AliasName): 
 
 export async function getVersion(db: Conn, id: string) {
   return db.selectFrom('model_versions').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+/**
+ * The version production points at, with the manifest of the dataset it was trained on (incremental training starts
+ * from its adapter and replays its rows; evaluation compares against it). Undefined when nothing is in production.
+ */
+export async function productionVersion(db: Conn, model: string) {
+  return db
+    .selectFrom('aliases as a')
+    .innerJoin('model_versions as v', 'v.id', 'a.version_id')
+    .leftJoin('datasets as d', 'd.id', 'v.dataset_id')
+    .select(['v.id', 'v.version', 'v.adapter_key', 'd.manifest'])
+    .where('a.model_id', '=', model)
+    .where('a.name', '=', 'production')
+    .executeTakeFirst();
+}
+
+/**
+ * Records a trained version as a candidate; a retry of the same run rewrites its own row. Undefined when the name is
+ * taken by another run's version (which is never touched).
+ */
+export async function insertCandidateVersion(
+  db: Conn,
+  v: { model: string; version: string; runId: string; datasetId: string; adapterKey: string; metrics: unknown },
+): Promise<{ id: string } | undefined> {
+  const metrics = JSON.stringify({ train: v.metrics });
+  return db
+    .insertInto('model_versions')
+    .values({
+      model_id: v.model,
+      version: v.version,
+      run_id: v.runId,
+      dataset_id: v.datasetId,
+      status: 'candidate',
+      adapter_key: v.adapterKey,
+      ollama_tag: null,
+      metrics,
+    })
+    .onConflict((oc) =>
+      oc
+        .columns(['model_id', 'version'])
+        .doUpdateSet({ adapter_key: v.adapterKey, metrics })
+        .where('model_versions.run_id', '=', v.runId),
+    )
+    .returning('id')
+    .executeTakeFirst();
+}
+
+/** The version is in Ollama as `tag` and passed its parity check. */
+export async function markRegistered(db: Conn, id: string, tag: string): Promise<void> {
+  await db
+    .updateTable('model_versions')
+    .set({ ollama_tag: tag, status: 'registered', status_reason: null, status_at: new Date() })
+    .where('id', '=', id)
+    .execute();
 }
 
 export async function setVersionStatus(db: Conn, id: string, status: VersionStatus, reason: string | null) {
@@ -72,7 +137,7 @@ export async function mergeVersionMetrics(db: Conn, id: string, key: string, val
  * retries are free. Call inside a transaction with whatever else must move with it.
  */
 export async function moveAlias(
-  trx: Transaction<Database>,
+  trx: Trx,
   move: {
     model: string;
     name: AliasName;
@@ -189,4 +254,22 @@ export async function aliasAt(db: Conn, model: string, alias: AliasName, at: Dat
     .orderBy('h.id', 'desc')
     .limit(1)
     .executeTakeFirst();
+}
+
+/** When the last move of `name` to the version at `percent` was recorded (a canary step's start). */
+export async function lastMoveAt(
+  db: Conn,
+  move: { model: string; name: AliasName; versionId: string; percent: number },
+): Promise<Date> {
+  const row = await db
+    .selectFrom('alias_history')
+    .select('at')
+    .where('model_id', '=', move.model)
+    .where('name', '=', move.name)
+    .where('to_version_id', '=', move.versionId)
+    .where('percent', '=', move.percent)
+    .orderBy('id', 'desc')
+    .limit(1)
+    .executeTakeFirstOrThrow();
+  return row.at;
 }

@@ -1,7 +1,6 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
-import type { Database, Run } from '../database';
-
-type Conn = Kysely<Database> | Transaction<Database>;
+import { sql } from 'kysely';
+import type { Run } from '../database';
+import type { Conn } from '../pool';
 
 export interface NewRun {
   id: string;
@@ -56,4 +55,35 @@ export async function listRuns(
   if (opts.status) q = q.where('status', '=', opts.status);
   if (opts.before) q = q.where('started_at', '<', opts.before);
   return q.execute();
+}
+
+/** Records how a run ended (the first end time stays). */
+export async function closeRun(
+  db: Conn,
+  run: { id: string; status: string; stages: unknown[]; result: unknown; error: string | null },
+): Promise<void> {
+  await db
+    .updateTable('runs')
+    .set({
+      status: run.status,
+      stage: null,
+      stages: JSON.stringify(run.stages),
+      result: JSON.stringify(run.result),
+      error: run.error,
+      ended_at: sql<Date>`coalesce(ended_at, now())`,
+    })
+    .where('id', '=', run.id)
+    .execute();
+}
+
+/** Which of `ids` are runs still running. */
+export async function runningRunIds(db: Conn, ids: readonly string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const rows = await db
+    .selectFrom('runs')
+    .select('id')
+    .where('status', '=', 'running')
+    .where('id', 'in', ids)
+    .execute();
+  return new Set(rows.map((r) => r.id));
 }

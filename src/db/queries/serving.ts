@@ -1,8 +1,6 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql } from 'kysely';
 import type { AliasStats } from '../../domain/canary';
-import type { Database } from '../database';
-
-type Conn = Kysely<Database> | Transaction<Database>;
+import type { Conn } from '../pool';
 
 export interface ServingCall {
   model: string;

@@ -1,0 +1,342 @@
+import { performance } from 'node:perf_hooks';
+import type { ValidateFunction } from 'ajv/dist/2020.js';
+import type { ServingVersion } from '../db/queries/registry';
+import {
+  answerFormat,
+  answeredAs,
+  fallbackFor,
+  routeSubject,
+  type RequestedFormat,
+  type Routed,
+  type ServingAlias,
+} from '../domain/chat';
+import { withSystemPrompt, type ChatMessage } from '../domain/conversation';
+import { compileSchema, InvalidSchemaError, matchesSchema } from '../llm/json-schema';
+import { OllamaError, type ChatOptions, type OllamaClient } from '../llm/ollama';
+import type { Logger } from '../log';
+import type { Principal } from './auth';
+import { HttpError } from './errors';
+import { newInteractionId, type ServingCache, type ServingRecorder } from './serving';
+
+export interface ChatServiceDeps {
+  /** Production's Ollama. */
+  ollama: OllamaClient;
+  /** The canary's (the same client when one server serves both). */
+  canaryOllama: OllamaClient;
+  cache: ServingCache;
+  recorder: ServingRecorder;
+  log: Logger;
+}
+
+/** A validated call of POST /v1/chat. */
+export interface ChatCall {
+  principal: Principal;
+  model: string;
+  /** The app's pseudonymous user: routing is sticky per subject, and the call is recorded under it. */
+  subject: string;
+  messages: ChatMessage[];
+  format?: RequestedFormat;
+  options?: ChatOptions;
+  metadata?: Record<string, unknown>;
+  /** Aborted when the caller goes away: the generation in Ollama ends too. */
+  signal: AbortSignal;
+  /** performance.now() when the request arrived: latencies count from here. */
+  startedAt: number;
+}
+
+export interface ChatAnswer {
+  id: string;
+  model: string;
+  version: string;
+  alias: ServingAlias;
+  message: ChatMessage;
+  doneReason: string | null;
+  usage: { promptTokens: number | null; completionTokens: number | null };
+  schemaValid?: boolean | null;
+  latencyMs: number;
+}
+
+/** What a streamed answer sends, in order: `meta`, `content` (any number), then `done` or `error`. */
+export type ChatEvent =
+  | { event: 'meta'; id: string; model: string; version: string; alias: ServingAlias }
+  | { event: 'content'; content: string }
+  | {
+      event: 'done';
+      doneReason: string | null;
+      usage: { promptTokens: number | null; completionTokens: number | null };
+      schemaValid?: boolean | null;
+      latencyMs: number;
+    }
+  | { event: 'error'; code: string; message: string };
+
+interface Answer {
+  content: string;
+  doneReason: string | null;
+  promptTokens: number | null;
+  completionTokens: number | null;
+  schemaValid: boolean | null;
+}
+
+type Record_ = (by: ServingVersion | null, answer: Answer | null, err: string | null, fellBack: boolean) => void;
+
+/** A call made ready to answer: access checked, the version chosen, the request to the model server built. */
+interface Prepared {
+  id: string;
+  routed: Routed<ServingVersion>;
+  request: {
+    messages: ChatMessage[];
+    format: RequestedFormat | undefined;
+    options: ChatOptions | undefined;
+  };
+  validate: ValidateFunction | null;
+  checkJson: boolean;
+  record: Record_;
+}
+
+/**
+ * POST /v1/chat: the app's model answers. The subject is routed to production or, by a hash of its id and the
+ * canary's share, to the canary; the answer names the version that gave it. A canary that fails hands the request
+ * to production (and the failure counts against the canary). With a JSON-schema `format` an answer that does not
+ * validate is asked for once more. Every call is recorded: the conversation as an interaction of the version that
+ * answered (the next run's data, if the subject consents) and the call itself for the canary comparison.
+ *
+ * Returns null when the caller went away.
+ */
+export async function answerChat(deps: ChatServiceDeps, call: ChatCall): Promise<ChatAnswer | null> {
+  const p = await prepare(deps, call);
+  const got = await withFallback(deps.log, call, p.routed, p.record, (v) =>
+    ask(serverOf(deps, v, p.routed.production), v, p.request, p.validate, p.checkJson, call.signal),
+  );
+  if (!got) return null;
+  const { version: answeredBy, value: answer, error } = got;
+  p.record(answeredBy, answer, error, answeredBy !== p.routed.first);
+  return {
+    id: p.id,
+    model: call.model,
+    version: answeredBy.version,
+    alias: answeredAs(p.routed, answeredBy),
+    message: { role: 'assistant', content: answer.content },
+    doneReason: answer.doneReason,
+    usage: { promptTokens: answer.promptTokens, completionTokens: answer.completionTokens },
+    ...(p.checkJson ? { schemaValid: answer.schemaValid } : {}),
+    latencyMs: Math.round((performance.now() - call.startedAt) * 100) / 100,
+  };
+}
+
+/**
+ * The same answer as events (`send` writes them as server-sent events): `meta` (id, version, alias) with the first
+ * token, `content` chunks, then `done` ({doneReason, usage, schemaValid?, latencyMs}) or `error`. The canary's failure
+ * before its first token is handed to production like a plain call; after the first token the stream ends with an
+ * `error` event. Nothing is sent when the caller went away.
+ */
+export async function streamChat(deps: ChatServiceDeps, call: ChatCall, send: (e: ChatEvent) => void): Promise<void> {
+  const p = await prepare(deps, call);
+  const t0 = performance.now();
+  const open = async (v: ServingVersion) => {
+    const it = serverOf(deps, v, p.routed.production).chatStream({ model: v.tag, ...p.request }, call.signal);
+    const head = await it.next(); // the HTTP answer and the first chunk: errors surface here
+    return { it, head };
+  };
+  const got = await withFallback(deps.log, call, p.routed, p.record, open);
+  if (!got) return; // the caller went away
+  const { version, value: opened, error } = got;
+  const fellBack = version !== p.routed.first;
+  send({ event: 'meta', id: p.id, model: call.model, version: version.version, alias: answeredAs(p.routed, version) });
+  let content = '';
+  let last: { doneReason?: string | null; promptTokens?: number | null; completionTokens?: number | null } = {};
+  try {
+    for (let chunk = opened.head; !chunk.done; chunk = await opened.it.next()) {
+      const c = chunk.value;
+      if (c.content) {
+        content += c.content;
+        send({ event: 'content', content: c.content });
+      }
+      if (c.done) last = c;
+    }
+  } catch (err) {
+    if (call.signal.aborted) return;
+    const message = describe(err);
+    deps.log.error({ model: call.model, version: version.version, err: message }, 'stream broke off');
+    send({ event: 'error', code: 'model_unavailable', message: 'the answer broke off; retry' });
+    p.record(null, null, error ?? message, fellBack);
+    return;
+  }
+  const schemaValid = p.checkJson ? matchesSchema(content, p.validate) : null;
+  const usage = { promptTokens: last.promptTokens ?? null, completionTokens: last.completionTokens ?? null };
+  p.record(version, { content, doneReason: last.doneReason ?? null, ...usage, schemaValid }, error, fellBack);
+  send({
+    event: 'done',
+    doneReason: last.doneReason ?? null,
+    usage,
+    ...(p.checkJson ? { schemaValid } : {}),
+    latencyMs: Math.round((performance.now() - t0) * 100) / 100,
+  });
+}
+
+async function prepare(deps: ChatServiceDeps, call: ChatCall): Promise<Prepared> {
+  const info = await deps.cache.get(call.model);
+  const model = info.model;
+  if (!model) throw new HttpError(404, 'model_not_found', `model ${call.model} does not exist`, 'body.model');
+  if (call.principal.appId && model.appId !== call.principal.appId) {
+    throw new HttpError(403, 'forbidden', `model ${call.model} is not accessible with this key`, 'body.model');
+  }
+  const routed = routeSubject(call.model, call.subject, info.aliases);
+  if (!routed) throw new HttpError(503, 'no_version_serving', `model ${call.model} has no production version yet`);
+  const answer = answerFormat(call.format, model.outputSchema);
+  const validate = answer.schema
+    ? validatorFor(answer.schema, answer.owner === 'model' ? call.model : null, deps.log)
+    : null;
+  const id = newInteractionId();
+  const record: Record_ = (answeredBy, a, err, fellBack) =>
+    deps.recorder.record({
+      interactionId: id,
+      appId: model.appId,
+      model: call.model,
+      subject: call.subject,
+      messages: a && answeredBy ? [...call.messages, { role: 'assistant', content: a.content }] : null,
+      answeredBy: answeredBy?.versionId ?? null,
+      latencyMs: performance.now() - call.startedAt,
+      metadata: { ...call.metadata, servedBy: answeredBy?.version ?? null, alias: routed.alias },
+      call: {
+        versionId: routed.first.versionId,
+        alias: routed.alias,
+        ok: err === null,
+        fellBack,
+        error: err,
+        latencyMs: performance.now() - call.startedAt,
+        schemaValid: a && answer.checked ? a.schemaValid : null,
+      },
+    });
+  return {
+    id,
+    routed,
+    request: {
+      messages: withSystemPrompt(call.messages, model.systemPrompt),
+      format: answer.format,
+      options: call.options,
+    },
+    validate,
+    checkJson: answer.checked,
+    record,
+  };
+}
+
+const warned = new Set<string>(); // once per model and reason, not once per call
+
+/**
+ * The answer's schema compiled. A request's schema that does not compile is a 400 naming `body.format`. A model's
+ * own (`model` names it) is the operator's to fix: answers are then checked for being JSON only, and the log says
+ * why.
+ */
+function validatorFor(schema: Record<string, unknown>, model: string | null, log: Logger): ValidateFunction | null {
+  try {
+    return compileSchema(schema);
+  } catch (err) {
+    if (!(err instanceof InvalidSchemaError)) throw err;
+    if (model === null) throw new HttpError(400, 'invalid_request', `body.format: ${err.message}`, 'body.format');
+    const key = `${model}\u0000${err.message}`;
+    if (!warned.has(key)) {
+      warned.add(key);
+      log.warn(
+        { model, err: err.message },
+        "the model's outputSchema does not compile: answers are checked as JSON only",
+      );
+    }
+    return null;
+  }
+}
+
+/**
+ * Which Ollama answers for a version: production's, or the canary's for the canary. Ollama keeps one runner per
+ * weights file and reloads it whenever a request asks for another adapter on the same base, so a canary adapter
+ * served beside production by one server would reload it at every switch between them (a measured 25 → 300 ms
+ * p50 for the tiny model, seconds for an 8B one).
+ */
+function serverOf(deps: ChatServiceDeps, v: ServingVersion, production: ServingVersion): OllamaClient {
+  return v === production ? deps.ollama : deps.canaryOllama;
+}
+
+/** One answer from one version; with a format, one more try when the first does not validate. */
+async function ask(
+  ollama: OllamaClient,
+  version: ServingVersion,
+  req: Prepared['request'],
+  validate: ValidateFunction | null,
+  checkJson: boolean,
+  signal: AbortSignal,
+): Promise<Answer> {
+  for (let attempt = 0; ; attempt++) {
+    const r = await ollama.chat({ model: version.tag, ...req }, signal);
+    const valid = checkJson ? matchesSchema(r.content, validate) : null;
+    if (valid === false && attempt === 0) continue;
+    return {
+      content: r.content,
+      doneReason: r.doneReason,
+      promptTokens: r.promptTokens,
+      completionTokens: r.completionTokens,
+      schemaValid: valid,
+    };
+  }
+}
+
+/**
+ * Asks the version routed to; when that fails and fallbackFor() names another, asks that one. Returns what answered,
+ * the first version's error if there was one, and null when the caller went away. A failure with nobody left to ask
+ * is a 502, recorded; a request Ollama refuses as malformed is a 400.
+ */
+async function withFallback<T>(
+  log: Logger,
+  call: ChatCall,
+  routed: Routed<ServingVersion>,
+  record: Record_,
+  attempt: (v: ServingVersion) => Promise<T>,
+): Promise<{ version: ServingVersion; value: T; error: string | null } | null> {
+  const { first } = routed;
+  try {
+    return { version: first, value: await attempt(first), error: null };
+  } catch (err) {
+    if (call.signal.aborted) return null;
+    refusedRequest(err);
+    const error = describe(err);
+    const second = fallbackFor(routed);
+    if (!second) {
+      record(null, null, error, false);
+      throw unavailable(log, call.model, first, err);
+    }
+    log.warn({ model: call.model, version: first.version, err: error }, 'canary failed; production answers');
+    try {
+      return { version: second, value: await attempt(second), error };
+    } catch (err2) {
+      if (call.signal.aborted) return null;
+      refusedRequest(err2);
+      record(null, null, error, true);
+      throw unavailable(log, call.model, second, err2);
+    }
+  }
+}
+
+function describe(err: unknown): string {
+  if (err instanceof OllamaError) return err.message;
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * Ollama refusing the request itself (HTTP 400: a `format` it cannot turn into a grammar, say) is the caller's
+ * problem, answered 400 with Ollama's reason; it says nothing about the version, so it is not held against it.
+ */
+function refusedRequest(err: unknown) {
+  if (err instanceof OllamaError && err.status === 400) {
+    const reason = err.message.replace(/^.*?HTTP 400: /, '');
+    throw new HttpError(400, 'invalid_request', `the model server refused the request: ${reason}`, 'body');
+  }
+}
+
+/** 502 to the caller without the model server's address or internals; the details go to the log. */
+function unavailable(log: Logger, model: string, version: ServingVersion, err: unknown): HttpError {
+  log.error({ model, version: version.version, err: describe(err) }, 'the model server did not answer');
+  return new HttpError(
+    502,
+    'model_unavailable',
+    `version ${version.version} of ${model} could not answer; retry shortly`,
+  );
+}

@@ -1,0 +1,108 @@
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { ExportRows, type ExportCandidate } from '../../src/dataset/export-rows';
+import { serializeRow, splitOf } from '../../src/dataset/rows';
+
+const ANONYMIZED = { considered: 10, negativeFeedback: 2, invalid: 1 };
+
+function row(id: string, answer: string, over: Partial<ExportCandidate> = {}): ExportCandidate {
+  return {
+    id,
+    source: 'api',
+    corrected: false,
+    messages: [
+      { role: 'user', content: 'How long should I rest between sets?' },
+      { role: 'assistant', content: answer },
+    ],
+    ...over,
+  };
+}
+
+describe('ExportRows', () => {
+  it('keeps a row with its bytes, its split by interaction id, its line and its sha256', () => {
+    // Arrange
+    const rows = new ExportRows(0, ANONYMIZED);
+    const r = row('a', 'Two minutes.');
+
+    // Act
+    const kept = rows.add(r, true);
+
+    // Assert
+    const text = serializeRow({ messages: r.messages });
+    expect(kept).toEqual({
+      text,
+      split: 'train',
+      line: 1,
+      rowSha256: createHash('sha256').update(text).digest('hex'),
+    });
+  });
+
+  it('drops a row whose bytes were exported already, whatever its interaction', () => {
+    // Arrange
+    const rows = new ExportRows(0, ANONYMIZED);
+    rows.add(row('a', 'Two minutes.'), true);
+
+    // Act
+    const again = rows.add(row('b', 'Two minutes.', { source: 'import' }), true);
+
+    // Assert
+    expect(again).toBeNull();
+    expect(rows.counts).toMatchObject({ exported: 1, duplicatesDropped: 1 });
+    expect(rows.sources).toEqual({ api: { train: 1, validation: 0 } });
+  });
+
+  it('leaves out a row whose subject no longer consents, without counting it as a duplicate later', () => {
+    // Arrange
+    const rows = new ExportRows(0, ANONYMIZED);
+
+    // Act
+    const withdrawn = rows.add(row('a', 'Two minutes.'), false);
+    const same = rows.add(row('b', 'Two minutes.'), true);
+
+    // Assert
+    expect(withdrawn).toBeNull();
+    expect(same).not.toBeNull();
+    expect(rows.counts).toMatchObject({ withdrawnDuringRun: 1, exported: 1, duplicatesDropped: 0 });
+  });
+
+  it('numbers lines per split and counts sources per split', () => {
+    // Arrange: ids on both sides of a one-half split
+    const rows = new ExportRows(0.5, ANONYMIZED);
+    const ids = Array.from({ length: 40 }, (_, i) => `interaction-${i}`);
+
+    // Act
+    const kept = ids.map((id, i) => rows.add(row(id, `answer ${i}`), true)!);
+
+    // Assert
+    for (const split of ['train', 'validation'] as const) {
+      const lines = kept.filter((k) => k.split === split).map((k) => k.line);
+      expect(lines).toEqual(lines.map((_, i) => i + 1));
+      expect(rows.sources.api![split]).toBe(lines.length);
+    }
+    expect(kept.map((k) => k.split)).toEqual(ids.map((id) => splitOf(id, 0.5)));
+    expect(new Set(kept.map((k) => k.split))).toEqual(new Set(['train', 'validation']));
+  });
+
+  it("keeps anonymize's counts and adds its own", () => {
+    // Arrange
+    const rows = new ExportRows(0, ANONYMIZED);
+
+    // Act
+    rows.add(row('a', 'one', { corrected: true }), true);
+    rows.add(row('b', 'one'), true);
+    rows.add(row('c', 'two'), false);
+    rows.add(row('d', 'three'), true);
+
+    // Assert
+    expect(rows.counts).toEqual({
+      considered: 10,
+      exported: 2,
+      duplicatesDropped: 1,
+      negativeFeedback: 2,
+      invalid: 1,
+      corrected: 1,
+      withdrawnDuringRun: 1,
+    });
+    expect(rows.decided).toBe(4);
+  });
+});
