@@ -29,7 +29,7 @@ export default tseslint.config(
     ignores: [
       'src/db/**',
       // Creates the embedded server's database before any pool exists: a server's bootstrap, not a query.
-      'src/services/embedded-postgres.ts',
+      'src/embedded/embedded-postgres.ts',
     ],
     rules: {
       'no-restricted-imports': [

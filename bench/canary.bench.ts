@@ -20,7 +20,7 @@ import { REPO_ROOT } from '../src/config';
 import { importModel } from '../src/llm/import';
 import { GREEDY, OllamaClient } from '../src/llm/ollama';
 import { createLogger } from '../src/log';
-import { startOllama } from '../src/services/ollama-server';
+import { startOllama } from '../src/embedded/ollama-server';
 import { freePort } from '../tests/helpers/ports';
 import { ms, quantile, stageTinyModel } from './lib/tiny-ollama';
 

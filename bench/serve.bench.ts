@@ -30,9 +30,9 @@ import { modelDefinitionSchema } from '../src/domain/model-config';
 import { importModel } from '../src/llm/import';
 import { GREEDY, OllamaClient } from '../src/llm/ollama';
 import { createLogger } from '../src/log';
-import { startEmbeddedPostgres } from '../src/services/embedded-postgres';
-import { startOllama } from '../src/services/ollama-server';
-import { TINY_BASE_MODEL } from '../src/services/tiny-model';
+import { startEmbeddedPostgres } from '../src/embedded/embedded-postgres';
+import { startOllama } from '../src/embedded/ollama-server';
+import { TINY_BASE_MODEL } from '../src/embedded/tiny-model';
 import { freePort } from '../tests/helpers/ports';
 import { ms, quantile, stageTinyModel } from './lib/tiny-ollama';
 

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { Logger } from '../log';
-import { withParentDeathSignal } from '../services/server-process';
+import { withParentDeathSignal } from '../embedded/server-process';
 
 /**
  * The Python trainer as a child process (gpu-worker/, `python -m tuneloop_trainer`), speaking the protocol of

@@ -7,7 +7,7 @@ import { listModels, getModel, modelExists } from '../db/queries/models';
 import { aliasHistory, aliasVersions, listAliases, listVersions } from '../db/queries/registry';
 import { slug } from '../domain/model-config';
 import { text } from '../ingest/text';
-import { RollbackRefused, rollbackModel } from '../services/rollback-client';
+import { RollbackRefused, rollbackModel } from '../temporal/rollback-client';
 import { actorOf, assertModelAccess, principalOf, requireRole } from './auth';
 import { HttpError } from './errors';
 import type { ServingCache } from './serving';

@@ -7,7 +7,7 @@ import { audit } from '../db/queries/audit';
 import { modelExists } from '../db/queries/models';
 import { getRun, listRuns } from '../db/queries/runs';
 import { slug } from '../domain/model-config';
-import { startPipeline } from '../services/pipeline-client';
+import { startPipeline } from '../temporal/pipeline-client';
 import { approveUpdate, PIPELINE_STATUSES, statusQuery, type PipelineStatus } from '../workflows/messages';
 import { text } from '../ingest/text';
 import { actorOf, assertModelAccess, principalOf, requireRole } from './auth';

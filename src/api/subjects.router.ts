@@ -9,7 +9,7 @@ import { setConsent } from '../db/queries/interactions';
 import { appExists } from '../db/queries/models';
 import { slug } from '../domain/model-config';
 import { externalId, text } from '../ingest/text';
-import { startErasure } from '../services/erasure-client';
+import { startErasure } from '../temporal/erasure-client';
 import { actorOf, principalOf, requireRole, type Principal } from './auth';
 import { HttpError } from './errors';
 import { parse } from './validate';

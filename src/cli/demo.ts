@@ -11,9 +11,9 @@ import { upsertModel } from '../db/queries/models';
 import { getVersion } from '../db/queries/registry';
 import { modelDefinitionSchema } from '../domain/model-config';
 import type { Logger } from '../log';
-import { startPipeline } from '../services/pipeline-client';
-import { REPO_ROOT } from '../services/temporal-dev-server';
-import { ensureTinyBaseModel, TINY_BASE_MODEL } from '../services/tiny-model';
+import { startPipeline } from '../temporal/pipeline-client';
+import { REPO_ROOT } from '../embedded/temporal-dev-server';
+import { ensureTinyBaseModel, TINY_BASE_MODEL } from '../embedded/tiny-model';
 import {
   openDb,
   openStore,
@@ -26,7 +26,7 @@ import {
   startApi,
   stopSignals,
   temporalAddress,
-} from '../services/stack';
+} from '../embedded/stack';
 import { createApiKey } from '../api/auth';
 import { statusQuery } from '../workflows/messages';
 

@@ -9,8 +9,8 @@ import { getRun, listRuns } from '../db/queries/runs';
 import { createApiKey } from '../api/auth';
 import { modelDefinitionSchema, slug } from '../domain/model-config';
 import { MAX_BATCH } from '../ingest/interaction';
-import { startPipeline } from '../services/pipeline-client';
-import { RollbackRefused, rollbackModel } from '../services/rollback-client';
+import { startPipeline } from '../temporal/pipeline-client';
+import { RollbackRefused, rollbackModel } from '../temporal/rollback-client';
 import {
   openDb,
   openStore,
@@ -23,7 +23,7 @@ import {
   canaryOllamaUrl,
   ollamaUrl,
   serveUntilSignalled,
-} from '../services/stack';
+} from '../embedded/stack';
 import { anonymizeStream } from './anonymize';
 import { runDemo } from './demo';
 import { checkImportArguments, importInteractions, ImportRefused } from './import';

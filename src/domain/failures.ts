@@ -23,7 +23,7 @@ export const FailureType = {
   OLLAMA_UNAVAILABLE: 'OLLAMA_UNAVAILABLE',
   /** The model or version a stage needs to act on is not in a state that allows it (e.g. nothing to roll back to). */
   INVALID_STATE: 'INVALID_STATE',
-  /** The worker process that ran an attempt died (see services/attempt-journal.ts); the retry starts at once. */
+  /** The worker process that ran an attempt died (see temporal/attempt-journal.ts); the retry starts at once. */
   WORKER_LOST: 'WORKER_LOST',
 } as const;
 export type FailureType = (typeof FailureType)[keyof typeof FailureType];

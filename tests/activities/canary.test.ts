@@ -4,7 +4,7 @@ import type { ActivityDeps } from '../../src/activities/deps';
 import { servingAliases } from '../../src/db/queries/registry';
 import type { ModelDefinition } from '../../src/domain/model-config';
 import { OllamaClient } from '../../src/llm/ollama';
-import { startOllama, type RunningOllama } from '../../src/services/ollama-server';
+import { startOllama, type RunningOllama } from '../../src/embedded/ollama-server';
 import { createTestDb, createTestModel, createTestStore, importTinyBase, testLog, tmpDir } from '../helpers/env';
 import { freePort } from '../helpers/ports';
 

@@ -7,7 +7,7 @@ import { createApp } from '../../src/api/app';
 import { createApiKey } from '../../src/api/auth';
 import type { Db } from '../../src/db/pool';
 import type { ModelDefinition } from '../../src/domain/model-config';
-import { closeServer } from '../../src/services/stack';
+import { closeServer } from '../../src/embedded/stack';
 import {
   countRows,
   createTestDb,

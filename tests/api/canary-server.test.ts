@@ -5,7 +5,7 @@ import type { Db } from '../../src/db/pool';
 import type { ModelDefinition } from '../../src/domain/model-config';
 import { bucketOf } from '../../src/domain/routing';
 import { OllamaClient } from '../../src/llm/ollama';
-import { startOllama, type RunningOllama } from '../../src/services/ollama-server';
+import { startOllama, type RunningOllama } from '../../src/embedded/ollama-server';
 import {
   createTestDb,
   createTestModel,

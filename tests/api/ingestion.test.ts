@@ -8,7 +8,7 @@ import type { Db } from '../../src/db/pool';
 import { insertInteractions } from '../../src/db/queries/interactions';
 import type { ModelDefinition } from '../../src/domain/model-config';
 import { MAX_TEXT_CHARS } from '../../src/ingest/text';
-import { closeServer } from '../../src/services/stack';
+import { closeServer } from '../../src/embedded/stack';
 import {
   createTestDb,
   createTestModel,

@@ -6,10 +6,10 @@ import type { GpuActivities } from '../../src/activities/gpu';
 import type { RunOutcome } from '../../src/domain/failures';
 import { parsePipelineConfig } from '../../src/domain/model-config';
 import { REPO_ROOT } from '../../src/config';
-import { bundleWorkflows } from '../../src/services/worker';
-import { SEARCH_ATTRIBUTES } from '../../src/services/temporal-dev-server';
+import { bundleWorkflows } from '../../src/temporal/worker';
+import { SEARCH_ATTRIBUTES } from '../../src/embedded/temporal-dev-server';
 import { temporal } from '@temporalio/proto';
-import { installTemporalRuntime } from '../../src/services/temporal-runtime';
+import { installTemporalRuntime } from '../../src/temporal/temporal-runtime';
 import { createLogger } from '../../src/log';
 import { WORKFLOW_TYPE, type PipelineInput, type PipelineResult } from '../../src/workflows/messages';
 

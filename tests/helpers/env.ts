@@ -19,18 +19,18 @@ import { insertInteractions, setConsent } from '../../src/db/queries/interaction
 import { upsertModel } from '../../src/db/queries/models';
 import { modelDefinitionSchema, type ModelDefinition } from '../../src/domain/model-config';
 import { createLogger } from '../../src/log';
-import { startPipeline } from '../../src/services/pipeline-client';
-import { closeServer } from '../../src/services/stack';
-import { installTemporalRuntime } from '../../src/services/temporal-runtime';
+import { startPipeline } from '../../src/temporal/pipeline-client';
+import { closeServer } from '../../src/embedded/stack';
+import { installTemporalRuntime } from '../../src/temporal/temporal-runtime';
 import { loadConfig } from '../../src/config';
 import type { GpuActivityDeps } from '../../src/activities/train';
-import { createCpuWorker, createGpuWorker } from '../../src/services/worker';
+import { createCpuWorker, createGpuWorker } from '../../src/temporal/worker';
 import { FileBlobStore } from '../../src/storage';
 import type { BlobStore } from '../../src/storage/blob-store';
 import { OllamaClient } from '../../src/llm/ollama';
 import { importModel, readImportPlan, type ImportPlan } from '../../src/llm/import';
 import { describeExit, startTrainer } from '../../src/activities/trainer-process';
-import { TINY_BASE_MODEL } from '../../src/services/tiny-model';
+import { TINY_BASE_MODEL } from '../../src/embedded/tiny-model';
 import { statusQuery } from '../../src/workflows/messages';
 
 export const testLog = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');

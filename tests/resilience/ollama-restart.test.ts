@@ -5,8 +5,8 @@ import { makeProduction, servedTag } from '../../src/activities/promote';
 import type { Db } from '../../src/db/pool';
 import type { ModelDefinition } from '../../src/domain/model-config';
 import { OllamaClient, OllamaError } from '../../src/llm/ollama';
-import { startOllama, type RunningOllama } from '../../src/services/ollama-server';
-import { rollbackModel } from '../../src/services/rollback-client';
+import { startOllama, type RunningOllama } from '../../src/embedded/ollama-server';
+import { rollbackModel } from '../../src/temporal/rollback-client';
 import {
   createTestDb,
   createTestModel,

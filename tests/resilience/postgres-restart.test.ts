@@ -5,8 +5,8 @@ import { createApiKey } from '../../src/api/auth';
 import { migrateToLatest } from '../../src/db/migrate';
 import { createDb, type Db } from '../../src/db/pool';
 import { setConsent } from '../../src/db/queries/interactions';
-import { startEmbeddedPostgres, type RunningPostgres } from '../../src/services/embedded-postgres';
-import { REPO_ROOT } from '../../src/services/temporal-dev-server';
+import { startEmbeddedPostgres, type RunningPostgres } from '../../src/embedded/embedded-postgres';
+import { REPO_ROOT } from '../../src/embedded/temporal-dev-server';
 import { createTestModel, testLog, tmpDir, uid } from '../helpers/env';
 import { freePort } from '../helpers/ports';
 

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { claimRunDir, procStat, StackAlreadyRunning, writeServerRecord } from '../../src/services/server-process';
+import { claimRunDir, procStat, StackAlreadyRunning, writeServerRecord } from '../../src/embedded/server-process';
 import { testLog, tmpDir } from '../helpers/env';
 
 /**

@@ -3,12 +3,12 @@ import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { createLogger } from '../../src/log';
-import { startEmbeddedPostgres } from '../../src/services/embedded-postgres';
-import { startTemporalDevServer } from '../../src/services/temporal-dev-server';
-import { startOllama } from '../../src/services/ollama-server';
+import { startEmbeddedPostgres } from '../../src/embedded/embedded-postgres';
+import { startTemporalDevServer } from '../../src/embedded/temporal-dev-server';
+import { startOllama } from '../../src/embedded/ollama-server';
 import { loadConfig } from '../../src/config';
-import { ensureTinyBaseModel } from '../../src/services/tiny-model';
-import { bundleWorkflows } from '../../src/services/worker';
+import { ensureTinyBaseModel } from '../../src/embedded/tiny-model';
+import { bundleWorkflows } from '../../src/temporal/worker';
 import { freePort } from '../helpers/ports';
 
 declare module 'vitest' {

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, redactUrl, REPO_ROOT } from '../../src/config';
-import { canaryOllamaUrl, ollamaUrl } from '../../src/services/stack';
+import { canaryOllamaUrl, ollamaUrl } from '../../src/embedded/stack';
 
 const cwd = '/srv/app';
 

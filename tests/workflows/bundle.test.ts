@@ -2,7 +2,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { inject, describe, expect, it } from 'vitest';
-import { bundleWorkflows, WORKFLOWS_PATH } from '../../src/services/worker';
+import { bundleWorkflows, WORKFLOWS_PATH } from '../../src/temporal/worker';
 
 const silent = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} };
 

@@ -13,8 +13,8 @@ import { sha256Hex } from '../../src/dataset/rows';
 import { eraseSubjectRecords } from '../../src/db/queries/erasure';
 import type { Db } from '../../src/db/pool';
 import type { ModelDefinition } from '../../src/domain/model-config';
-import { resumePendingErasures, startErasure } from '../../src/services/erasure-client';
-import { startPipeline } from '../../src/services/pipeline-client';
+import { resumePendingErasures, startErasure } from '../../src/temporal/erasure-client';
+import { startPipeline } from '../../src/temporal/pipeline-client';
 import type { BlobStore } from '../../src/storage/blob-store';
 import {
   createTestModel,

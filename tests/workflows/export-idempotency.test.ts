@@ -1,7 +1,7 @@
 import type { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/db/pool';
-import { startPipeline } from '../../src/services/pipeline-client';
+import { startPipeline } from '../../src/temporal/pipeline-client';
 import type { BlobStore } from '../../src/storage/blob-store';
 import {
   createTestDb,

@@ -4,7 +4,7 @@ import type { ActivityDeps } from '../../src/activities';
 import type { Db } from '../../src/db/pool';
 import { insertInteractions, setConsent } from '../../src/db/queries/interactions';
 import { PII_ENGINE_VERSION } from '../../src/pii';
-import { startPipeline } from '../../src/services/pipeline-client';
+import { startPipeline } from '../../src/temporal/pipeline-client';
 import type { BlobStore } from '../../src/storage/blob-store';
 import { abortSignal, statusQuery, type PipelineResult } from '../../src/workflows/messages';
 import { createTestModel, readText, seed, startPipelineEnv, startRunHeldAtExport, uid } from '../helpers/env';

@@ -3,8 +3,8 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { Worker } from '@temporalio/worker';
 import { describe, expect, inject, it } from 'vitest';
-import { temporalBinary } from '../../src/services/temporal-dev-server';
-import { startPipeline } from '../../src/services/pipeline-client';
+import { temporalBinary } from '../../src/embedded/temporal-dev-server';
+import { startPipeline } from '../../src/temporal/pipeline-client';
 import {
   createTestDb,
   createTestModel,
@@ -16,7 +16,7 @@ import {
   testOllama,
   tmpDir,
 } from '../helpers/env';
-import { TINY_BASE_MODEL } from '../../src/services/tiny-model';
+import { TINY_BASE_MODEL } from '../../src/embedded/tiny-model';
 
 const HISTORIES = path.resolve(import.meta.dirname, '../histories');
 

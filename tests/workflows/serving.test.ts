@@ -5,8 +5,8 @@ import type { Db } from '../../src/db/pool';
 import { upsertModel } from '../../src/db/queries/models';
 import { modelDefinitionSchema, type ModelDefinition } from '../../src/domain/model-config';
 import { bucketOf } from '../../src/domain/routing';
-import { startPipeline } from '../../src/services/pipeline-client';
-import { TINY_BASE_MODEL } from '../../src/services/tiny-model';
+import { startPipeline } from '../../src/temporal/pipeline-client';
+import { TINY_BASE_MODEL } from '../../src/embedded/tiny-model';
 import { FileBlobStore } from '../../src/storage';
 import { statusQuery, type PipelineResult, type PipelineStatus } from '../../src/workflows/messages';
 import {

@@ -10,8 +10,8 @@ import { listStoredCheckpoints } from '../../src/activities/checkpoints';
 import type { TrainProgress } from '../../src/activities/train';
 import type { Db } from '../../src/db/pool';
 import { REPO_ROOT } from '../../src/config';
-import { startPipeline } from '../../src/services/pipeline-client';
-import { TINY_BASE_MODEL } from '../../src/services/tiny-model';
+import { startPipeline } from '../../src/temporal/pipeline-client';
+import { TINY_BASE_MODEL } from '../../src/embedded/tiny-model';
 import { FileBlobStore } from '../../src/storage';
 import type { PipelineResult } from '../../src/workflows/messages';
 import {

@@ -7,7 +7,7 @@ import { Client, Connection } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { FailureType } from '../domain/failures';
 import type { Logger } from '../log';
-import { isAlive, thisProcess } from './server-process';
+import { isAlive, thisProcess } from '../embedded/server-process';
 
 /**
  * Activity attempts in flight in this process, kept on the host's disk while they run. When a worker process dies

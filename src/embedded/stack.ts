@@ -6,7 +6,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { createApp } from '../api/app';
 import { ServingRecorder } from '../api/serving';
-import { resumePendingErasures } from './erasure-client';
+import { resumePendingErasures } from '../temporal/erasure-client';
 import type { Config } from '../config';
 import { migrateToLatest } from '../db/migrate';
 import { createDb, type Db } from '../db/pool';
@@ -17,11 +17,11 @@ import { startEmbeddedPostgres, type RunningPostgres } from './embedded-postgres
 import { startTemporalDevServer, type RunningTemporal } from './temporal-dev-server';
 import { startOllama, type RunningOllama } from './ollama-server';
 import { OllamaClient } from '../llm/ollama';
-import { installTemporalRuntime } from './temporal-runtime';
-import { bundleWorkflows, createCpuWorker, createGpuWorker } from './worker';
+import { installTemporalRuntime } from '../temporal/temporal-runtime';
+import { bundleWorkflows, createCpuWorker, createGpuWorker } from '../temporal/worker';
 import { readFileSync, existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { failLostAttempts } from './attempt-journal';
+import { failLostAttempts } from '../temporal/attempt-journal';
 import { pruneFinishedRunFolders } from '../activities/gpu-workdir';
 import { claimRunDir, killAllServers } from './server-process';
 
