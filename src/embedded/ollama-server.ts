@@ -1,10 +1,9 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { REPO_ROOT } from '../config';
 import type { Logger } from '../log';
-import { spawnServer, type ServerProcess } from './server-process';
+import { spawnServer, waitUntilReady, type ServerProcess } from './server-process';
 
 export interface RunningOllama {
   /** http://127.0.0.1:PORT */
@@ -73,27 +72,12 @@ export async function startOllama(opts: {
     runDir: opts.runDir,
     log: opts.log,
   });
-  const child = server.child;
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => {
-    stderr = (stderr + d.toString()).slice(-8000);
-  });
-  const deadline = Date.now() + (opts.readyTimeoutMs ?? 30_000);
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`ollama exited (${child.exitCode ?? child.signalCode}): ${stderr.slice(-2000)}`);
-    }
-    const ok = await fetch(`${url}/api/version`, { signal: AbortSignal.timeout(1_000) }).then(
+  const answers = () =>
+    fetch(`${url}/api/version`, { signal: AbortSignal.timeout(1_000) }).then(
       (r) => r.ok,
       () => false,
     );
-    if (ok) break;
-    if (Date.now() > deadline) {
-      await server.kill();
-      throw new Error(`ollama not ready after ${opts.readyTimeoutMs ?? 30_000} ms\n${stderr.slice(-2000)}`);
-    }
-    await sleep(100);
-  }
+  await waitUntilReady(server, answers, { timeoutMs: opts.readyTimeoutMs ?? 30_000, intervalMs: 100 });
   opts.log.info({ url, modelsDir, readsModelsOf: !!opts.readsModelsOf }, 'ollama ready');
   return { url, modelsDir, server, stop: () => server.stop(), kill: () => server.kill() };
 }

@@ -30,6 +30,8 @@ export interface ServerProcess {
   stop(): Promise<void>;
   /** SIGKILL to the whole group at once: a crash, for tests; and the second Ctrl-C. */
   kill(): Promise<void>;
+  /** The last few thousand characters the server wrote to stderr (for error messages). */
+  stderrTail(): string;
 }
 
 export interface ServerSpec {
@@ -101,6 +103,10 @@ export function spawnServer(spec: ServerSpec): ServerProcess {
   });
   const pid = child.pid;
   if (pid === undefined) throw new Error(`could not start ${spec.name} (${spec.command})`);
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-8000);
+  });
   let done = false;
   const exited = new Promise<void>((resolve) => {
     const finish = () => {
@@ -135,6 +141,7 @@ export function spawnServer(spec: ServerSpec): ServerProcess {
       live.delete(server);
       if (record) await rm(record, { force: true });
     },
+    stderrTail: () => stderr,
   };
   live.add(server);
   // A server that exited on its own (a crash) is no longer ours to signal: its pid may be reused.
@@ -146,6 +153,32 @@ export function spawnServer(spec: ServerSpec): ServerProcess {
       spec.log,
     );
   return server;
+}
+
+/**
+ * Waits until `ready()` answers true (polled every `intervalMs`). A server that exits first, or is not ready by the
+ * deadline (it is killed then), fails the start with what it last wrote to stderr.
+ */
+export async function waitUntilReady(
+  server: ServerProcess,
+  ready: () => Promise<boolean>,
+  opts: { timeoutMs: number; intervalMs: number },
+): Promise<void> {
+  const deadline = Date.now() + opts.timeoutMs;
+  for (;;) {
+    const { exitCode, signalCode } = server.child;
+    if (exitCode !== null || signalCode !== null) {
+      throw new Error(
+        `${server.name} exited (${exitCode ?? signalCode}) while starting: ${server.stderrTail().slice(-2000)}`,
+      );
+    }
+    if (await ready().catch(() => false)) return;
+    if (Date.now() > deadline) {
+      await server.kill();
+      throw new Error(`${server.name} not ready after ${opts.timeoutMs} ms: ${server.stderrTail().slice(-2000)}`);
+    }
+    await sleep(opts.intervalMs);
+  }
 }
 
 interface ServerRecord {

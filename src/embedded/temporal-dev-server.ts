@@ -3,7 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import type { Logger } from '../log';
-import { spawnServer, type ServerProcess } from './server-process';
+import { spawnServer, waitUntilReady, type ServerProcess } from './server-process';
 
 import { REPO_ROOT } from '../config';
 
@@ -69,35 +69,17 @@ export async function startTemporalDevServer(opts: {
     runDir: opts.runDir,
     log: opts.log,
   });
-  const child = server.child;
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => {
-    stderr = (stderr + d.toString()).slice(-4000);
-  });
   const address = `127.0.0.1:${opts.port}`;
-  const deadline = Date.now() + (opts.readyTimeoutMs ?? 90_000);
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`temporal dev server exited (${child.exitCode ?? child.signalCode}): ${stderr}`);
-    }
+  const answers = async () => {
+    const conn = await Connection.connect({ address, connectTimeout: 1_000 });
     try {
-      const conn = await Connection.connect({ address, connectTimeout: 1_000 });
-      try {
-        await conn.workflowService.describeNamespace({ namespace: opts.namespace });
-        break;
-      } finally {
-        await conn.close();
-      }
-    } catch (err) {
-      if (Date.now() > deadline) {
-        await server.kill();
-        throw new Error(`temporal dev server not ready after ${opts.readyTimeoutMs ?? 90_000} ms\n${stderr}`, {
-          cause: err,
-        });
-      }
-      await new Promise((r) => setTimeout(r, 250));
+      await conn.workflowService.describeNamespace({ namespace: opts.namespace });
+      return true;
+    } finally {
+      await conn.close();
     }
-  }
+  };
+  await waitUntilReady(server, answers, { timeoutMs: opts.readyTimeoutMs ?? 90_000, intervalMs: 250 });
   opts.log.info({ address }, 'temporal dev server ready');
   return {
     address,
