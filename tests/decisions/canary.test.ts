@@ -2,13 +2,14 @@ import { WorkflowUpdateFailedError } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CanaryVerdict } from '../../src/domain/canary';
-import { approveUpdate, statusQuery, type PipelineStatus } from '../../src/workflows/messages';
+import { approveUpdate } from '../../src/workflows/messages';
 import {
   fakeActivities,
   names,
   recordedOutcome,
   runPipeline,
   startDecisionEnv,
+  until,
   type Calls,
 } from '../helpers/decisions';
 
@@ -36,17 +37,6 @@ const verdict = (v: CanaryVerdict['verdict'], reasons: string[] = []): CanaryVer
   canary: STATS,
   production: STATS,
 });
-
-type Handle = Parameters<NonNullable<Parameters<typeof runPipeline>[2]>>[0];
-
-async function until(handle: Handle, ready: (s: PipelineStatus) => boolean): Promise<PipelineStatus> {
-  for (let i = 0; i < 400; i++) {
-    const s = await handle.query(statusQuery);
-    if (ready(s)) return s;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`the run never got there: ${JSON.stringify(await handle.query(statusQuery))}`);
-}
 
 const percents = (calls: Calls) =>
   calls.filter((c) => c.name === 'setCanary').map((c) => (c.input as { percent: number }).percent);

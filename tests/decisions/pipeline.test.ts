@@ -4,13 +4,14 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FailureType } from '../../src/domain/failures';
-import { abortSignal, statusQuery, type PipelineStatus } from '../../src/workflows/messages';
+import { abortSignal } from '../../src/workflows/messages';
 import {
   fakeActivities,
   names,
   recordedOutcome,
   runPipeline,
   startDecisionEnv,
+  until,
   type Calls,
 } from '../helpers/decisions';
 
@@ -28,18 +29,6 @@ afterAll(async () => env?.teardown());
 
 const ALL_ON = { stages: { train: true, evaluate: true, register: true, canary: true, promote: true } };
 const canary = { steps: [5, 25, 50, 100], holdSeconds: 600, minCalls: 0 };
-
-type Handle = Parameters<NonNullable<Parameters<typeof runPipeline>[2]>>[0];
-
-/** Polls the status query until `ready` holds (queries do not move the test server's clock). */
-async function until(handle: Handle, ready: (s: PipelineStatus) => boolean): Promise<PipelineStatus> {
-  for (let i = 0; i < 400; i++) {
-    const s = await handle.query(statusQuery);
-    if (ready(s)) return s;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`the run never got there: ${JSON.stringify((await handle.query(statusQuery)).stages)}`);
-}
 
 /** An activity that runs (heartbeating) until it is cancelled, like a long stage the operator stops. */
 const untilCancelled = (calls: Calls, name: string) => async (): Promise<never> => {

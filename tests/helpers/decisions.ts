@@ -11,7 +11,13 @@ import { SEARCH_ATTRIBUTES } from '../../src/embedded/temporal-dev-server';
 import { temporal } from '@temporalio/proto';
 import { installTemporalRuntime } from '../../src/temporal/temporal-runtime';
 import { createLogger } from '../../src/log';
-import { WORKFLOW_TYPE, type PipelineInput, type PipelineResult } from '../../src/workflows/messages';
+import {
+  statusQuery,
+  WORKFLOW_TYPE,
+  type PipelineInput,
+  type PipelineResult,
+  type PipelineStatus,
+} from '../../src/workflows/messages';
 
 /**
  * Decision tests: the real workflow code on Temporal's time-skipping test server (scripts/setup.sh --test-server
@@ -173,7 +179,7 @@ export function fakeActivities(config: Record<string, unknown> = {}, calls: Call
 export async function runPipeline(
   env: TestWorkflowEnvironment,
   activities: Partial<Fakes>,
-  during?: (handle: ReturnType<TestWorkflowEnvironment['client']['workflow']['getHandle']>) => Promise<void>,
+  during?: (handle: PipelineHandle) => Promise<void>,
 ): Promise<{ result: PipelineResult | null; error: Error | null }> {
   const taskQueue = `decisions-${Math.random().toString(36).slice(2)}`;
   const worker = await Worker.create({
@@ -216,3 +222,15 @@ export function recordedOutcome(calls: Calls): { status: RunOutcome; error: stri
 }
 
 export const names = (calls: Calls) => calls.map((c) => c.name);
+
+export type PipelineHandle = ReturnType<TestWorkflowEnvironment['client']['workflow']['getHandle']>;
+
+/** Polls the status query until `ready` holds (queries do not move the test server's clock). */
+export async function until(handle: PipelineHandle, ready: (s: PipelineStatus) => boolean): Promise<PipelineStatus> {
+  for (let i = 0; i < 400; i++) {
+    const s = await handle.query(statusQuery);
+    if (ready(s)) return s;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`the run never got there: ${JSON.stringify(await handle.query(statusQuery))}`);
+}
