@@ -1,6 +1,5 @@
 import { WorkflowUpdateFailedError } from '@temporalio/client';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { CanaryVerdict } from '../../src/domain/canary';
 import { approveUpdate } from '../../src/workflows/messages';
 import {
@@ -8,7 +7,7 @@ import {
   names,
   recordedOutcome,
   runPipeline,
-  startDecisionEnv,
+  useDecisionEnv,
   until,
   type Calls,
 } from '../helpers/decisions';
@@ -18,11 +17,7 @@ import {
  * activities: traffic steps on durable timers (ten-minute holds, a 72-hour approval timeout) pass in milliseconds.
  */
 
-let env: TestWorkflowEnvironment;
-beforeAll(async () => {
-  env = await startDecisionEnv();
-}, 120_000);
-afterAll(async () => env?.teardown());
+const testEnv = useDecisionEnv();
 
 const STAGES = { train: true, evaluate: true, register: true, canary: true, promote: true };
 const STEPS = [5, 25, 50, 100];
@@ -45,7 +40,7 @@ describe('the canary', () => {
   it('steps through 5, 25 and 50 % with a comparison after each hold, then promotes', async () => {
     const calls: Calls = [];
 
-    const { result } = await runPipeline(env, fakeActivities(config(), calls));
+    const { result } = await runPipeline(testEnv(), fakeActivities(config(), calls));
 
     expect(result?.status).toBe('succeeded');
     expect(percents(calls)).toEqual([5, 25, 50]);
@@ -69,7 +64,7 @@ describe('the canary', () => {
         return step === failAt ? verdict('fail', ['error rate 30.0 % vs 0.0 %']) : verdict('pass');
       };
 
-      const { result } = await runPipeline(env, fakes);
+      const { result } = await runPipeline(testEnv(), fakes);
 
       expect(result?.status).toBe('rolled_back');
       expect(percents(calls)).toEqual(STEPS.filter((p) => p <= failAt));
@@ -86,7 +81,7 @@ describe('the canary', () => {
     const fakes = fakeActivities(config(), calls);
     fakes.servingState = async () => ({ production: null });
 
-    const { result } = await runPipeline(env, fakes);
+    const { result } = await runPipeline(testEnv(), fakes);
 
     expect(result?.status).toBe('succeeded');
     expect(percents(calls)).toEqual([]);
@@ -110,7 +105,7 @@ describe('too little canary traffic', () => {
     const fakes = fakeActivities(config({ maxExtensions: 3 }), calls);
     fakes.compareCanary = thin(calls, 2);
 
-    const { result } = await runPipeline(env, fakes);
+    const { result } = await runPipeline(testEnv(), fakes);
 
     expect(result?.status).toBe('succeeded');
     // 5 %: two thin windows, then a pass; 25 and 50 %: a pass each.
@@ -122,7 +117,7 @@ describe('too little canary traffic', () => {
     const fakes = fakeActivities(config({ maxExtensions: 2, insufficientTraffic: 'proceed' }), calls);
     fakes.compareCanary = thin(calls);
 
-    const { result } = await runPipeline(env, fakes);
+    const { result } = await runPipeline(testEnv(), fakes);
 
     expect(result?.status).toBe('succeeded');
     expect(percents(calls)).toEqual([5, 25, 50]);
@@ -134,7 +129,7 @@ describe('too little canary traffic', () => {
     const fakes = fakeActivities(config({ maxExtensions: 2, insufficientTraffic: 'rollback' }), calls);
     fakes.compareCanary = thin(calls);
 
-    const { result } = await runPipeline(env, fakes);
+    const { result } = await runPipeline(testEnv(), fakes);
 
     expect(result?.status).toBe('rolled_back');
     expect(percents(calls)).toEqual([5]);
@@ -149,7 +144,7 @@ describe('operator approval before 100 %', () => {
   it('waits after the traffic steps, and an approval promotes', async () => {
     const calls: Calls = [];
 
-    const { result } = await runPipeline(env, fakeActivities(config(approving), calls), async (handle) => {
+    const { result } = await runPipeline(testEnv(), fakeActivities(config(approving), calls), async (handle) => {
       const waiting = await until(handle, (s) => s.canary?.awaitingApproval === true);
       expect(waiting.canary).toMatchObject({ percent: 50, approval: null });
       const answer = await handle.executeUpdate(approveUpdate, { args: [{ approved: true, by: 'ops' }] });
@@ -163,7 +158,7 @@ describe('operator approval before 100 %', () => {
   it('a declined approval rolls the canary back with the operator’s reason', async () => {
     const calls: Calls = [];
 
-    const { result } = await runPipeline(env, fakeActivities(config(approving), calls), async (handle) => {
+    const { result } = await runPipeline(testEnv(), fakeActivities(config(approving), calls), async (handle) => {
       await until(handle, (s) => s.canary?.awaitingApproval === true);
       await handle.executeUpdate(approveUpdate, { args: [{ approved: false, by: 'ops', reason: 'wait for Monday' }] });
     });
@@ -176,7 +171,7 @@ describe('operator approval before 100 %', () => {
   it('no answer within the timeout (72 h, skipped) is a no', async () => {
     const calls: Calls = [];
 
-    const { result } = await runPipeline(env, fakeActivities(config(approving), calls));
+    const { result } = await runPipeline(testEnv(), fakeActivities(config(approving), calls));
 
     expect(result?.status).toBe('rolled_back');
     expect(recordedOutcome(calls)?.error).toBe('no approval within 72 h');
@@ -194,7 +189,7 @@ describe('operator approval before 100 %', () => {
       return real(input);
     };
 
-    const { result } = await runPipeline(env, fakes, async (handle) => {
+    const { result } = await runPipeline(testEnv(), fakes, async (handle) => {
       await until(handle, (s) => s.stage === 'register');
       const early = handle.executeUpdate(approveUpdate, { args: [{ approved: true, by: 'ops' }] });
       await expect(early).rejects.toBeInstanceOf(WorkflowUpdateFailedError);
@@ -212,7 +207,7 @@ describe('operator approval before 100 %', () => {
     const calls: Calls = [];
 
     const { result } = await runPipeline(
-      env,
+      testEnv(),
       fakeActivities(config(approving, { canary: false }), calls),
       async (handle) => {
         const waiting = await until(handle, (s) => s.canary?.awaitingApproval === true);

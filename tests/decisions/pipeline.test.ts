@@ -1,8 +1,7 @@
 import { Context } from '@temporalio/activity';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FailureType } from '../../src/domain/failures';
 import { abortSignal } from '../../src/workflows/messages';
 import {
@@ -10,7 +9,7 @@ import {
   names,
   recordedOutcome,
   runPipeline,
-  startDecisionEnv,
+  useDecisionEnv,
   until,
   type Calls,
 } from '../helpers/decisions';
@@ -21,11 +20,7 @@ import {
  * and which failures are retried.
  */
 
-let env: TestWorkflowEnvironment;
-beforeAll(async () => {
-  env = await startDecisionEnv();
-}, 120_000);
-afterAll(async () => env?.teardown());
+const testEnv = useDecisionEnv();
 
 const ALL_ON = { stages: { train: true, evaluate: true, register: true, canary: true, promote: true } };
 const canary = { steps: [5, 25, 50, 100], holdSeconds: 600, minCalls: 0 };
@@ -46,7 +41,10 @@ const stageStatus = (s: { stages: { name: string; status: string; reason: string
 describe('a run that goes through', () => {
   it('runs every stage in order and succeeds', async () => {
     const calls: Calls = [];
-    const { result } = await runPipeline(env, fakeActivities({ ...ALL_ON, canary, judge: { model: 'j' } }, calls));
+    const { result } = await runPipeline(
+      testEnv(),
+      fakeActivities({ ...ALL_ON, canary, judge: { model: 'j' } }, calls),
+    );
 
     expect(result?.status).toBe('succeeded');
     expect(names(calls)).toEqual([
@@ -75,7 +73,7 @@ describe('a run that goes through', () => {
 
   it('with training switched off, skips what needs a trained or registered version and still succeeds', async () => {
     const calls: Calls = [];
-    const { result } = await runPipeline(env, fakeActivities({ stages: { train: false, canary: false } }, calls));
+    const { result } = await runPipeline(testEnv(), fakeActivities({ stages: { train: false, canary: false } }, calls));
 
     expect(result?.status).toBe('succeeded');
     expect(names(calls)).not.toContain('train');
@@ -95,7 +93,7 @@ describe('how a run ends early', () => {
     const calls: Calls = [];
     const fakes = fakeActivities({ ...ALL_ON, minExamples: 100 }, calls);
 
-    const { result } = await runPipeline(env, fakes);
+    const { result } = await runPipeline(testEnv(), fakes);
 
     expect(result?.status).toBe('insufficient_data');
     expect(names(calls)).not.toContain('train');
@@ -111,7 +109,7 @@ describe('how a run ends early', () => {
     const fakes = fakeActivities(ALL_ON, calls);
     fakes.decideGate = async () => ({ passed: false, checks: [], reasons: ['held-out loss 2.0 vs production 1.7'] });
 
-    const { result } = await runPipeline(env, fakes);
+    const { result } = await runPipeline(testEnv(), fakes);
 
     expect(result?.status).toBe('rejected');
     expect(names(calls)).not.toContain('register');
@@ -130,7 +128,7 @@ describe('how a run ends early', () => {
       throw ApplicationFailure.create({ type: FailureType.PARITY_MISMATCH, message: 'parity', nonRetryable: true });
     };
 
-    const { error } = await runPipeline(env, fakes);
+    const { error } = await runPipeline(testEnv(), fakes);
 
     expect(error).toBeInstanceOf(WorkflowFailedError);
     expect((error as WorkflowFailedError).cause?.message).toMatch(/^pipeline failed: /);
@@ -153,7 +151,7 @@ describe('how a run ends early', () => {
         return real(input);
       };
 
-      const { result } = await runPipeline(env, fakes);
+      const { result } = await runPipeline(testEnv(), fakes);
 
       const permanent = [
         'CONFIG_INVALID',
@@ -187,7 +185,7 @@ describe('abort and cancel', () => {
     const fakes = fakeActivities(ALL_ON, calls);
     (fakes as Record<string, unknown>)[activity] = untilCancelled(calls, activity);
 
-    const { result } = await runPipeline(env, fakes, async (handle) => {
+    const { result } = await runPipeline(testEnv(), fakes, async (handle) => {
       await until(handle, (s) => s.stage === stage);
       await handle.signal(abortSignal, { reason: 'operator said so', by: 'ops' });
     });
@@ -201,7 +199,7 @@ describe('abort and cancel', () => {
 
   it('an abort during the canary hold takes the canary out and ends the run aborted', async () => {
     const calls: Calls = [];
-    const { result } = await runPipeline(env, fakeActivities({ ...ALL_ON, canary }, calls), async (handle) => {
+    const { result } = await runPipeline(testEnv(), fakeActivities({ ...ALL_ON, canary }, calls), async (handle) => {
       await until(handle, (s) => s.canary?.percent === 5);
       await handle.signal(abortSignal, { reason: 'stop the canary' });
     });
@@ -222,7 +220,7 @@ describe('abort and cancel', () => {
       return real(input);
     };
 
-    const { result } = await runPipeline(env, fakes, async (handle) => {
+    const { result } = await runPipeline(testEnv(), fakes, async (handle) => {
       await until(handle, (s) => s.stage === 'promote');
       await handle.signal(abortSignal, { reason: 'too late' });
       release();
@@ -240,7 +238,7 @@ describe('abort and cancel', () => {
     const fakes = fakeActivities(ALL_ON, calls);
     (fakes as Record<string, unknown>)[activity] = untilCancelled(calls, activity);
 
-    const { error } = await runPipeline(env, fakes, async (handle) => {
+    const { error } = await runPipeline(testEnv(), fakes, async (handle) => {
       await until(handle, (s) => s.stage === stage);
       await handle.cancel();
     });

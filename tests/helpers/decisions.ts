@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker, type WorkflowBundle } from '@temporalio/worker';
 import type { Activities } from '../../src/activities';
@@ -32,7 +33,17 @@ installTemporalRuntime(createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'), pro
 
 let bundle: Promise<WorkflowBundle> | null = null;
 
-export async function startDecisionEnv(): Promise<TestWorkflowEnvironment> {
+/** The test file's time-skipping environment: started before its tests, torn down after them. */
+export function useDecisionEnv(): () => TestWorkflowEnvironment {
+  let env: TestWorkflowEnvironment | undefined;
+  beforeAll(async () => {
+    env = await startDecisionEnv();
+  }, 120_000);
+  afterAll(async () => env?.teardown());
+  return () => env!;
+}
+
+async function startDecisionEnv(): Promise<TestWorkflowEnvironment> {
   bundle ??= bundleWorkflows();
   await bundle;
   const env = await TestWorkflowEnvironment.createTimeSkipping({
