@@ -200,7 +200,7 @@ describe('tuneloop up killed with SIGKILL during a training run', { timeout: 600
     );
     const definition = JSON.parse(await readFile(path.join(REPO_ROOT, 'samples/demo/model.json'), 'utf8'));
     definition.id = 'killcoach';
-    definition.config.training = { ...definition.config.training, epochs: 60, checkpointEverySteps: 4 };
+    definition.config.training = { ...definition.config.training, epochs: 20, checkpointEverySteps: 4 };
     definition.config.canary = { steps: [100], holdSeconds: 1, minCalls: 0 };
     const model = await upsertModel(db, modelDefinitionSchema.parse(definition));
     const sample = (await readFile(path.join(REPO_ROOT, 'samples/demo/interactions.jsonl'), 'utf8'))
