@@ -1,7 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCanaryActivities } from '../../src/activities/canary';
 import type { ActivityDeps } from '../../src/activities/deps';
-import { servingAliases } from '../../src/db/queries/registry';
+import { getVersion, moveAlias, servingAliases } from '../../src/db/queries/registry';
+import { insertServingCalls } from '../../src/db/queries/serving';
 import type { ModelDefinition } from '../../src/domain/model-config';
 import { OllamaClient } from '../../src/llm/ollama';
 import { startOllama, type RunningOllama } from '../../src/embedded/ollama-server';
@@ -75,5 +77,55 @@ describe('canary steps', () => {
     // Assert
     const aliases = await servingAliases(deps.db, model.id);
     expect(aliases.canary).toMatchObject({ versionId, percent: 5 });
+  });
+});
+
+describe('the canary judged and ended on the database (what a rolled-back run leaves)', () => {
+  it('fails at once on five failed calls of the step, and ending it leaves production serving alone', async () => {
+    // Arrange: production and a canary at 50 %, five failed canary calls since the step began
+    const production = await version('prod', `${model.id}:prod`);
+    const canary = await version('bad', `${model.id}:bad`);
+    await deps.db
+      .transaction()
+      .execute((trx) =>
+        moveAlias(trx, {
+          model: model.id,
+          name: 'production',
+          versionId: production,
+          percent: null,
+          actor: 't',
+          reason: 't',
+        }),
+      );
+    const activities = createCanaryActivities(deps);
+    const { since } = await activities.setCanary({ runId: 'r3', model: model.id, versionId: canary, percent: 50 });
+    await insertServingCalls(
+      deps.db,
+      Array.from({ length: 5 }, () => ({
+        model: model.id,
+        versionId: canary,
+        alias: 'canary' as const,
+        ok: false,
+        fellBack: true,
+        error: 'model not found',
+        latencyMs: 5,
+        schemaValid: null,
+        interactionId: null,
+        callId: randomUUID(),
+      })),
+    );
+
+    // Act
+    const verdict = await activities.compareCanary({ runId: 'r3', model: model.id, versionId: canary, since });
+    await activities.endCanary({ runId: 'r3', model: model.id, versionId: canary, reason: verdict.reasons.join('; ') });
+
+    // Assert
+    expect(verdict.verdict).toBe('fail');
+    expect(verdict.reasons.join()).toMatch(/error rate 100\.0 %/);
+    const aliases = await servingAliases(deps.db, model.id);
+    expect(aliases.canary).toBeUndefined();
+    expect(aliases.production).toMatchObject({ versionId: production });
+    const row = await getVersion(deps.db, canary);
+    expect([row?.status, row?.status_reason]).toEqual(['rolled_back', expect.stringMatching(/error rate 100\.0 %/)]);
   });
 });
