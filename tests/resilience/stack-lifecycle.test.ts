@@ -173,10 +173,7 @@ describe('tuneloop up in a terminal', { timeout: 300_000 }, () => {
     // Assert
     expect(code).toBe(130);
     await waitFor('the servers to be gone', async () => (servers.some(running) ? undefined : true), 10_000);
-    const next = new Up({ terminal: true });
-    await next.ready();
-    next.press('INTR');
-    expect(await next.exited).toBe(0);
+    // (The next `up` on this home starts: the SIGKILL test below does, after this.)
   });
 });
 

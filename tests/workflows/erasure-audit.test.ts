@@ -67,7 +67,7 @@ beforeAll(async () => {
       validationShare: 0.5,
       stages: { train: true, evaluate: true, register: true, canary: true, promote: true },
       training: { maxSteps: 8, epochs: 2, effectiveBatchSize: 4, microBatchSize: 2, maxLength: 256 },
-      judge: { model: judge, maxPairs: 64 },
+      judge: { model: judge, maxPairs: 6 },
       thresholds: { minWinRateLowerBound: 0, maxLossRegression: 100 },
       canary: { steps: [100], holdSeconds: 1 },
     },
