@@ -85,18 +85,16 @@ describe('the canary judged and ended on the database (what a rolled-back run le
     // Arrange: production and a canary at 50 %, five failed canary calls since the step began
     const production = await version('prod', `${model.id}:prod`);
     const canary = await version('bad', `${model.id}:bad`);
-    await deps.db
-      .transaction()
-      .execute((trx) =>
-        moveAlias(trx, {
-          model: model.id,
-          name: 'production',
-          versionId: production,
-          percent: null,
-          actor: 't',
-          reason: 't',
-        }),
-      );
+    await deps.db.transaction().execute((trx) =>
+      moveAlias(trx, {
+        model: model.id,
+        name: 'production',
+        versionId: production,
+        percent: null,
+        actor: 't',
+        reason: 't',
+      }),
+    );
     const activities = createCanaryActivities(deps);
     const { since } = await activities.setCanary({ runId: 'r3', model: model.id, versionId: canary, percent: 50 });
     await insertServingCalls(
