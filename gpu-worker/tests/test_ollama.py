@@ -17,6 +17,7 @@ from tuneloop_trainer.ollama_stage import (
     compensate_adapter,
     ollama_config,
     permute_rows,
+    family_template,
     recognise_family,
     repack_lora_a,
     unrepack_lora_a,
@@ -165,9 +166,32 @@ def test_a_chat_template_of_no_known_family_is_refused_naming_the_setting(
 def test_the_tiny_tokenizer_is_recognised_as_chatml(tiny_model_dir: str) -> None:
     from transformers import AutoTokenizer
 
-    family, why = recognise_family(AutoTokenizer.from_pretrained(tiny_model_dir))
+    family, why, default_system = recognise_family(AutoTokenizer.from_pretrained(tiny_model_dir))
 
     assert family == "chatml", why
+    assert default_system is None
+
+
+def test_a_template_that_adds_a_default_system_prompt_is_chatml_with_it(tiny_model_dir: str, tmp_path) -> None:
+    # SmolLM2's template: ChatML, with a system turn of its own when the conversation has none.
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer.chat_template = (
+        "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+        "{{ '<|im_start|>system\\nYou are {{ helpful }}.<|im_end|>\\n' }}{% endif %}"
+        "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    )
+
+    family, why, default_system = recognise_family(tokenizer)
+    template = family_template(family, default_system)
+
+    assert (family, default_system) == ("chatml", "You are {{ helpful }}."), why
+    # The default turn is literal text in the Go template (its braces escaped), shown only without a system turn.
+    assert template.startswith('{{- if or (not .Messages) (ne (index .Messages 0).Role "system") }}')
+    assert 'You are {{ "{{" }} helpful }}.' in template
+    assert template.endswith(FAMILIES["chatml"]["template"])
 
 
 # ---------------------------------------------------------------------------------------------------- decoding

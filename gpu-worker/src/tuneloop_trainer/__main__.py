@@ -1,6 +1,7 @@
 """tuneloop-trainer: the commands the GPU worker runs.
 
     python -m tuneloop_trainer init-tiny --out DIR [--text FILE ...]
+    python -m tuneloop_trainer from-gguf --gguf FILE --out DIR
     python -m tuneloop_trainer train --config FILE [--resume DIR] [--watch-stdin]
     python -m tuneloop_trainer evaluate --config FILE [--watch-stdin]
     python -m tuneloop_trainer export --adapter DIR --out DIR [--merge --base DIR]
@@ -29,7 +30,7 @@ from .protocol import EXIT_BAD_INPUT, EXIT_CRASH, EXIT_INTERRUPTED, BadInput, Er
 # Each command is the module of the same name ("-" as "_"), with add_arguments(parser) and main(args) -> int; a
 # module that reads a config file names its dataclass in CONFIG, and then gets --config here and main(args, config):
 # every command's config is read the one way (config.load_config).
-COMMANDS = ("init-tiny", "train", "evaluate", "export", "bench", "ollama-stage", "parity")
+COMMANDS = ("init-tiny", "from-gguf", "train", "evaluate", "export", "bench", "ollama-stage", "parity")
 
 
 def module_name(command: str) -> str:

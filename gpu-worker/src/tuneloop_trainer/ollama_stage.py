@@ -30,6 +30,10 @@ What Ollama v0.11.4's importer gets wrong, and what this command does about it:
   Ollama renders it, with Ollama's BOS) and requiring identical token ids; `--template` overrides it (and is then
   only checked by the parity check). Known families: chatml, llama3.
 - Greedy parity needs `repeat_penalty: 1.0` (Ollama's default is 1.1); it is set in the model's parameters.
+- Pre-tokenization. For a Llama-architecture model converted from safetensors, Ollama tokenizes with Llama 3's
+  pre-tokenizer whatever the model's own is (SmolLM2 splits digits one by one). A base made by `from-gguf` is
+  served from its GGUF instead (serve.gguf, dequantized to float16), whose metadata tells llama.cpp the right
+  pre-tokenizer; the adapter is imported onto it as usual. Merged weights go through the safetensors path.
 
 --merge: "auto" (default) imports the adapter onto the base where Ollama can (llama and gemma2 bases, plain LoRA
 on projection modules) and a merged model otherwise; "always" merges; "never" fails when the adapter cannot be
@@ -85,8 +89,10 @@ FAMILIES: dict[str, dict[str, Any]] = {
 }
 
 
-def _render_family(family: str, messages: list[dict]) -> str:
+def _render_family(family: str, messages: list[dict], default_system: str | None = None) -> str:
     """What Ollama renders for `messages` with the family's template (and a generation prompt)."""
+    if default_system is not None and (not messages or messages[0]["role"] != "system"):
+        messages = [{"role": "system", "content": default_system}, *messages]
     if family == "chatml":
         body = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
         return body + "<|im_start|>assistant\n"
@@ -94,6 +100,35 @@ def _render_family(family: str, messages: list[dict]) -> str:
         body = "".join(f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n{m['content']}<|eot_id|>" for m in messages)
         return body + "<|start_header_id|>assistant<|end_header_id|>\n\n"
     raise ValueError(family)
+
+
+def family_template(family: str, default_system: str | None = None) -> str:
+    """The family's Go template; with `default_system`, the system turn the model's own template adds to a
+    conversation that has none (SmolLM2's "You are a helpful AI assistant named SmolLM…") comes first the same way."""
+    template = FAMILIES[family]["template"]
+    if default_system is None:
+        return template
+    turn = _render_family(family, [{"role": "system", "content": default_system}])
+    turn = turn[: len(turn) - len(_render_family(family, []))]  # the system turn alone, without the generation prompt
+    literal = turn.replace("{{", '{{ "{{" }}')  # text, never an action, whatever the prompt holds
+    return '{{- if or (not .Messages) (ne (index .Messages 0).Role "system") }}' + literal + "{{ end }}" + template
+
+
+def _default_system(tokenizer: Any, family: str) -> str | None:
+    """The system prompt the model's chat template adds when a conversation has none, if it adds one in `family`'s
+    markup (SmolLM2's does); None otherwise."""
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True
+    )
+    if not isinstance(rendered, str):
+        return None
+    generation = _render_family(family, [])
+    user = _render_family(family, [{"role": "user", "content": "x"}])
+    system = _render_family(family, [{"role": "system", "content": "\u0000"}])
+    opening, closing = system[: len(system) - len(generation)].split("\u0000")
+    if not (rendered.startswith(opening) and rendered.endswith(closing + user)):
+        return None
+    return rendered[len(opening) : len(rendered) - len(closing + user)] or None
 
 
 PROBES: list[list[dict]] = [
@@ -136,6 +171,24 @@ def main(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def gguf_source(base: Path) -> Path | None:
+    """The serving GGUF from-gguf wrote into a base directory (checked against the sha256 it recorded), or None for
+    any other directory."""
+    from .from_gguf import MARKER_FILE
+
+    try:
+        marker = json.loads((base / MARKER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    source = base / str(marker.get("serving_file") or "")
+    if not marker.get("serving_file") or not source.is_file():
+        return None
+    if sha256_file(source) != marker.get("serving_sha256"):
+        raise BadInput(f"{source} is not the one from-gguf wrote (its sha256 differs)",
+                       type=ErrorType.MODEL_INVALID, field="--base")  # fmt: skip
+    return source
+
+
 def _weight_files(model_dir: Path) -> list[Path]:
     files = sorted(model_dir.glob("*.safetensors"))
     if not files:
@@ -174,23 +227,26 @@ def _adds_bos(tokenizer: Any) -> bool:
     return len(special) > len(plain) and special[-len(plain) :] == plain and tokenizer.bos_token_id in special
 
 
-def recognise_family(tokenizer: Any) -> tuple[str | None, str]:
-    """(family, why): the family whose Go template gives, token for token, what the model's chat template gives."""
+def recognise_family(tokenizer: Any) -> tuple[str | None, str, str | None]:
+    """(family, why, default system prompt): the family whose Go template gives, token for token, what the model's
+    chat template gives, with the system turn the model's template adds to a conversation that has none."""
     from .data import encode_prompt
 
     bos = [tokenizer.bos_token_id] if _adds_bos(tokenizer) else []
     reasons = []
     for family in FAMILIES:
+        default = _default_system(tokenizer, family)
         for probe in PROBES:
             want = encode_prompt(tokenizer, probe)
-            rendered = _render_family(family, probe)
+            rendered = _render_family(family, probe, default)
             got = bos + tokenizer(rendered, add_special_tokens=False)["input_ids"]
             if got != want:
                 reasons.append(f"{family}: differs on {json.dumps(probe)[:80]}…")
                 break
         else:
-            return family, f"the chat template renders as {family} on every probe"
-    return None, "; ".join(reasons)
+            extra = f", with its default system prompt {default[:40]!r}…" if default else ""
+            return family, f"the chat template renders as {family} on every probe{extra}", default
+    return None, "; ".join(reasons), None
 
 
 def compensate_adapter(weights: dict, n_head: int, n_kv_head: int) -> dict:
@@ -253,7 +309,7 @@ def stage(base_dir: str, adapter_dir: str | None, out_dir: str, *, merge: str = 
 
     family = None
     if template is None:
-        family, why = recognise_family(tokenizer)
+        family, why, default_system = recognise_family(tokenizer)
         if family is None:
             raise BadInput(
                 "the chat template is none Ollama can be given automatically (" + why + "); set the model's "
@@ -261,7 +317,7 @@ def stage(base_dir: str, adapter_dir: str | None, out_dir: str, *, merge: str = 
                 type=ErrorType.MODEL_INVALID,
                 field="chat_template",
             )
-        template, stop = FAMILIES[family]["template"], list(FAMILIES[family]["stop"])
+        template, stop = family_template(family, default_system), list(FAMILIES[family]["stop"])
     method = "base"
     reason = "no adapter: the base model alone"
     if adapter_config is not None:
@@ -288,25 +344,32 @@ def stage(base_dir: str, adapter_dir: str | None, out_dir: str, *, merge: str = 
     try:
         files: dict[str, dict] = {}
         adapters: dict[str, dict] | None = None
-        weights_dir = base
-        if method == "merged":
-            write_merged(str(base), Path(adapter_dir), tmp / "merged")  # type: ignore[arg-type]
-            weights_dir = tmp / "merged"
-        for w in _weight_files(weights_dir):
-            files[w.name] = entry(w)
-        (tmp / "config.json").write_text(json.dumps(ollama_config(config), indent=2) + "\n", encoding="utf-8")
-        tok_cfg_path = base / "tokenizer_config.json"
-        tok_cfg = read_json_object(tok_cfg_path, "--base") if tok_cfg_path.is_file() else {}
-        patched, adds_bos = ollama_tokenizer_config(tok_cfg, tokenizer)
-        (tmp / "tokenizer_config.json").write_text(json.dumps(patched, indent=2) + "\n", encoding="utf-8")
-        for name in MODEL_SIDE_FILES:
-            staged, original = tmp / name, base / name
-            path = staged if staged.is_file() else original if original.is_file() else None
-            if path is not None:
-                files[name] = entry(path)
-        if "tokenizer.json" not in files:
-            raise BadInput(f"{base} has no tokenizer.json (Ollama's importer needs it)", type=ErrorType.MODEL_INVALID,
-                           field="--base")  # fmt: skip
+        gguf = gguf_source(base)
+        if gguf is not None and method != "merged":
+            # A base converted from GGUF (from-gguf) is served from its GGUF: the numbers the trainer dequantized (in
+            # float16), and the tokenizer metadata (pre-tokenizer, BOS) llama.cpp reads from it.
+            files[gguf.name] = entry(gguf)
+            adds_bos = _adds_bos(tokenizer)
+        else:
+            weights_dir = base
+            if method == "merged":
+                write_merged(str(base), Path(adapter_dir), tmp / "merged")  # type: ignore[arg-type]
+                weights_dir = tmp / "merged"
+            for w in _weight_files(weights_dir):
+                files[w.name] = entry(w)
+            (tmp / "config.json").write_text(json.dumps(ollama_config(config), indent=2) + "\n", encoding="utf-8")
+            tok_cfg_path = base / "tokenizer_config.json"
+            tok_cfg = read_json_object(tok_cfg_path, "--base") if tok_cfg_path.is_file() else {}
+            patched, adds_bos = ollama_tokenizer_config(tok_cfg, tokenizer)
+            (tmp / "tokenizer_config.json").write_text(json.dumps(patched, indent=2) + "\n", encoding="utf-8")
+            for name in MODEL_SIDE_FILES:
+                staged, original = tmp / name, base / name
+                path = staged if staged.is_file() else original if original.is_file() else None
+                if path is not None:
+                    files[name] = entry(path)
+            if "tokenizer.json" not in files:
+                raise BadInput(f"{base} has no tokenizer.json (Ollama's importer needs it)",
+                               type=ErrorType.MODEL_INVALID, field="--base")  # fmt: skip
         if method == "adapter":
             adapter_files = _stage_adapter(weights_path, Path(adapter_dir), config, tmp)  # type: ignore[arg-type]
             adapters = {name: entry(path) for name, path in adapter_files.items()}
