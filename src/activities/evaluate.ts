@@ -5,7 +5,8 @@ import { Context } from '@temporalio/activity';
 import type { SplitSummary } from '../dataset/manifest';
 import { getVersion, mergeVersionMetrics, productionVersion } from '../db/queries/registry';
 import { promptOf, type ChatMessage } from '../domain/conversation';
-import { answerStats, type AnswerStats } from '../domain/evaluation';
+import { answerStats, styleRate, type AnswerStats } from '../domain/evaluation';
+import { compilePattern } from '../llm/json-schema';
 import { parsePipelineConfig } from '../domain/model-config';
 import { sha256Hex } from '../dataset/rows';
 import { downloadDir, ensureLocalCopy } from './artifacts';
@@ -30,6 +31,8 @@ export interface VersionMetrics {
   perplexity: number | null;
   tokens: number | null;
   jsonValidRate?: number | null;
+  /** With a house style (the model config's `style`): the share of this side's answers that follow it. */
+  styleRate?: number | null;
 }
 
 export interface EvaluateSummary {
@@ -47,9 +50,6 @@ export interface EvaluateSummary {
   answers: { candidate: AnswerStats; baseline: AnswerStats } | null;
 }
 
-/** Validation prompts the generations are made for: each row's conversation up to its last assistant turn. */
-const MAX_PROMPTS = 64;
-
 export function createEvaluateActivities(deps: GpuActivityDeps) {
   return {
     /**
@@ -61,6 +61,7 @@ export function createEvaluateActivities(deps: GpuActivityDeps) {
       const ctx = Context.current();
       const log = activityLog(deps, { model: input.model, runId: input.runId });
       const model = await requireModel(deps.db, input.model);
+      const config = parsePipelineConfig(model.config);
       const base = await resolveBaseModel(model.base_model, deps.trainer.modelsDir);
       const candidate = await getVersion(deps.db, input.versionId);
       if (!candidate?.adapter_key) {
@@ -95,7 +96,8 @@ export function createEvaluateActivities(deps: GpuActivityDeps) {
           validationFile = path.join(work, 'validation.jsonl');
           await ensureLocalCopy(deps.store, input.validation.key, validationFile, input.validation.sha256);
           const lines: string[] = [];
-          const want = Math.max(MAX_PROMPTS, parsePipelineConfig(model.config).judge?.maxPairs ?? 0);
+          // Validation prompts the generations are made for: each row's conversation up to its last assistant turn.
+          const want = Math.max(config.evaluation.prompts, config.judge?.maxPairs ?? 0);
           for await (const line of linesOf(createReadStream(validationFile))) {
             if (lines.length >= want) break;
             const messages = promptOf((JSON.parse(line) as { messages: ChatMessage[] }).messages);
@@ -122,8 +124,9 @@ export function createEvaluateActivities(deps: GpuActivityDeps) {
               validation_file: validationFile,
               prompts_file: promptsFile,
               output_file: generations,
-              max_new_tokens: 128,
-              max_length: parsePipelineConfig(model.config).training.maxLength,
+              max_new_tokens: config.evaluation.maxNewTokens,
+              batch_size: config.evaluation.batchSize,
+              max_length: config.training.maxLength,
               output_schema: model.output_schema ?? null,
             },
             null,
@@ -158,6 +161,7 @@ export function createEvaluateActivities(deps: GpuActivityDeps) {
         };
         let pairsKey: string | null = null;
         let answers: EvaluateSummary['answers'] = null;
+        const styleRates: Partial<Record<'candidate' | 'baseline', number | null>> = {};
         if (promptsFile) {
           const outputs = new Map<string, { candidate?: string; baseline?: string }>();
           for await (const line of linesOf(createReadStream(generations))) {
@@ -176,13 +180,26 @@ export function createEvaluateActivities(deps: GpuActivityDeps) {
             candidate: answerStats(pairs.map((p) => p.candidate)),
             baseline: answerStats(pairs.map((p) => p.baseline)),
           };
+          if (config.style) {
+            const style = compilePattern(config.style.pattern);
+            styleRates.candidate = styleRate(
+              pairs.map((p) => p.candidate),
+              style,
+            );
+            styleRates.baseline = styleRate(
+              pairs.map((p) => p.baseline),
+              style,
+            );
+          }
           pairsKey = `runs/${input.runId}/eval/pairs.jsonl`;
           await putDerivedLines(deps, { key: pairsKey, datasetId, runId: input.runId, kind: 'eval.pairs' }, pairs);
         }
+        const withStyle = (m: VersionMetrics, side: 'candidate' | 'baseline') =>
+          side in styleRates ? { ...m, styleRate: styleRates[side] ?? null } : m;
         const summary: EvaluateSummary = {
-          candidate: metricsOf('candidate'),
+          candidate: withStyle(metricsOf('candidate'), 'candidate'),
           baselineName,
-          baseline: metricsOf(baselineName),
+          baseline: withStyle(metricsOf(baselineName), 'baseline'),
           pairsKey,
           prompts,
           answers,

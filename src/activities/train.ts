@@ -141,6 +141,7 @@ function trainerConfig(o: {
     replay_file: o.replayFile,
     replay_fraction: o.t.replayFraction,
     learning_rate: o.t.learningRate,
+    lr_scheduler: o.t.lrScheduler,
     epochs: o.t.epochs,
     effective_batch_size: o.t.effectiveBatchSize,
     micro_batch_size: o.t.microBatchSize,

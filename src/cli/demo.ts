@@ -1,19 +1,16 @@
 import { Readable } from 'node:stream';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { z } from 'zod';
 import type { Config } from '../config';
-import type { ChatMessage } from '../domain/conversation';
 import type { Db } from '../db/pool';
-import { insertInteractions, setConsent } from '../db/queries/interactions';
 import { revokeApiKey } from '../db/queries/api-keys';
 import { upsertModel } from '../db/queries/models';
 import { getVersion } from '../db/queries/registry';
-import { modelDefinitionSchema } from '../domain/model-config';
+import { readHeldOutQuestions, readSampleDefinition, seedSample } from './demo-sample';
 import type { Logger } from '../log';
+import type { EvaluateSummary } from '../activities/evaluate';
+import { compilePattern } from '../llm/json-schema';
+import type { BlobStore } from '../storage/blob-store';
 import { startPipeline } from '../temporal/pipeline-client';
-import { REPO_ROOT } from '../embedded/temporal-dev-server';
-import { ensureTinyBaseModel, TINY_BASE_MODEL } from '../embedded/tiny-model';
+import { DEMO_BASE_MODEL, ensureDemoBaseModel } from '../embedded/base-models';
 import {
   openDb,
   openStore,
@@ -29,17 +26,6 @@ import {
 } from '../embedded/stack';
 import { createApiKey } from '../api/auth';
 import { statusQuery } from '../workflows/messages';
-
-const SAMPLE_DIR = path.join(REPO_ROOT, 'samples/demo');
-
-const sampleLine = z
-  .object({
-    id: z.string(),
-    subject: z.string(),
-    messages: z.array(z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() }).strict()),
-    metadata: z.record(z.string(), z.unknown()).optional(),
-  })
-  .strict();
 
 /**
  * The demo: the embedded stack, the bundled sample as one "day" of app traffic (each demo run is a new day,
@@ -69,46 +55,18 @@ export async function runDemo(
     const db = await openDb(config, stack, log, { migrate: true });
     const store = await openStore(config);
     const client = await openTemporalClient(config, stack);
-    out(
-      `Making the tiny base model the demo trains (${TINY_BASE_MODEL}, random weights, once) in ${config.trainer.modelsDir}…`,
-    );
-    await ensureTinyBaseModel(config.trainer, log);
+    await ensureDemoBaseModel(config.trainer);
     const servers = openOllama(config, stack);
     await startWorkers(config, stack, { db, store, log, ...servers }, { cpu: true, gpu: true });
     const api = await startApi(config, stack, { db, temporal: client, store, log, ...servers });
 
-    const model = await upsertModel(
-      db,
-      modelDefinitionSchema.parse(JSON.parse(readFileSync(path.join(SAMPLE_DIR, 'model.json'), 'utf8'))),
-    );
-    const consent = z
-      .object({ policyVersion: z.string(), subjects: z.record(z.string(), z.boolean()) })
-      .parse(JSON.parse(readFileSync(path.join(SAMPLE_DIR, 'consent.json'), 'utf8')));
-    const sample = readFileSync(path.join(SAMPLE_DIR, 'interactions.jsonl'), 'utf8')
-      .split('\n')
-      .filter((l) => l.trim())
-      .map((l) => sampleLine.parse(JSON.parse(l)));
+    out(`The stack is up (${((Date.now() - started) / 1000).toFixed(1)} s).`);
+    const definition = readSampleDefinition();
+    const model = await upsertModel(db, definition);
     const day = new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15);
-    const stored = await db.transaction().execute(async (trx) => {
-      for (const [subject, training] of Object.entries(consent.subjects)) {
-        await setConsent(trx, { appId: model.app_id, subject, training, policyVersion: consent.policyVersion });
-      }
-      return insertInteractions(
-        trx,
-        sample.map((s) => ({
-          appId: model.app_id,
-          model: model.id,
-          subject: s.subject,
-          id: `demo-${day}-${s.id}`,
-          messages: s.messages as ChatMessage[],
-          metadata: s.metadata,
-          source: 'demo',
-        })),
-      );
-    });
-    const declined = Object.values(consent.subjects).filter((v) => !v).length;
+    const seeded = await seedSample(db, { id: model.id, app: model.app_id }, `demo-${day}-`);
     out(
-      `Seeded ${stored.length} interactions for model "${model.id}" (${declined} of ${Object.keys(consent.subjects).length} users have not consented to training).`,
+      `Seeded ${seeded.stored} interactions for model "${model.id}" (${seeded.declined} of ${seeded.users} users have not consented to training).`,
     );
 
     const run = await startPipeline(client, db, {
@@ -141,7 +99,9 @@ export async function runDemo(
     out(`\nRun ${result.status}. Stages:`);
     for (const s of result.stages) {
       const detail = s.summary ? JSON.stringify(s.summary) : (s.reason ?? '');
-      out(`  ${s.name.padEnd(11)} ${s.status.padEnd(10)} ${detail}`);
+      const took =
+        s.startedAt && s.endedAt ? `${((Date.parse(s.endedAt) - Date.parse(s.startedAt)) / 1000).toFixed(1)} s` : '';
+      out(`  ${s.name.padEnd(11)} ${s.status.padEnd(10)} ${took.padStart(7)}  ${detail}`);
     }
     if (result.dataset) {
       out(`\nDataset ${result.dataset.id} in ${store.url}`);
@@ -169,19 +129,16 @@ export async function runDemo(
       const status = await getVersion(db, result.version.id);
       out(`\nModel version ${result.version.version} (${status?.status ?? 'unknown'}), adapter in ${store.url}:`);
       out(`  ${result.version.adapterKey}`);
-      const ev = result.stages.find((s) => s.name === 'evaluate')?.summary as {
-        baselineName: string;
-        candidate: { loss: number; perplexity: number };
-        baseline: { loss: number; perplexity: number };
-      } | null;
-      if (ev) {
+      const ev = result.stages.find((s) => s.name === 'evaluate')?.summary as EvaluateSummary | null;
+      if (ev?.candidate.loss != null && ev.baseline.loss != null) {
         out(
-          `  held-out loss ${ev.candidate.loss.toFixed(3)} (perplexity ${ev.candidate.perplexity.toFixed(1)}) vs the ${ev.baselineName}'s ${ev.baseline.loss.toFixed(3)} (${ev.baseline.perplexity.toFixed(1)})`,
+          `  held-out loss ${ev.candidate.loss.toFixed(3)} vs the ${ev.baselineName}'s ${ev.baseline.loss.toFixed(3)}`,
         );
       }
       if (status?.ollama_tag) out(`  served by Ollama (${ollamaUrl(config)}) as ${status.ollama_tag}`);
+      if (ev?.pairsKey) await showSideBySide(store, ev, result.version.version, definition.config.style?.name, out);
     }
-    await askTheModel(db, api.url, model.id, model.app_id, out);
+    await askTheModel(db, api.url, model.id, model.app_id, definition.config.style, out);
     out(`\nDone in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
     if (opts.keep) {
       out(`The stack stays up; browse the run at ${ui}. Press Ctrl-C to stop.`);
@@ -200,23 +157,77 @@ export async function runDemo(
   }
 }
 
-/** The app's side of the loop: two questions through POST /v1/chat, answered by whatever version serves now. */
-async function askTheModel(db: Db, apiUrl: string, model: string, app: string, out: (s: string) => void) {
+/**
+ * What the run changed, on held-out questions the training set did not contain (the validation split's prompts, as
+ * evaluate asked them of both sides, greedy): the base's answer and the new version's, side by side, and how often
+ * each side answers in the app's house style.
+ */
+async function showSideBySide(
+  store: BlobStore,
+  ev: EvaluateSummary,
+  version: string,
+  styleName: string | undefined,
+  out: (s: string) => void,
+) {
+  const text = await new Response(Readable.toWeb(await store.get(ev.pairsKey!)) as ReadableStream).text();
+  const pairs = text
+    .split('\n')
+    .filter(Boolean)
+    .map(
+      (l) => JSON.parse(l) as { messages: { role: string; content: string }[]; candidate: string; baseline: string },
+    );
+  const before = ev.baselineName === 'base' ? DEMO_BASE_MODEL : 'production';
+  out(`\nThe same held-out questions, before (${before}) and after (${version}):`);
+  for (const p of pairs.slice(0, 2)) {
+    out(`  user       ${p.messages.at(-1)!.content}`);
+    out(indent(`  before     `, p.baseline));
+    out(indent(`  after      `, p.candidate));
+  }
+  const rate = (r: number | null | undefined) => (typeof r === 'number' ? `${Math.round(r * 100)} %` : 'n/a');
+  if (styleName) {
+    out(
+      `  in the house style (${styleName}) on ${pairs.length} held-out questions: ` +
+        `${before} ${rate(ev.baseline.styleRate)}, ${version} ${rate(ev.candidate.styleRate)}`,
+    );
+  }
+}
+
+const indent = (head: string, body: string) =>
+  head +
+  body
+    .trim()
+    .split('\n')
+    .join('\n' + ' '.repeat(head.length));
+
+/**
+ * The app's side of the loop: questions no conversation of the sample asked, through POST /v1/chat, answered by
+ * whatever version serves now; two of the answers printed, and the share of all of them in the house style.
+ */
+async function askTheModel(
+  db: Db,
+  apiUrl: string,
+  model: string,
+  app: string,
+  style: { name: string; pattern: string } | undefined,
+  out: (s: string) => void,
+) {
   const { id, key } = await createApiKey(db, { name: 'demo', role: 'app', appId: app, models: [model] });
+  const questions = readHeldOutQuestions().slice(0, 8);
+  const matches = style ? compilePattern(style.pattern) : null;
   try {
-    out(`\nThe app asks through the API (${apiUrl}/v1/chat):`);
-    for (const [subject, question] of [
-      ['demo-user-1', 'What should I do for squats on Monday?'],
-      ['demo-user-2', 'How long should I rest between sets?'],
-    ] as const) {
+    out(`\nThe app asks ${questions.length} new questions through the API (${apiUrl}/v1/chat):`);
+    let inStyle = 0;
+    let answered = 0;
+    let by = '';
+    for (const [i, question] of questions.entries()) {
       const res = await fetch(`${apiUrl}/v1/chat`, {
         method: 'POST',
         headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
         body: JSON.stringify({
           model,
-          subject,
+          subject: `demo-user-${i + 1}`,
           messages: [{ role: 'user', content: question }],
-          options: { num_predict: 24 },
+          options: { temperature: 0, num_predict: 80 },
         }),
       });
       const body = (await res.json()) as {
@@ -226,16 +237,23 @@ async function askTheModel(db: Db, apiUrl: string, model: string, app: string, o
         latencyMs?: number;
         error?: { message: string };
       };
-      out(`  user       ${question}`);
       if (!res.ok) {
+        out(`  user       ${question}`);
         out(`  (HTTP ${res.status}: ${body.error?.message ?? 'error'})`);
         continue;
       }
-      out(`  ${body.version} (${body.alias}, ${body.latencyMs} ms): ${JSON.stringify(body.message?.content)}`);
+      const answer = body.message?.content ?? '';
+      answered++;
+      if (matches?.test(answer.trim())) inStyle++;
+      by = `${body.version} (${body.alias})`;
+      if (i < 2) {
+        out(`  user       ${question}`);
+        out(indent(`  ${body.version} (${body.latencyMs} ms) `, answer));
+      }
     }
-    out(
-      '  (the tiny model has random weights and a few dozen training steps: its answers are noise, its plumbing is not)',
-    );
+    if (style && answered > 0) {
+      out(`  ${inStyle} of ${answered} answers from ${by} are in the house style (${style.name})`);
+    }
   } finally {
     await revokeApiKey(db, id);
   }

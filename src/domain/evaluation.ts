@@ -88,15 +88,21 @@ export function quantile(sorted: readonly number[], q: number): number {
 }
 
 export interface GateInput {
-  candidate: { loss: number | null; jsonValidRate?: number | null };
-  baseline: { loss: number | null; jsonValidRate?: number | null };
+  candidate: { loss: number | null; jsonValidRate?: number | null; styleRate?: number | null };
+  baseline: { loss: number | null; jsonValidRate?: number | null; styleRate?: number | null };
   baselineName: 'production' | 'base';
   judge: WinRate | null;
-  thresholds: { maxLossRegression: number; minWinRateLowerBound: number; maxSchemaValidityDrop: number };
+  thresholds: {
+    maxLossRegression: number;
+    minWinRateLowerBound: number;
+    maxSchemaValidityDrop: number;
+    /** Absent: 0. */
+    maxStyleDrop?: number;
+  };
 }
 
 export interface GateCheck {
-  name: 'loss' | 'win_rate' | 'schema_validity';
+  name: 'loss' | 'win_rate' | 'schema_validity' | 'style';
   passed: boolean;
   detail: string;
 }
@@ -111,7 +117,8 @@ export interface GateResult {
 /**
  * The gates: held-out loss not worse than the baseline's (by more than maxLossRegression); with a judge, the win
  * rate's 95 % lower bound at least minWinRateLowerBound; with an output schema, JSON validity not lower (by more
- * than maxSchemaValidityDrop). A loss that is missing or not a number fails: a diverged model must not pass.
+ * than maxSchemaValidityDrop); with a house style, the rate of answers in it not lower (by more than maxStyleDrop).
+ * A loss that is missing or not a number fails: a diverged model must not pass.
  */
 export function gate(input: GateInput): GateResult {
   const checks: GateCheck[] = [];
@@ -153,6 +160,25 @@ export function gate(input: GateInput): GateResult {
       detail: `JSON schema validity ${(cv * 100).toFixed(1)} % vs ${input.baselineName} ${(bv * 100).toFixed(1)} %`,
     });
   }
+  const cs = c.styleRate;
+  const bs = b.styleRate;
+  if (typeof cs === 'number' && typeof bs === 'number') {
+    const drop = t.maxStyleDrop ?? 0;
+    const passed = cs >= bs - drop;
+    checks.push({
+      name: 'style',
+      passed,
+      detail: `answers in the style ${(cs * 100).toFixed(1)} % vs ${input.baselineName} ${(bs * 100).toFixed(1)} %${
+        passed ? '' : ` (lower by more than ${(drop * 100).toFixed(1)} points)`
+      }`,
+    });
+  }
   const reasons = checks.filter((x) => !x.passed).map((x) => x.detail);
   return { passed: reasons.length === 0, checks, reasons };
+}
+
+/** The share of answers that `style` matches (null for no answers). */
+export function styleRate(answers: readonly string[], style: { test(s: string): boolean }): number | null {
+  if (answers.length === 0) return null;
+  return answers.filter((a) => style.test(a.trim())).length / answers.length;
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { compilePattern, MAX_PATTERN } from '../llm/json-schema';
 
 /** Every stage of the loop, in order. The pipeline workflow walks this list. */
 export const STAGES = [
@@ -48,6 +49,8 @@ export const trainingConfigSchema = z
       .strict()
       .default({ r: 16, alpha: 32, dropout: 0.05 }),
     learningRate: z.number().positive().max(1).default(2e-4),
+    /** After a 3 % warmup: cosine or linear decay to zero, or constant (short runs that must learn in few steps). */
+    lrScheduler: z.enum(['cosine', 'linear', 'constant']).default('cosine'),
     epochs: z.number().int().min(1).max(100).default(3),
     effectiveBatchSize: z.number().int().min(1).max(4096).default(16),
     microBatchSize: z.number().int().min(1).max(1024).default(4),
@@ -152,6 +155,35 @@ export const canaryConfigSchema = z
   });
 export type CanaryConfig = z.output<typeof canaryConfigSchema>;
 
+/** A house style: a pattern over the whole answer (JavaScript syntax; run in linear time by RE2JS). */
+export const styleConfigSchema = z
+  .object({
+    /** What the style is called in reports: "three labelled lines". */
+    name: z.string().min(1).max(80),
+    pattern: z
+      .string()
+      .min(1)
+      .max(MAX_PATTERN)
+      .superRefine((p, ctx) => {
+        try {
+          compilePattern(p);
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: `not a pattern tuneloop can run: ${(err as Error).message}` });
+        }
+      }),
+  })
+  .strict();
+
+/** How much evaluate generates: greedy answers of both sides to this many validation prompts. */
+export const evaluationConfigSchema = z
+  .object({
+    prompts: z.number().int().min(1).max(512).default(64),
+    maxNewTokens: z.number().int().min(8).max(4096).default(128),
+    /** Sequences per forward pass, for the held-out loss and for generation (GPU memory; bigger is faster on CPU). */
+    batchSize: z.number().int().min(1).max(256).default(4),
+  })
+  .strict();
+
 export const pipelineConfigSchema = z
   .object({
     /** Share of interactions (by a hash of their id) that go to the validation split. */
@@ -177,6 +209,12 @@ export const pipelineConfigSchema = z
     /** How the train stage fine-tunes (the trainer validates the same fields again; see gpu-worker/config.py). */
     training: trainingConfigSchema.default(() => trainingConfigSchema.parse({})),
     judge: judgeConfigSchema.optional(),
+    /**
+     * The app's house style, when it has one: evaluate reports how often each side's answers follow it, and the
+     * gate holds the candidate to the baseline's rate (thresholds.maxStyleDrop).
+     */
+    style: styleConfigSchema.optional(),
+    evaluation: evaluationConfigSchema.default(() => evaluationConfigSchema.parse({})),
     serving: servingConfigSchema.default(() => servingConfigSchema.parse({})),
     canary: canaryConfigSchema.default(() => canaryConfigSchema.parse({})),
     /** The gates a candidate passes before it is registered (evaluate stage). */
@@ -188,9 +226,11 @@ export const pipelineConfigSchema = z
         minWinRateLowerBound: z.number().min(0).max(1).default(0.5),
         /** With an output schema: the JSON validity rate may drop by at most this much. */
         maxSchemaValidityDrop: z.number().min(0).max(1).default(0),
+        /** With a style: the rate of answers in the style may drop by at most this much. */
+        maxStyleDrop: z.number().min(0).max(1).default(0),
       })
       .strict()
-      .default({ maxLossRegression: 0, minWinRateLowerBound: 0.5, maxSchemaValidityDrop: 0 }),
+      .default({ maxLossRegression: 0, minWinRateLowerBound: 0.5, maxSchemaValidityDrop: 0, maxStyleDrop: 0 }),
   })
   .strict()
   .superRefine((c, ctx) => {

@@ -38,9 +38,16 @@ export async function ensureDemoBaseModel(trainer: Config['trainer']): Promise<s
   await mkdir(trainer.modelsDir, { recursive: true });
   const made = path.join(REPO_ROOT, '.tools/models', DEMO_BASE_MODEL);
   if (!existsSync(path.join(made, 'config.json'))) {
-    throw new Error(`${DEMO_BASE_MODEL} is not at ${made}: run \`bash scripts/setup.sh\` (it fetches and converts it once)`);
+    throw new Error(
+      `${DEMO_BASE_MODEL} is not at ${made}: run \`bash scripts/setup.sh\` (it fetches and converts it once)`,
+    );
   }
   const dir = path.join(trainer.modelsDir, DEMO_BASE_MODEL);
-  if (!existsSync(dir)) await symlink(await realpath(made), dir);
+  if (!existsSync(dir)) {
+    // Two starts at once (a test and a stack on one models folder) may both get here: the second finds the link.
+    await symlink(await realpath(made), dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw err;
+    });
+  }
   return dir;
 }

@@ -111,6 +111,15 @@ export function toRe2(pattern: string): string {
   return out;
 }
 
+/**
+ * A pattern written as in JavaScript, run by RE2JS (linear time whatever the input): what the style check of
+ * evaluate and a model's answer schemas use. Throws with the reason for a pattern RE2 cannot run.
+ */
+export function compilePattern(pattern: string): { test(s: string): boolean } {
+  const re = RE2JS.compile(toRe2(pattern));
+  return { test: (s: string) => re.test(s) };
+}
+
 const linearTimeRegExp: RegExpEngine = Object.assign(
   (pattern: string, flags: string) => {
     const re = RE2JS.compile(toRe2(pattern));

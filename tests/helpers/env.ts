@@ -30,7 +30,7 @@ import type { BlobStore } from '../../src/storage/blob-store';
 import { OllamaClient } from '../../src/llm/ollama';
 import { importModel, readImportPlan, type ImportPlan } from '../../src/llm/import';
 import { describeExit, startTrainer } from '../../src/activities/trainer-process';
-import { TINY_BASE_MODEL } from '../../src/embedded/tiny-model';
+import { TINY_BASE_MODEL } from '../../src/embedded/base-models';
 import { statusQuery } from '../../src/workflows/messages';
 
 export const testLog = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
@@ -128,9 +128,9 @@ export async function startTestGpuWorker(deps: GpuActivityDeps, taskQueue = uid(
  * The workers a run that trains needs: a CPU worker with the real activities and a GPU worker with the real trainer
  * (tiny model), each on its own task queue. `stop` stops the GPU worker first.
  */
-export async function startTestWorkers(deps: ActivityDeps) {
+export async function startTestWorkers(deps: ActivityDeps, trainerOverrides: Partial<GpuActivityDeps['trainer']> = {}) {
   const cpu = await startTestWorker({ deps });
-  const trainer = await testTrainer();
+  const trainer = { ...(await testTrainer()), ...trainerOverrides };
   const gpu = await startTestGpuWorker({ ...deps, trainer });
   return {
     taskQueue: cpu.taskQueue,
@@ -336,32 +336,42 @@ export async function startPipelineEnv() {
   };
 }
 
-let tinyPlan: Promise<ImportPlan> | null = null;
+const stagedBases = new Map<string, Promise<ImportPlan>>();
 
 /**
- * Imports the tiny base model into an Ollama as `tag` (the trainer stages it once per test file, exactly as the
- * register stage does): a real model for tests of serving that need no training.
+ * Imports a base model of the models folder (the tiny one unless `base` names another) into an Ollama as `tag`;
+ * the trainer stages each base once per test file, exactly as the register stage does: a real model for tests of
+ * serving that need no training, or to ask a base what it answers before training.
  */
-export async function importTinyBase(
+export async function importBase(
   ollama: OllamaClient,
   tag: string,
-  parameters?: Record<string, unknown>,
+  opts: { base?: string; parameters?: Record<string, unknown> } = {},
 ): Promise<void> {
-  tinyPlan ??= (async () => {
-    const out = await tmpDir('stage-');
-    const proc = startTrainer({
-      trainer: await testTrainer(),
-      command: 'ollama-stage',
-      args: ['--base', path.join(inject('modelsDir'), TINY_BASE_MODEL), '--out', path.join(out, 'stage')],
-      cwd: out,
-      log: testLog,
-    });
-    const x = await proc.exited;
-    if (x.code !== 0) throw new Error(describeExit('ollama-stage', x));
-    return readImportPlan(path.join(out, 'stage', 'ollama_import.json'));
-  })();
-  await importModel(ollama, await tinyPlan, tag, { parameters });
+  const base = opts.base ?? TINY_BASE_MODEL;
+  let plan = stagedBases.get(base);
+  if (!plan) {
+    plan = (async () => {
+      const out = await tmpDir('stage-');
+      const proc = startTrainer({
+        trainer: await testTrainer(),
+        command: 'ollama-stage',
+        args: ['--base', path.join(inject('modelsDir'), base), '--out', path.join(out, 'stage')],
+        cwd: out,
+        log: testLog,
+      });
+      const x = await proc.exited;
+      if (x.code !== 0) throw new Error(describeExit('ollama-stage', x));
+      return readImportPlan(path.join(out, 'stage', 'ollama_import.json'));
+    })();
+    stagedBases.set(base, plan);
+  }
+  await importModel(ollama, await plan, tag, { parameters: opts.parameters });
 }
+
+/** importBase of the tiny model. */
+export const importTinyBase = (ollama: OllamaClient, tag: string, parameters?: Record<string, unknown>) =>
+  importBase(ollama, tag, { parameters });
 
 const EXERCISES = ['squats', 'lunges', 'push-ups', 'planks', 'burpees', 'rows', 'dips', 'crunches'];
 const DAYS = ['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];

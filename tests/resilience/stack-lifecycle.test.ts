@@ -9,6 +9,7 @@ import { insertInteractions, setConsent } from '../../src/db/queries/interaction
 import { upsertModel } from '../../src/db/queries/models';
 import { modelDefinitionSchema } from '../../src/domain/model-config';
 import { procStat } from '../../src/embedded/server-process';
+import { TINY_BASE_MODEL } from '../../src/embedded/base-models';
 import { REPO_ROOT } from '../../src/embedded/temporal-dev-server';
 import { FailureType } from '../../src/domain/failures';
 import { testLog, tmpDir } from '../helpers/env';
@@ -197,6 +198,10 @@ describe('tuneloop up killed with SIGKILL during a training run', { timeout: 600
     );
     const definition = JSON.parse(await readFile(path.join(REPO_ROOT, 'samples/demo/model.json'), 'utf8'));
     definition.id = 'killcoach';
+    // The plumbing under a kill is what this test is about: the tiny model (the demo's real one is for the demo and
+    // tests/workflows/real-model.test.ts), so no house style to learn either.
+    definition.baseModel = TINY_BASE_MODEL;
+    delete definition.config.style;
     definition.config.training = { ...definition.config.training, epochs: 20, checkpointEverySteps: 4 };
     definition.config.canary = { steps: [100], holdSeconds: 1, minCalls: 0 };
     const model = await upsertModel(db, modelDefinitionSchema.parse(definition));

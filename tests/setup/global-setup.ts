@@ -7,7 +7,7 @@ import { startEmbeddedPostgres } from '../../src/embedded/embedded-postgres';
 import { startTemporalDevServer } from '../../src/embedded/temporal-dev-server';
 import { startOllama } from '../../src/embedded/ollama-server';
 import { loadConfig } from '../../src/config';
-import { ensureTinyBaseModel } from '../../src/embedded/tiny-model';
+import { ensureTinyBaseModel } from '../../src/embedded/base-models';
 import { bundleWorkflows } from '../../src/temporal/worker';
 import { freePort } from '../helpers/ports';
 

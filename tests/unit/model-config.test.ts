@@ -26,6 +26,7 @@ const TRAINING_DEFAULTS = {
   replayFraction: 0.2,
   lora: { r: 16, alpha: 32, dropout: 0.05 },
   learningRate: 2e-4,
+  lrScheduler: 'cosine',
   epochs: 3,
   effectiveBatchSize: 16,
   microBatchSize: 4,
@@ -57,9 +58,10 @@ describe('modelDefinitionSchema', () => {
         minExamples: 1,
         stages: {},
         training: TRAINING_DEFAULTS,
+        evaluation: { prompts: 64, maxNewTokens: 128, batchSize: 4 },
         serving: SERVING_DEFAULTS,
         canary: CANARY_DEFAULTS,
-        thresholds: { maxLossRegression: 0, minWinRateLowerBound: 0.5, maxSchemaValidityDrop: 0 },
+        thresholds: { maxLossRegression: 0, minWinRateLowerBound: 0.5, maxSchemaValidityDrop: 0, maxStyleDrop: 0 },
       },
     });
   });
@@ -77,9 +79,10 @@ describe('modelDefinitionSchema', () => {
       minExamples: 20,
       stages: { train: false },
       training: TRAINING_DEFAULTS,
+      evaluation: { prompts: 64, maxNewTokens: 128, batchSize: 4 },
       serving: SERVING_DEFAULTS,
       canary: CANARY_DEFAULTS,
-      thresholds: { maxLossRegression: 0.05, minWinRateLowerBound: 0.5, maxSchemaValidityDrop: 0 },
+      thresholds: { maxLossRegression: 0.05, minWinRateLowerBound: 0.5, maxSchemaValidityDrop: 0, maxStyleDrop: 0 },
     });
   });
 
@@ -143,6 +146,7 @@ describe('modelDefinitionSchema', () => {
     [{ lora: { r: 0 } }, 'lora.r'],
     [{ lora: { dropout: 1 } }, 'lora.dropout'],
     [{ learningRate: 0 }, 'learningRate'],
+    [{ lrScheduler: 'step' }, 'lrScheduler'],
     [{ effectiveBatchSize: 10, microBatchSize: 4 }, 'effectiveBatchSize'],
     [{ maxLength: 8 }, 'maxLength'],
     [{ replayFraction: 1.5 }, 'replayFraction'],
@@ -221,6 +225,26 @@ describe('modelDefinitionSchema', () => {
 
     // Assert
     expect(paths.sort()).toEqual(['config.minExamples', 'config.validationShare']);
+  });
+});
+
+describe('style and evaluation', () => {
+  it('takes a house style whose pattern the linear-time engine runs, and refuses one it cannot', () => {
+    const ok = pipelineConfigSchema.safeParse({ style: { name: 'three lines', pattern: '^Plan: .+$' } });
+    const backref = pipelineConfigSchema.safeParse({ style: { name: 'x', pattern: '(a)\\1' } });
+    const unnamed = pipelineConfigSchema.safeParse({ style: { pattern: '^a$' } });
+
+    expect(ok.success).toBe(true);
+    expect(backref.success).toBe(false);
+    expect(backref.error?.issues[0]).toMatchObject({ path: ['style', 'pattern'] });
+    expect(unnamed.error?.issues[0]?.path).toEqual(['style', 'name']);
+  });
+
+  it('defaults evaluate to 64 prompts of at most 128 new tokens in batches of 4, and bounds them', () => {
+    expect(pipelineConfigSchema.parse({}).evaluation).toEqual({ prompts: 64, maxNewTokens: 128, batchSize: 4 });
+    expect(pipelineConfigSchema.safeParse({ evaluation: { prompts: 0 } }).success).toBe(false);
+    expect(pipelineConfigSchema.safeParse({ evaluation: { maxNewTokens: 5000 } }).success).toBe(false);
+    expect(pipelineConfigSchema.safeParse({ evaluation: { batchSize: 0 } }).success).toBe(false);
   });
 });
 

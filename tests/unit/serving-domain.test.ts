@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { judgeCanary, type AliasStats } from '../../src/domain/canary';
-import { answerStats, gate, isRefusal, pairOutcome, quantile, winRate } from '../../src/domain/evaluation';
+import { answerStats, gate, isRefusal, pairOutcome, quantile, styleRate, winRate } from '../../src/domain/evaluation';
+import { compilePattern } from '../../src/llm/json-schema';
 import { bucketOf, routesToCanary } from '../../src/domain/routing';
 
 const stats = (over: Partial<AliasStats> = {}): AliasStats => ({
@@ -124,6 +125,37 @@ describe('the gate', () => {
     expect(worse.reasons[1]).toMatch(/lower bound below 0\.5/);
     expect(worse.reasons[2]).toMatch(/JSON schema validity 80\.0 %/);
     expect(diverged).toMatchObject({ passed: false, reasons: ['candidate held-out loss is NaN'] });
+  });
+
+  it('holds a candidate to the baseline’s rate of answers in the house style, within maxStyleDrop', () => {
+    // Act
+    const base = { loss: 1.5, styleRate: 0 };
+    const learned = gate({
+      candidate: { loss: 1.2, styleRate: 0.9 },
+      baseline: base,
+      baselineName: 'base',
+      judge: null,
+      thresholds: THRESHOLDS,
+    });
+    const lost = gate({
+      candidate: { loss: 1.2, styleRate: 0.5 },
+      baseline: { loss: 1.5, styleRate: 0.9 },
+      baselineName: 'production',
+      judge: null,
+      thresholds: { ...THRESHOLDS, maxStyleDrop: 0.2 },
+    });
+
+    // Assert
+    expect(learned.passed).toBe(true);
+    expect(learned.checks.find((c) => c.name === 'style')?.detail).toBe('answers in the style 90.0 % vs base 0.0 %');
+    expect(lost.reasons).toEqual(['answers in the style 50.0 % vs production 90.0 % (lower by more than 20.0 points)']);
+  });
+
+  it('counts the answers a style pattern matches, trimmed, over the whole answer', () => {
+    const style = compilePattern('^Plan: [^\\n]+\\nWhy: [^\\n]+$');
+
+    expect(styleRate(['Plan: a\nWhy: b', '  Plan: a\nWhy: b\n', 'Plan: a', 'Sure! Plan: a\nWhy: b'], style)).toBe(0.5);
+    expect(styleRate([], style)).toBeNull();
   });
 
   it('allows a loss regression up to the configured margin', () => {

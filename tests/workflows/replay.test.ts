@@ -16,7 +16,7 @@ import {
   testOllama,
   tmpDir,
 } from '../helpers/env';
-import { TINY_BASE_MODEL } from '../../src/embedded/tiny-model';
+import { TINY_BASE_MODEL } from '../../src/embedded/base-models';
 
 const HISTORIES = path.resolve(import.meta.dirname, '../histories');
 

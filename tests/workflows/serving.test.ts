@@ -5,7 +5,7 @@ import type { Db } from '../../src/db/pool';
 import { upsertModel } from '../../src/db/queries/models';
 import { modelDefinitionSchema, type ModelDefinition } from '../../src/domain/model-config';
 import { startPipeline } from '../../src/temporal/pipeline-client';
-import { TINY_BASE_MODEL } from '../../src/embedded/tiny-model';
+import { TINY_BASE_MODEL } from '../../src/embedded/base-models';
 import { FileBlobStore } from '../../src/storage';
 import { statusQuery, type PipelineResult, type PipelineStatus } from '../../src/workflows/messages';
 import {

@@ -11,7 +11,7 @@ import type { TrainProgress } from '../../src/activities/train';
 import type { Db } from '../../src/db/pool';
 import { REPO_ROOT } from '../../src/config';
 import { startPipeline } from '../../src/temporal/pipeline-client';
-import { TINY_BASE_MODEL } from '../../src/embedded/tiny-model';
+import { TINY_BASE_MODEL } from '../../src/embedded/base-models';
 import { FileBlobStore } from '../../src/storage';
 import type { PipelineResult } from '../../src/workflows/messages';
 import {
