@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from tuneloop_trainer import from_gguf as fg
+from tuneloop_trainer.checkpoint import sha256_file
 from tuneloop_trainer.protocol import BadInput
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,8 +150,8 @@ def test_writes_the_serving_copy_and_a_marker(smollm2_gguf: Path, converted: dic
 
     out, result = converted["out"], converted["result"]
     marker = json.loads((out / fg.MARKER_FILE).read_text())
-    assert marker["source_sha256"] == result["source_sha256"] == fg._sha256(str(smollm2_gguf))
-    assert marker["serving_sha256"] == fg._sha256(str(out / fg.SERVING_FILE))
+    assert marker["source_sha256"] == result["source_sha256"] == sha256_file(str(smollm2_gguf))
+    assert marker["serving_sha256"] == sha256_file(str(out / fg.SERVING_FILE))
     served = GGUFReader(str(out / fg.SERVING_FILE))
     original = GGUFReader(str(smollm2_gguf))
     assert {t.tensor_type for t in served.tensors} <= {GGMLQuantizationType.F16, GGMLQuantizationType.F32}

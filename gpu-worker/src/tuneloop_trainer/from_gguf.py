@@ -38,15 +38,14 @@ Prints one `done` line: {"outputs": {"model_dir"}, "metrics": {"parameters", "ar
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
-import os
-import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .atomic_dir import build_into, read_marker
+from .checkpoint import sha256_file
 from .protocol import BadInput, ErrorType, emit
 
 log = logging.getLogger("tuneloop_trainer.from_gguf")
@@ -160,11 +159,11 @@ def from_gguf(gguf_path: str, out_dir: str, *, tolerance: float = 1e-4) -> dict[
     if not out.parent.is_dir():
         raise BadInput(f"parent directory {out.parent} does not exist", field="--out")
     info = inspect_gguf(gguf_path)
-    source_sha256 = _sha256(gguf_path)
+    source_sha256 = sha256_file(gguf_path)
     recipe = {"format": _FORMAT_VERSION, "source_sha256": source_sha256}
     if out.exists():
         if any(out.iterdir()):
-            marker = _read_marker(out)
+            marker = read_marker(out, MARKER_FILE)
             if marker and all(marker.get(k) == v for k, v in recipe.items()):
                 log.info("%s already holds the model converted from this file; nothing to do", out)
                 return {"model_dir": str(out), **{k: marker[k] for k in marker if k not in ("format",)}}
@@ -174,11 +173,7 @@ def from_gguf(gguf_path: str, out_dir: str, *, tolerance: float = 1e-4) -> dict[
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     src = Path(gguf_path).absolute()
-    _remove_stale_builds(out)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with build_into(out) as tmp:
         log.info("reading %s (%s; %s)", src, info["architecture"], info["tensor_types"])
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
@@ -208,13 +203,8 @@ def from_gguf(gguf_path: str, out_dir: str, *, tolerance: float = 1e-4) -> dict[
         write_serving_gguf(src, tmp / SERVING_FILE)
         parameters = sum(p.numel() for p in model.parameters())
         marker = {**recipe, **info, "parameters": parameters, "max_logit_diff": max_diff, "source": src.name,
-                  "serving_file": SERVING_FILE, "serving_sha256": _sha256(str(tmp / SERVING_FILE))}  # fmt: skip
+                  "serving_file": SERVING_FILE, "serving_sha256": sha256_file(str(tmp / SERVING_FILE))}  # fmt: skip
         (tmp / MARKER_FILE).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     log.info("%s written (%d parameters; largest logit difference %.3g)", out, parameters, max_diff)
     return {"model_dir": str(out), "parameters": parameters, **info, "max_logit_diff": max_diff,
             "source_sha256": source_sha256}  # fmt: skip
@@ -282,34 +272,3 @@ def _check(model: Any, tokenizer: Any, saved: Path, tolerance: float) -> float:
 def _encode(tokenizer: Any, messages: list[dict]) -> list[int]:
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _remove_stale_builds(out: Path) -> None:
-    """Removes the build directories of conversions into `out` whose process is gone (killed, or the machine went
-    down): `.<name>.tmp-<pid>` beside it. A live process's build is left alone."""
-    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            log.info("removing %s, left by an interrupted conversion", tmp)
-            shutil.rmtree(tmp, ignore_errors=True)
-        except PermissionError:
-            pass  # another user's live process
-
-
-def _read_marker(out: Path) -> dict | None:
-    try:
-        return json.loads((out / MARKER_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None

@@ -30,12 +30,11 @@ import argparse
 import hashlib
 import json
 import logging
-import os
-import shutil
 import struct
 from importlib import resources
 from pathlib import Path
 
+from .atomic_dir import build_into, read_marker
 from .protocol import BadInput, ErrorType, emit
 
 log = logging.getLogger("tuneloop_trainer.init_tiny")
@@ -128,7 +127,7 @@ def init_tiny(out_dir: str, texts: list[str] | None = None, *, seed: int = 0, vo
         if not out.is_dir():
             raise BadInput(f"{out} exists and is not a directory", field="--out")
         if any(out.iterdir()):
-            if _read_marker(out) == recipe:
+            if read_marker(out, MARKER_FILE) == recipe:
                 log.info("%s already holds the tiny model made from these inputs; nothing to do", out)
                 return str(out)
             raise BadInput(
@@ -138,17 +137,9 @@ def init_tiny(out_dir: str, texts: list[str] | None = None, *, seed: int = 0, vo
     if not out.parent.is_dir():
         raise BadInput(f"parent directory {out.parent} does not exist", field="--out")
 
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with build_into(out) as tmp:
         _build(tmp, corpus, seed=seed, vocab_size=vocab_size)
         (tmp / MARKER_FILE).write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     log.info("tiny model written to %s", out)
     return str(out)
 
@@ -181,12 +172,6 @@ def _read_text(path: str) -> str:
         raise BadInput(f"text file {path} is empty", field="--text", type=ErrorType.DATASET_INVALID)
     return text
 
-
-def _read_marker(out: Path) -> dict | None:
-    try:
-        return json.loads((out / MARKER_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def _train_tokenizer(corpus: list[str], vocab_size: int):

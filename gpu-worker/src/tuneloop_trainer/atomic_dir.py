@@ -1,0 +1,60 @@
+"""Directories that appear whole or not at all: what init-tiny and from-gguf make.
+
+    with build_into(out) as tmp:     # `.<name>.tmp-<pid>` beside out
+        ...write into tmp...         # renamed to out when the block ends without an exception; removed otherwise
+
+A build that a killed process left behind (its pid is gone) is removed by the next build into the same place; a
+live process's build is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+log = logging.getLogger("tuneloop_trainer.atomic_dir")
+
+
+@contextmanager
+def build_into(out: Path) -> Iterator[Path]:
+    """Yields an empty build directory beside `out` (which must not exist, or be empty) and renames it to `out`."""
+    remove_stale_builds(out)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if out.exists():
+            out.rmdir()  # empty: callers refuse a non-empty one first
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_stale_builds(out: Path) -> None:
+    """Removes `.<name>.tmp-<pid>` beside `out` for every pid that no longer runs."""
+    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            log.info("removing %s, left by an interrupted build", tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:
+            pass  # another user's live process
+
+
+def read_marker(out: Path, name: str) -> dict | None:
+    """The JSON object a finished build recorded in `out/name`, or None."""
+    try:
+        value = json.loads((out / name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
