@@ -16,6 +16,7 @@ import { FailureType, permanentFailure } from './failures';
 import { requireModel } from './lookups';
 import { linesOf } from './staging';
 import { resolveBaseModel, type GpuActivityDeps } from './train';
+import { adapterFitsBase } from '../domain/base-fit';
 import { runTrainerCommand } from './trainer-command';
 import type { TrainerEvent } from './trainer-process';
 
@@ -79,8 +80,10 @@ export function createEvaluateActivities(deps: GpuActivityDeps) {
         const versions: Record<string, string | null> = {};
         versions.candidate = path.join(work, 'candidate');
         await downloadDir(deps.store, candidate.adapter_key, versions.candidate);
-        const baselineName = production?.adapter_key ? 'production' : 'base';
-        if (production?.adapter_key) {
+        // Production is the baseline when its adapter fits this base; after a change of base, the base is.
+        const comparable = production?.adapter_key && adapterFitsBase(production, model.base_model);
+        const baselineName = comparable ? 'production' : 'base';
+        if (production?.adapter_key && comparable) {
           versions.production = path.join(work, 'production');
           await downloadDir(deps.store, production.adapter_key, versions.production);
         } else {

@@ -8,6 +8,7 @@ import { withAdvisoryLock } from '../db/locks';
 import type { Db } from '../db/pool';
 import { getRun } from '../db/queries/runs';
 import { insertCandidateVersion, productionVersion } from '../db/queries/registry';
+import { adapterFitsBase } from '../domain/base-fit';
 import { parsePipelineConfig, type TrainingConfig } from '../domain/model-config';
 import { versionName } from '../domain/versions';
 import type { Logger } from '../log';
@@ -57,6 +58,8 @@ export interface TrainSummary {
   stepsExecuted: number;
   attempts: number;
   resumedFrom: number | null;
+  /** The production version whose adapter this run continued; null: it started from the base. */
+  startedFrom?: string | null;
   metrics: Record<string, unknown>;
 }
 
@@ -204,9 +207,16 @@ export function createTrainActivities(deps: GpuActivityDeps) {
         }
         let initAdapter: string | null = null;
         let replayFile: string | null = null;
+        let startedFrom: string | null = null;
         if (t.startFrom === 'production') {
           const prod = await productionVersion(deps.db, input.model);
-          if (prod?.adapter_key) {
+          if (prod?.adapter_key && !adapterFitsBase(prod, model.base_model)) {
+            log.warn(
+              { production: prod.version, productionBase: prod.base_model, base: model.base_model },
+              'production was trained on another base: starting from the base',
+            );
+          } else if (prod?.adapter_key) {
+            startedFrom = prod.version;
             initAdapter = path.join(work, 'init-adapter');
             if (!existsSync(initAdapter)) await downloadDir(deps.store, prod.adapter_key, initAdapter);
             const replay = (prod.manifest as Partial<DatasetManifest> | null)?.splits?.train;
@@ -315,6 +325,7 @@ export function createTrainActivities(deps: GpuActivityDeps) {
           runId: input.runId,
           datasetId: input.datasetId,
           adapterKey: key,
+          baseModel: model.base_model,
           metrics,
         });
         if (!row) {
@@ -334,6 +345,7 @@ export function createTrainActivities(deps: GpuActivityDeps) {
           stepsExecuted: progress.stepsExecuted,
           attempts: attempt,
           resumedFrom: resume?.step ?? null,
+          startedFrom,
           metrics,
         };
       });

@@ -162,6 +162,8 @@ export interface ModelVersionTable {
   dataset_id: string | null;
   status: string;
   adapter_key: string | null;
+  /** The base model the adapter was trained on (models.base_model at the time); null only for rows before 2026-12-03. */
+  base_model: string | null;
   ollama_tag: string | null;
   metrics: NullableJson<unknown>;
   erasure_flags: GeneratedJson<unknown[]>;

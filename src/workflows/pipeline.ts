@@ -136,5 +136,6 @@ const summarizeTrain = (t: StageResults['train']) => ({
   stepsExecuted: t.stepsExecuted,
   attempts: t.attempts,
   resumedFrom: t.resumedFrom,
+  ...(t.startedFrom !== undefined ? { startedFrom: t.startedFrom } : {}),
   ...t.metrics,
 });

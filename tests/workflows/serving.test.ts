@@ -1,5 +1,7 @@
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { symlink } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createApiKey } from '../../src/api/auth';
 import type { Db } from '../../src/db/pool';
 import { upsertModel } from '../../src/db/queries/models';
@@ -299,6 +301,9 @@ describe('the serving loop', () => {
     expect(approved.status).toBe(200);
     expect(approved.json.canary.approval).toMatchObject({ approved: true, reason: 'looks good' });
     expect(result.status).toBe('succeeded');
+    const trained = result.stages.find((x) => x.name === 'train')!.summary!;
+    expect(trained.startedFrom).toBe(first.version); // incremental: production's adapter, on the same base
+    expect(result.stages.find((x) => x.name === 'evaluate')!.summary!.baselineName).toBe('production');
     expect(rolled.status).toBe(200);
     expect(rolled.json).toMatchObject({ production: first.version, previous: second.version });
     expect(await productionOf(model)).toEqual(first);
@@ -314,6 +319,30 @@ describe('the serving loop', () => {
     expect(new Set(after.map((s) => s.version))).toEqual(new Set([first.version]));
     expect(load.seen.length).toBeGreaterThan(20);
   }, 420_000);
+
+  it('starts over from a new base, and compares with it, when the model changes its base', async () => {
+    // Arrange: the same tiny weights under another name are another base as far as lineage goes
+    const newBase = `tiny-copy-${uid()}`;
+    await symlink(path.join(inject('modelsDir'), TINY_BASE_MODEL), path.join(inject('modelsDir'), newBase));
+    model = await configure(
+      { ...model, baseModel: newBase },
+      {
+        stages: { ...ALL_STAGES, register: false, canary: false, promote: false },
+        thresholds: { maxLossRegression: 1 },
+      },
+    );
+    await seedMore(16);
+
+    // Act
+    const result = (await (await start(model)).result()) as PipelineResult;
+
+    // Assert
+    expect(result.status).toBe('succeeded');
+    expect(result.stages.find((x) => x.name === 'train')!.summary!.startedFrom).toBeNull();
+    expect(result.stages.find((x) => x.name === 'evaluate')!.summary!.baselineName).toBe('base');
+    expect((await versionOf(result.version!.id)).base_model).toBe(newBase);
+    expect((await versionOf(first.id)).base_model).toBe(TINY_BASE_MODEL);
+  }, 240_000);
 
   it('fails registration when the parity check finds Ollama answering with a wrong chat template, showing both answers', async () => {
     // Arrange: Llama 3's template for a ChatML model

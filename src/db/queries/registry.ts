@@ -66,7 +66,7 @@ export async function productionVersion(db: Conn, model: string) {
     .selectFrom('aliases as a')
     .innerJoin('model_versions as v', 'v.id', 'a.version_id')
     .leftJoin('datasets as d', 'd.id', 'v.dataset_id')
-    .select(['v.id', 'v.version', 'v.adapter_key', 'd.manifest'])
+    .select(['v.id', 'v.version', 'v.adapter_key', 'v.base_model', 'd.manifest'])
     .where('a.model_id', '=', model)
     .where('a.name', '=', 'production')
     .executeTakeFirst();
@@ -78,7 +78,15 @@ export async function productionVersion(db: Conn, model: string) {
  */
 export async function insertCandidateVersion(
   db: Conn,
-  v: { model: string; version: string; runId: string; datasetId: string; adapterKey: string; metrics: unknown },
+  v: {
+    model: string;
+    version: string;
+    runId: string;
+    datasetId: string;
+    adapterKey: string;
+    baseModel: string;
+    metrics: unknown;
+  },
 ): Promise<{ id: string } | undefined> {
   const metrics = JSON.stringify({ train: v.metrics });
   return db
@@ -90,13 +98,14 @@ export async function insertCandidateVersion(
       dataset_id: v.datasetId,
       status: 'candidate',
       adapter_key: v.adapterKey,
+      base_model: v.baseModel,
       ollama_tag: null,
       metrics,
     })
     .onConflict((oc) =>
       oc
         .columns(['model_id', 'version'])
-        .doUpdateSet({ adapter_key: v.adapterKey, metrics })
+        .doUpdateSet({ adapter_key: v.adapterKey, base_model: v.baseModel, metrics })
         .where('model_versions.run_id', '=', v.runId),
     )
     .returning('id')
