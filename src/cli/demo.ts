@@ -212,7 +212,7 @@ async function askTheModel(
   out: (s: string) => void,
 ) {
   const { id, key } = await createApiKey(db, { name: 'demo', role: 'app', appId: app, models: [model] });
-  const questions = readHeldOutQuestions().slice(0, 8);
+  const questions = readHeldOutQuestions().slice(0, 6);
   const matches = style ? compilePattern(style.pattern) : null;
   try {
     out(`\nThe app asks ${questions.length} new questions through the API (${apiUrl}/v1/chat):`);
