@@ -5,7 +5,7 @@ import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createApiKey } from '../../src/api/auth';
 import { createDb, type Db } from '../../src/db/pool';
-import { insertInteractions, setConsent } from '../../src/db/queries/interactions';
+import { readSampleDefinition, seedSample } from '../../src/cli/demo-sample';
 import { upsertModel } from '../../src/db/queries/models';
 import { modelDefinitionSchema } from '../../src/domain/model-config';
 import { procStat } from '../../src/embedded/server-process';
@@ -196,35 +196,22 @@ describe('tuneloop up killed with SIGKILL during a training run', { timeout: 600
       testLog,
       2,
     );
-    const definition = JSON.parse(await readFile(path.join(REPO_ROOT, 'samples/demo/model.json'), 'utf8'));
-    definition.id = 'killcoach';
+    const sampled = readSampleDefinition();
     // The plumbing under a kill is what this test is about: the tiny model (the demo's real one is for the demo and
     // tests/workflows/real-model.test.ts), so no house style to learn either.
-    definition.baseModel = TINY_BASE_MODEL;
-    delete definition.config.style;
-    definition.config.training = { ...definition.config.training, epochs: 20, checkpointEverySteps: 4 };
-    definition.config.canary = { steps: [100], holdSeconds: 1, minCalls: 0 };
-    const model = await upsertModel(db, modelDefinitionSchema.parse(definition));
-    const sample = (await readFile(path.join(REPO_ROOT, 'samples/demo/interactions.jsonl'), 'utf8'))
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as { id: string; subject: string; messages: never[] });
-    await db.transaction().execute(async (trx) => {
-      for (const s of new Set(sample.map((x) => x.subject))) {
-        await setConsent(trx, { appId: model.app_id, subject: s, training: true, policyVersion: 't' });
-      }
-      await insertInteractions(
-        trx,
-        sample.map((s) => ({
-          appId: model.app_id,
-          model: model.id,
-          subject: s.subject,
-          id: s.id,
-          messages: s.messages,
-          source: 'import',
-        })),
-      );
+    const { style: _style, ...config } = sampled.config;
+    const definition = modelDefinitionSchema.parse({
+      ...sampled,
+      id: 'killcoach',
+      baseModel: TINY_BASE_MODEL,
+      config: {
+        ...config,
+        training: { ...config.training, epochs: 20, checkpointEverySteps: 4 },
+        canary: { steps: [100], holdSeconds: 1, minCalls: 0 },
+      },
     });
+    const model = await upsertModel(db, definition);
+    await seedSample(db, { id: model.id, app: model.app_id }, '');
     const { key } = await createApiKey(db, { name: 'ops', role: 'operator', appId: null, models: [] });
     const api = `http://127.0.0.1:${env.TUNELOOP_API_PORT}`;
     const started = await fetch(`${api}/v1/runs`, {
