@@ -36,6 +36,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from .atomic_dir import build_into
 from .checkpoint import sha256_file
 from .protocol import BadInput, ErrorType, emit, read_json_object
 
@@ -201,10 +202,7 @@ def export_adapter(
     _check_out(out, [Path(adapter_dir)] + ([Path(base_dir)] if base_dir else []))
     importable, reason = ollama_adapter_support(base_config, adapter_config)
 
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with build_into(out, replace=True) as tmp:
         write_adapter(weights, Path(adapter_dir) / ADAPTER_CONFIG, tmp)
         metrics: dict[str, Any] = {"adapter_bytes": (tmp / ADAPTER_WEIGHTS).stat().st_size}
         if merge:
@@ -219,9 +217,6 @@ def export_adapter(
         }
         (tmp / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
         _readable(tmp)
-        _replace_dir(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     log.info("exported %s to %s%s", adapter_dir, out, " (with merged model)" if merge else "")
     architectures = (base_config or {}).get("architectures") or [None]
     return {
@@ -304,18 +299,3 @@ def _readable(root: Path) -> None:
         os.chmod(dirpath, 0o777 & ~umask)
         for name in filenames:
             os.chmod(os.path.join(dirpath, name), 0o666 & ~umask)
-
-
-def _replace_dir(tmp: Path, out: Path) -> None:
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    shutil.rmtree(old, ignore_errors=True)
-    os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except OSError:
-        os.replace(old, out)  # put the earlier export back
-        raise
-    shutil.rmtree(old, ignore_errors=True)

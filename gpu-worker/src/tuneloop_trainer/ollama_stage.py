@@ -47,11 +47,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+from .atomic_dir import build_into, read_marker
 from .checkpoint import sha256_file
 from .export import (
     ADAPTER_CONFIG,
@@ -108,10 +108,14 @@ def family_template(family: str, default_system: str | None = None) -> str:
     template = FAMILIES[family]["template"]
     if default_system is None:
         return template
-    turn = _render_family(family, [{"role": "system", "content": default_system}])
-    turn = turn[: len(turn) - len(_render_family(family, []))]  # the system turn alone, without the generation prompt
-    literal = turn.replace("{{", '{{ "{{" }}')  # text, never an action, whatever the prompt holds
+    literal = _system_turn(family, default_system).replace("{{", '{{ "{{" }}')  # text, never an action
     return '{{- if or (not .Messages) (ne (index .Messages 0).Role "system") }}' + literal + "{{ end }}" + template
+
+
+def _system_turn(family: str, content: str) -> str:
+    """The family's markup of one system turn, alone (without the generation prompt after it)."""
+    turn = _render_family(family, [{"role": "system", "content": content}])
+    return turn[: len(turn) - len(_render_family(family, []))]
 
 
 def _default_system(tokenizer: Any, family: str) -> str | None:
@@ -122,10 +126,8 @@ def _default_system(tokenizer: Any, family: str) -> str | None:
     )
     if not isinstance(rendered, str):
         return None
-    generation = _render_family(family, [])
     user = _render_family(family, [{"role": "user", "content": "x"}])
-    system = _render_family(family, [{"role": "system", "content": "\u0000"}])
-    opening, closing = system[: len(system) - len(generation)].split("\u0000")
+    opening, closing = _system_turn(family, "\u0000").split("\u0000")
     if not (rendered.startswith(opening) and rendered.endswith(closing + user)):
         return None
     return rendered[len(opening) : len(rendered) - len(closing + user)] or None
@@ -176,9 +178,8 @@ def gguf_source(base: Path) -> Path | None:
     any other directory."""
     from .from_gguf import MARKER_FILE
 
-    try:
-        marker = json.loads((base / MARKER_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    marker = read_marker(base, MARKER_FILE)
+    if marker is None:
         return None
     source = base / str(marker.get("serving_file") or "")
     if not marker.get("serving_file") or not source.is_file():
@@ -332,16 +333,13 @@ def stage(base_dir: str, adapter_dir: str | None, out_dir: str, *, merge: str = 
             method = "adapter"
 
     out = Path(out_dir).absolute()
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    with build_into(out, replace=True) as tmp:
 
-    def entry(path: Path) -> dict:
-        # Staged files are named relative to the plan (the folder is renamed into place); the base's by full path.
-        where = str(path.relative_to(tmp)) if path.is_relative_to(tmp) else str(path)
-        return {"path": where, "sha256": sha256_file(path), "size": path.stat().st_size}
+        def entry(path: Path) -> dict:
+            # Staged files are named relative to the plan (the folder is renamed into place); the base's by full path.
+            where = str(path.relative_to(tmp)) if path.is_relative_to(tmp) else str(path)
+            return {"path": where, "sha256": sha256_file(path), "size": path.stat().st_size}
 
-    try:
         files: dict[str, dict] = {}
         adapters: dict[str, dict] | None = None
         gguf = gguf_source(base)
@@ -387,11 +385,6 @@ def stage(base_dir: str, adapter_dir: str | None, out_dir: str, *, merge: str = 
             "parameters": {"stop": list(stop or []), "repeat_penalty": 1.0},
         }
         (tmp / PLAN_FILE).write_text(json.dumps(plan, indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     total = sum(e["size"] for g in (files, adapters or {}) for e in g.values())
     log.info("staged %s for Ollama (%s, %s): %d bytes", base, method, family or "custom template", total)
     return {
