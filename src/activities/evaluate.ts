@@ -81,11 +81,12 @@ export function createEvaluateActivities(deps: GpuActivityDeps) {
         versions.candidate = path.join(work, 'candidate');
         await downloadDir(deps.store, candidate.adapter_key, versions.candidate);
         // Production is the baseline when its adapter fits this base; after a change of base, the base is.
-        const comparable = production?.adapter_key && adapterFitsBase(production, model.base_model);
-        const baselineName = comparable ? 'production' : 'base';
-        if (production?.adapter_key && comparable) {
+        const productionAdapter =
+          production?.adapter_key && adapterFitsBase(production, model.base_model) ? production.adapter_key : null;
+        const baselineName = productionAdapter ? 'production' : 'base';
+        if (productionAdapter) {
           versions.production = path.join(work, 'production');
-          await downloadDir(deps.store, production.adapter_key, versions.production);
+          await downloadDir(deps.store, productionAdapter, versions.production);
         } else {
           versions.base = null;
         }
@@ -164,7 +165,7 @@ export function createEvaluateActivities(deps: GpuActivityDeps) {
         };
         let pairsKey: string | null = null;
         let answers: EvaluateSummary['answers'] = null;
-        const styleRates: Partial<Record<'candidate' | 'baseline', number | null>> = {};
+        let styleRates: Record<'candidate' | 'baseline', number | null> | null = null;
         if (promptsFile) {
           const outputs = new Map<string, { candidate?: string; baseline?: string }>();
           for await (const line of linesOf(createReadStream(generations))) {
@@ -179,26 +180,17 @@ export function createEvaluateActivities(deps: GpuActivityDeps) {
             candidate: outputs.get(id)?.candidate ?? '',
             baseline: outputs.get(id)?.baseline ?? '',
           }));
-          answers = {
-            candidate: answerStats(pairs.map((p) => p.candidate)),
-            baseline: answerStats(pairs.map((p) => p.baseline)),
-          };
+          const sides = { candidate: pairs.map((p) => p.candidate), baseline: pairs.map((p) => p.baseline) };
+          answers = { candidate: answerStats(sides.candidate), baseline: answerStats(sides.baseline) };
           if (config.style) {
             const style = compilePattern(config.style.pattern);
-            styleRates.candidate = styleRate(
-              pairs.map((p) => p.candidate),
-              style,
-            );
-            styleRates.baseline = styleRate(
-              pairs.map((p) => p.baseline),
-              style,
-            );
+            styleRates = { candidate: styleRate(sides.candidate, style), baseline: styleRate(sides.baseline, style) };
           }
           pairsKey = `runs/${input.runId}/eval/pairs.jsonl`;
           await putDerivedLines(deps, { key: pairsKey, datasetId, runId: input.runId, kind: 'eval.pairs' }, pairs);
         }
         const withStyle = (m: VersionMetrics, side: 'candidate' | 'baseline') =>
-          side in styleRates ? { ...m, styleRate: styleRates[side] ?? null } : m;
+          styleRates ? { ...m, styleRate: styleRates[side] } : m;
         const summary: EvaluateSummary = {
           candidate: withStyle(metricsOf('candidate'), 'candidate'),
           baselineName,

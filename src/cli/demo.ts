@@ -8,9 +8,10 @@ import { readHeldOutQuestions, readSampleDefinition, seedSample } from './demo-s
 import type { Logger } from '../log';
 import type { EvaluateSummary } from '../activities/evaluate';
 import { compilePattern } from '../llm/json-schema';
+import { inStyle } from '../domain/evaluation';
 import type { BlobStore } from '../storage/blob-store';
 import { startPipeline } from '../temporal/pipeline-client';
-import { DEMO_BASE_MODEL, ensureDemoBaseModel } from '../embedded/base-models';
+import { ensureDemoBaseModel } from '../embedded/base-models';
 import {
   openDb,
   openStore,
@@ -136,7 +137,15 @@ export async function runDemo(
         );
       }
       if (status?.ollama_tag) out(`  served by Ollama (${ollamaUrl(config)}) as ${status.ollama_tag}`);
-      if (ev?.pairsKey) await showSideBySide(store, ev, result.version.version, definition.config.style?.name, out);
+      if (ev?.pairsKey) {
+        await showSideBySide(
+          store,
+          ev,
+          { base: definition.baseModel, version: result.version.version },
+          definition.config.style?.name,
+          out,
+        );
+      }
     }
     await askTheModel(db, api.url, model.id, model.app_id, definition.config.style, out);
     out(`\nDone in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
@@ -165,7 +174,7 @@ export async function runDemo(
 async function showSideBySide(
   store: BlobStore,
   ev: EvaluateSummary,
-  version: string,
+  { base, version }: { base: string; version: string },
   styleName: string | undefined,
   out: (s: string) => void,
 ) {
@@ -176,7 +185,7 @@ async function showSideBySide(
     .map(
       (l) => JSON.parse(l) as { messages: { role: string; content: string }[]; candidate: string; baseline: string },
     );
-  const before = ev.baselineName === 'base' ? DEMO_BASE_MODEL : 'production';
+  const before = ev.baselineName === 'base' ? base : 'production';
   out(`\nThe same held-out questions, before (${before}) and after (${version}):`);
   for (const p of pairs.slice(0, 2)) {
     out(`  user       ${p.messages.at(-1)!.content}`);
@@ -216,7 +225,7 @@ async function askTheModel(
   const matches = style ? compilePattern(style.pattern) : null;
   try {
     out(`\nThe app asks ${questions.length} new questions through the API (${apiUrl}/v1/chat):`);
-    let inStyle = 0;
+    let styled = 0;
     let answered = 0;
     let by = '';
     for (const [i, question] of questions.entries()) {
@@ -244,7 +253,7 @@ async function askTheModel(
       }
       const answer = body.message?.content ?? '';
       answered++;
-      if (matches?.test(answer.trim())) inStyle++;
+      if (matches && inStyle(answer, matches)) styled++;
       by = `${body.version} (${body.alias})`;
       if (i < 2) {
         out(`  user       ${question}`);
@@ -252,7 +261,7 @@ async function askTheModel(
       }
     }
     if (style && answered > 0) {
-      out(`  ${inStyle} of ${answered} answers from ${by} are in the house style (${style.name})`);
+      out(`  ${styled} of ${answered} answers from ${by} are in the house style (${style.name})`);
     }
   } finally {
     await revokeApiKey(db, id);

@@ -177,8 +177,11 @@ export function gate(input: GateInput): GateResult {
   return { passed: reasons.length === 0, checks, reasons };
 }
 
-/** The share of answers that `style` matches (null for no answers). */
+/** Whether an answer is in the house style: the pattern matched against the whole answer, trimmed. */
+export const inStyle = (answer: string, style: { test(s: string): boolean }): boolean => style.test(answer.trim());
+
+/** The share of answers in the style (null for no answers). */
 export function styleRate(answers: readonly string[], style: { test(s: string): boolean }): number | null {
   if (answers.length === 0) return null;
-  return answers.filter((a) => style.test(a.trim())).length / answers.length;
+  return answers.filter((a) => inStyle(a, style)).length / answers.length;
 }

@@ -122,9 +122,9 @@ export function compilePattern(pattern: string): { test(s: string): boolean } {
 
 const linearTimeRegExp: RegExpEngine = Object.assign(
   (pattern: string, flags: string) => {
-    const re = RE2JS.compile(toRe2(pattern));
+    const re = compilePattern(pattern);
     // ajv keys compiled patterns by their toString(): without one, every pattern would share the first's key.
-    return { test: (s: string) => re.test(s), toString: () => `re2js:${flags}:${pattern}` };
+    return { test: re.test, toString: () => `re2js:${flags}:${pattern}` };
   },
   { code: 're2js' },
 );

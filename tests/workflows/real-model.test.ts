@@ -9,6 +9,7 @@ import {
   seedSample,
 } from '../../src/cli/demo-sample';
 import { DEMO_BASE_MODEL, ensureDemoBaseModel } from '../../src/embedded/base-models';
+import { styleRate } from '../../src/domain/evaluation';
 import { compilePattern } from '../../src/llm/json-schema';
 import { FileBlobStore } from '../../src/storage';
 import { startPipeline } from '../../src/temporal/pipeline-client';
@@ -102,7 +103,7 @@ describe('the loop on SmolLM2-135M-Instruct', () => {
   });
 
   it('answers held-out questions through POST /v1/chat in the house style, far more often than the base', async () => {
-    const inStyle = compilePattern(definition.config.style!.pattern);
+    const style = compilePattern(definition.config.style!.pattern);
     const questions = readHeldOutQuestions().slice(0, QUESTIONS);
     const { key } = await createApiKey(db, {
       name: 'app',
@@ -139,7 +140,7 @@ describe('the loop on SmolLM2-135M-Instruct', () => {
       });
       baseOpenings.push(r.content);
     }
-    const oursRate = ours.filter((a) => inStyle.test(a.trim())).length / QUESTIONS;
+    const oursRate = styleRate(ours, style)!;
     const baseAtMost = baseOpenings.filter((a) => a.trim().startsWith('Plan:')).length / QUESTIONS;
     // On this machine kind: ours 12 of 12, the base 0 of 12. If both had the same rate, a gap of 9 questions in 12
     // or more would come by chance in fewer than 2 runs in 10,000 (the worst case, a rate of one half).
