@@ -11,6 +11,7 @@ import {
   until,
   type Calls,
 } from '../helpers/decisions';
+import { ALL_STAGES } from '../helpers/stages';
 
 /**
  * The canary stage's decisions and the operator's approval, on Temporal's time-skipping test server with fake
@@ -19,10 +20,9 @@ import {
 
 const testEnv = useDecisionEnv();
 
-const STAGES = { train: true, evaluate: true, register: true, canary: true, promote: true };
 const STEPS = [5, 25, 50, 100];
 const config = (canary: Record<string, unknown> = {}, stages: Record<string, boolean> = {}) => ({
-  stages: { ...STAGES, ...stages },
+  stages: { ...ALL_STAGES, ...stages },
   canary: { steps: STEPS, holdSeconds: 600, minCalls: 0, ...canary },
 });
 const STATS = { calls: 50, errors: 0, p95LatencyMs: 50, feedback: 0, thumbsDown: 0, schemaChecked: 0, schemaValid: 0 };

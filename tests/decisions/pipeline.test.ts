@@ -13,6 +13,7 @@ import {
   until,
   type Calls,
 } from '../helpers/decisions';
+import { ALL_STAGES } from '../helpers/stages';
 
 /**
  * The pipeline's decisions, stage by stage, on Temporal's time-skipping test server with fake activities: how a run
@@ -22,7 +23,7 @@ import {
 
 const testEnv = useDecisionEnv();
 
-const ALL_ON = { stages: { train: true, evaluate: true, register: true, canary: true, promote: true } };
+const ALL_ON = { stages: ALL_STAGES };
 const canary = { steps: [5, 25, 50, 100], holdSeconds: 600, minCalls: 0 };
 
 /** An activity that runs (heartbeating) until it is cancelled, like a long stage the operator stops. */

@@ -23,6 +23,7 @@ import {
   tmpDir,
   uid,
 } from '../helpers/env';
+import { ALL_STAGES } from '../helpers/stages';
 
 /**
  * Erasure as an auditor checks it. Every subject's conversations carry a marker of their own; the whole loop runs
@@ -65,7 +66,7 @@ beforeAll(async () => {
     ...base,
     config: {
       validationShare: 0.5,
-      stages: { train: true, evaluate: true, register: true, canary: true, promote: true },
+      stages: ALL_STAGES,
       training: { maxSteps: 8, epochs: 2, effectiveBatchSize: 4, microBatchSize: 2, maxLength: 256 },
       judge: { model: judge, maxPairs: 6 },
       thresholds: { minWinRateLowerBound: 0, maxLossRegression: 100 },

@@ -17,6 +17,7 @@ import {
   tmpDir,
 } from '../helpers/env';
 import { TINY_BASE_MODEL } from '../../src/embedded/base-models';
+import { ALL_STAGES } from '../helpers/stages';
 
 const HISTORIES = path.resolve(import.meta.dirname, '../histories');
 
@@ -67,7 +68,7 @@ describe('replay of committed pipeline histories', () => {
           baseModel: TINY_BASE_MODEL,
           config: {
             validationShare: 0.2,
-            stages: { train: true, evaluate: true, register: true, canary: true, promote: true },
+            stages: ALL_STAGES,
             training: { maxSteps: 4, effectiveBatchSize: 4, microBatchSize: 2, maxLength: 256, learningRate: 3e-3 },
             thresholds: { maxLossRegression: 10 },
             canary: { steps: [50, 100], holdSeconds: 1, minCalls: 0 },

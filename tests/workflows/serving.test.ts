@@ -25,6 +25,7 @@ import {
   tmpDir,
   uid,
 } from '../helpers/env';
+import { ALL_STAGES } from '../helpers/stages';
 
 /**
  * The whole loop on real parts (Temporal, PostgreSQL, the Python trainer on the tiny model, Ollama, the API): a
@@ -46,7 +47,6 @@ const TRAINING = {
   learningRate: 3e-3,
   checkpointEverySteps: 50,
 };
-const ALL_STAGES = { train: true, evaluate: true, register: true, canary: true, promote: true };
 
 let db: Db;
 let drop: () => Promise<void>;
