@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
+import { DEFAULT_LIMITS, type FairUseLimits } from './api/fair-use';
 
 /** This checkout (the trainer's sources and the venv setup made are found relative to it). */
 export const REPO_ROOT = path.resolve(import.meta.dirname, '..');
@@ -70,6 +71,19 @@ export const envSchema = z
       '1mb',
     ),
     TUNELOOP_EMBEDDED_PG_PORT: withDefault(port, 54329),
+    // Fair use of the inference endpoints (src/api/fair-use.ts), per API process.
+    TUNELOOP_LIMIT_KEY_RPS: withDefault(z.coerce.number().positive().max(1_000_000), DEFAULT_LIMITS.keyRps),
+    TUNELOOP_LIMIT_KEY_BURST: withDefault(z.coerce.number().int().min(1).max(1_000_000), DEFAULT_LIMITS.keyBurst),
+    TUNELOOP_LIMIT_KEY_CONCURRENCY: withDefault(
+      z.coerce.number().int().min(1).max(100_000),
+      DEFAULT_LIMITS.keyConcurrency,
+    ),
+    TUNELOOP_LIMIT_MODEL_CONCURRENCY: withDefault(
+      z.coerce.number().int().min(1).max(100_000),
+      DEFAULT_LIMITS.modelConcurrency,
+    ),
+    TUNELOOP_LIMIT_MODEL_QUEUE: withDefault(z.coerce.number().int().min(0).max(1_000_000), DEFAULT_LIMITS.modelQueue),
+    TUNELOOP_LIMIT_MODEL_WAIT_MS: withDefault(z.coerce.number().int().min(0).max(600_000), DEFAULT_LIMITS.modelWaitMs),
     /** The trainer's Python (a venv with gpu-worker/requirements.lock); default: the one scripts/setup.sh made. */
     TUNELOOP_PYTHON: opt(z.string()),
     /** Local scratch on the GPU host: datasets, checkpoints, adapters of the runs it trains. */
@@ -126,7 +140,7 @@ export interface Config {
     /** OMP_NUM_THREADS for the trainer; null leaves torch's default. */
     threads: number | null;
   };
-  api: { port: number; host: string; bodyLimit: string };
+  api: { port: number; host: string; bodyLimit: string; limits: FairUseLimits };
   logLevel: Env['LOG_LEVEL'];
 }
 
@@ -184,7 +198,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       modelsDir: path.resolve(cwd, e.TUNELOOP_MODELS_DIR ?? path.join(home, 'models')),
       threads: e.TUNELOOP_TRAINER_THREADS ?? null,
     },
-    api: { port: e.TUNELOOP_API_PORT, host: e.TUNELOOP_API_HOST, bodyLimit: e.TUNELOOP_BODY_LIMIT },
+    api: {
+      port: e.TUNELOOP_API_PORT,
+      host: e.TUNELOOP_API_HOST,
+      bodyLimit: e.TUNELOOP_BODY_LIMIT,
+      limits: {
+        keyRps: e.TUNELOOP_LIMIT_KEY_RPS,
+        keyBurst: e.TUNELOOP_LIMIT_KEY_BURST,
+        keyConcurrency: e.TUNELOOP_LIMIT_KEY_CONCURRENCY,
+        modelConcurrency: e.TUNELOOP_LIMIT_MODEL_CONCURRENCY,
+        modelQueue: e.TUNELOOP_LIMIT_MODEL_QUEUE,
+        modelWaitMs: e.TUNELOOP_LIMIT_MODEL_WAIT_MS,
+      },
+    },
     logLevel: e.LOG_LEVEL,
   };
   return Object.freeze(config);

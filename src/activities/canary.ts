@@ -126,19 +126,27 @@ export function createCanaryActivities(deps: ActivityDeps) {
       return { since: new Date(since).toISOString() };
     },
 
-    /** Which version serves the model now (production), if any. */
+    /** Which version serves the model now (production), if any, and whether it has an incumbent behind it. */
     async servingState(input: {
       model: string;
-    }): Promise<{ production: { versionId: string; version: string } | null }> {
+    }): Promise<{ production: { versionId: string; version: string } | null; incumbent: boolean }> {
       const aliases = await servingAliases(deps.db, input.model);
+      const model = await requireModel(deps.db, input.model);
       const p = aliases.production;
-      return { production: p ? { versionId: p.versionId, version: p.version } : null };
+      return {
+        production: p ? { versionId: p.versionId, version: p.version } : null,
+        incumbent: parsePipelineConfig(model.config).incumbent !== undefined,
+      };
     },
 
-    /** The canary against production since the step began, judged by the model's margins. */
+    /**
+     * The canary against production since the step began, judged by the model's margins. Before a local version is
+     * promoted, production is the incumbent: the calls it answered as production (version_id null).
+     */
     async compareCanary(input: CompareInput): Promise<CanaryVerdict> {
       const model = await requireModel(deps.db, input.model);
-      const c = parsePipelineConfig(model.config).canary;
+      const config = parsePipelineConfig(model.config);
+      const c = { ...config.canary, incumbent: config.incumbent !== undefined };
       const since = new Date(input.since);
       const aliases = await servingAliases(deps.db, input.model);
       const canary = await aliasStats(deps.db, input.model, 'canary', input.versionId, since);
@@ -151,9 +159,10 @@ export function createCanaryActivities(deps: ActivityDeps) {
           production: empty,
         };
       }
-      const production = aliases.production
-        ? await aliasStats(deps.db, input.model, 'production', aliases.production.versionId, since)
-        : { calls: 0, errors: 0, p95LatencyMs: null, feedback: 0, thumbsDown: 0, schemaChecked: 0, schemaValid: 0 };
+      const production =
+        aliases.production || c.incumbent
+          ? await aliasStats(deps.db, input.model, 'production', aliases.production?.versionId ?? null, since)
+          : { calls: 0, errors: 0, p95LatencyMs: null, feedback: 0, thumbsDown: 0, schemaChecked: 0, schemaValid: 0 };
       const verdict = judgeCanary(canary, production, c.margins, { minCalls: c.minCalls, minFeedback: c.minFeedback });
       activityLog(deps, { model: input.model, runId: input.runId }).info(
         { verdict: verdict.verdict, reasons: verdict.reasons, canary, production },

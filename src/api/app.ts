@@ -13,8 +13,12 @@ import { createRunsRouter } from './runs.router';
 import { createSubjectsRouter } from './subjects.router';
 import { createChatRouter } from './chat.router';
 import { createModelsRouter } from './models.router';
+import { createOpenAiRouter, OPENAI_BASE } from './openai.router';
+import { DEFAULT_LIMITS, FairUse, type FairUseLimits } from './fair-use';
 import { ServingCache, ServingRecorder } from './serving';
 import type { OllamaClient } from '../llm/ollama';
+import { IncumbentClients } from '../llm/incumbent';
+import { Breakers } from '../domain/breaker';
 
 export interface ApiDeps {
   db: Db;
@@ -35,6 +39,10 @@ export interface ApiDeps {
   bodyLimit: string;
   /** How long a key that checked out is trusted without asking the database again (revocation delay). */
   authCacheMs?: number;
+  /** The models' hosted incumbents; made here (reading keys from process.env) when absent. */
+  incumbents?: IncumbentClients;
+  /** Fair use of the inference endpoints (per key and per model); DEFAULT_LIMITS when absent. */
+  limits?: FairUseLimits;
   /** How long an erasure request waits for its datasets to be rewritten before answering 202. */
   erasureWaitMs?: number;
 }
@@ -57,6 +65,24 @@ export function createApp(deps: ApiDeps): express.Express {
     }),
   );
   app.use(createHealthRouter(deps));
+  const cache = deps.cache ?? new ServingCache(deps.db);
+  const recorder = deps.recorder ?? new ServingRecorder(deps.db, deps.log);
+  app.locals.recorder = recorder;
+  const chat = {
+    ollama: deps.ollama,
+    canaryOllama: deps.canaryOllama ?? deps.ollama,
+    cache,
+    recorder,
+    log: deps.log,
+    incumbents: deps.incumbents ?? new IncumbentClients(),
+    breakers: new Breakers(),
+    fairUse: new FairUse(deps.limits ?? DEFAULT_LIMITS),
+  };
+  // The OpenAI-compatible surface answers everything, errors included, in OpenAI's shape: it has its own stack.
+  app.use(
+    OPENAI_BASE,
+    createOpenAiRouter({ ...chat, db: deps.db, bodyLimit: deps.bodyLimit, authCacheMs: deps.authCacheMs }),
+  );
   // Authenticate before reading a body: an anonymous caller gets a 401, never a parse of its payload.
   app.use('/v1', authenticate(deps.db, { cacheMs: deps.authCacheMs }));
   app.use(strictUrlEncoding);
@@ -72,18 +98,7 @@ export function createApp(deps: ApiDeps): express.Express {
       gpuHeartbeatTimeoutS: deps.gpuHeartbeatTimeoutS,
     }),
   );
-  const cache = deps.cache ?? new ServingCache(deps.db);
-  const recorder = deps.recorder ?? new ServingRecorder(deps.db, deps.log);
-  app.locals.recorder = recorder;
-  app.use(
-    createChatRouter({
-      ollama: deps.ollama,
-      canaryOllama: deps.canaryOllama ?? deps.ollama,
-      cache,
-      recorder,
-      log: deps.log,
-    }),
-  );
+  app.use(createChatRouter(chat));
   app.use(createModelsRouter({ db: deps.db, temporal: deps.temporal, taskQueue: deps.taskQueue, cache }));
   app.use(notFound);
   app.use(errorMiddleware(deps.log));

@@ -6,13 +6,13 @@ import { MAX_TURNS } from '../ingest/interaction';
 import { metadataSchema } from '../ingest/metadata';
 import { externalId, text } from '../ingest/text';
 import { assertModelAccess, principalOf, requireRole } from './auth';
-import { answerChat, streamChat, type ChatEvent, type ChatServiceDeps } from './chat.service';
+import { answerChat, streamChat, withinFairUse, type ChatEvent, type ChatServiceDeps } from './chat.service';
 import { parse } from './validate';
 
 const messageSchema = z.object({ role: z.enum(['system', 'user', 'assistant']), content: text() }).strict();
 
 /** A conversation to continue: an optional system turn, then user/assistant alternating, ending with the user. */
-const conversation = z
+export const conversation = z
   .array(messageSchema)
   .min(1, 'at least one user turn')
   .max(MAX_TURNS, `at most ${MAX_TURNS} turns`)
@@ -82,12 +82,14 @@ export function createChatRouter(deps: ChatRouterDeps) {
     const { stream, ...body } = parse(chatSchema, req, 'body');
     assertModelAccess(principal, body.model, 'body.model');
     const call = { ...body, principal, signal: gone.signal, startedAt };
-    if (stream) {
-      await streamChat(deps, call, eventWriter(res));
-      return;
-    }
-    const answer = await answerChat(deps, call);
-    if (answer) res.json(answer); // else the caller went away
+    await withinFairUse(deps, call, async () => {
+      if (stream) {
+        await streamChat(deps, call, eventWriter(res));
+        return;
+      }
+      const answer = await answerChat(deps, call);
+      if (answer) res.json(answer); // else the caller went away
+    });
   });
 
   return router;

@@ -1,21 +1,26 @@
 import { performance } from 'node:perf_hooks';
 import type { ValidateFunction } from 'ajv/dist/2020.js';
 import type { ServingVersion } from '../db/queries/registry';
+import type { Breaker, Breakers } from '../domain/breaker';
 import {
   answerFormat,
   answeredAs,
-  fallbackFor,
   routeSubject,
   type RequestedFormat,
   type Routed,
   type ServingAlias,
 } from '../domain/chat';
 import { withSystemPrompt, type ChatMessage } from '../domain/conversation';
+import type { IncumbentConfig } from '../domain/model-config';
+import { Deadline } from '../llm/deadline';
+import type { IncumbentClients } from '../llm/incumbent';
+import { IncumbentError, type IncumbentClient } from '../llm/incumbent';
 import { compileSchema, InvalidSchemaError, matchesSchema } from '../llm/json-schema';
-import { OllamaError, type ChatOptions, type OllamaClient } from '../llm/ollama';
+import { OllamaError, type ChatChunk, type ChatOptions, type OllamaClient } from '../llm/ollama';
 import type { Logger } from '../log';
 import type { Principal } from './auth';
 import { HttpError } from './errors';
+import type { FairUse } from './fair-use';
 import { newInteractionId, type ServingCache, type ServingRecorder } from './serving';
 
 export interface ChatServiceDeps {
@@ -26,14 +31,53 @@ export interface ChatServiceDeps {
   cache: ServingCache;
   recorder: ServingRecorder;
   log: Logger;
+  /** The models' hosted incumbents (made from their configs and the environment's keys). */
+  incumbents: IncumbentClients;
+  breakers: Breakers;
+  fairUse: FairUse;
 }
+
+/**
+ * Runs `fn` within the caller's fair share (fair-use.ts): the key's rate and calls in flight, then a place among
+ * the model's calls in flight. A call over its share is a 429 with Retry-After before anything is asked of a model.
+ */
+export async function withinFairUse<T>(
+  deps: ChatServiceDeps,
+  call: Pick<ChatCall, 'principal' | 'model' | 'signal'>,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const releaseKey = deps.fairUse.admitKey(call.principal.keyId);
+  try {
+    const releaseModel = await deps.fairUse.admitModel(call.model, call.signal);
+    try {
+      return await fn();
+    } finally {
+      releaseModel();
+    }
+  } finally {
+    releaseKey();
+  }
+}
+
+/** Who can answer a call: a local version (its Ollama tag) or, with `incumbent` set, the app's hosted model. */
+export interface Answerer extends Omit<ServingVersion, 'versionId'> {
+  versionId: string | null;
+  incumbent?: IncumbentClient;
+}
+
+/** The name the incumbent answers under, where a local version gives its version. */
+export const INCUMBENT_VERSION = 'incumbent';
 
 /** A validated call of POST /v1/chat. */
 export interface ChatCall {
   principal: Principal;
   model: string;
-  /** The app's pseudonymous user: routing is sticky per subject, and the call is recorded under it. */
-  subject: string;
+  /**
+   * The app's pseudonymous user: routing is sticky per subject, and the call is recorded under it. A call without
+   * one (null) is answered by production and counted, but its conversation is never recorded: no consent can
+   * apply to it.
+   */
+  subject: string | null;
   messages: ChatMessage[];
   format?: RequestedFormat;
   options?: ChatOptions;
@@ -77,12 +121,14 @@ interface Answer {
   schemaValid: boolean | null;
 }
 
-type Record_ = (by: ServingVersion | null, answer: Answer | null, err: string | null, fellBack: boolean) => void;
+type Record_ = (by: Answerer | null, answer: Answer | null, err: string | null, fellBack: boolean) => void;
 
 /** A call made ready to answer: access checked, the version chosen, the request to the model server built. */
 interface Prepared {
   id: string;
-  routed: Routed<ServingVersion>;
+  routed: Routed<Answerer>;
+  breaker: Breaker;
+  localTimeoutMs: number;
   request: {
     messages: ChatMessage[];
     format: RequestedFormat | undefined;
@@ -104,9 +150,7 @@ interface Prepared {
  */
 export async function answerChat(deps: ChatServiceDeps, call: ChatCall): Promise<ChatAnswer | null> {
   const p = await prepare(deps, call);
-  const got = await withFallback(deps.log, call, p.routed, p.record, (v) =>
-    ask(serverOf(deps, v, p.routed.production), v, p.request, p.validate, p.checkJson, call.signal),
-  );
+  const got = await withFallback(deps.log, call, p, (v) => ask(deps, p, v, call.signal));
   if (!got) return null;
   const { version: answeredBy, value: answer, error } = got;
   p.record(answeredBy, answer, error, answeredBy !== p.routed.first);
@@ -132,12 +176,23 @@ export async function answerChat(deps: ChatServiceDeps, call: ChatCall): Promise
 export async function streamChat(deps: ChatServiceDeps, call: ChatCall, send: (e: ChatEvent) => void): Promise<void> {
   const p = await prepare(deps, call);
   const t0 = performance.now();
-  const open = async (v: ServingVersion) => {
-    const it = serverOf(deps, v, p.routed.production).chatStream({ model: v.tag, ...p.request }, call.signal);
-    const head = await it.next(); // the HTTP answer and the first chunk: errors surface here
-    return { it, head };
+  const open = async (v: Answerer) => {
+    // A local version has `localTimeoutMs` to its first chunk; the incumbent its own budget (incumbent.ts).
+    const deadline = v.incumbent ? null : new Deadline(call.signal, p.localTimeoutMs);
+    const signal = deadline?.signal ?? call.signal;
+    const it: AsyncGenerator<ChatChunk> = v.incumbent
+      ? v.incumbent.chatStream({ model: v.tag, ...p.request }, signal)
+      : serverOf(deps, v, p.routed.production).chatStream({ model: v.tag, ...p.request }, signal);
+    try {
+      const head = await it.next(); // the HTTP answer and the first chunk: errors surface here
+      return { it, head };
+    } catch (err) {
+      throw deadline?.expired ? new LocalTimeout(p.localTimeoutMs) : err;
+    } finally {
+      deadline?.end();
+    }
   };
-  const got = await withFallback(deps.log, call, p.routed, p.record, open);
+  const got = await withFallback(deps.log, call, p, open);
   if (!got) return; // the caller went away
   const { version, value: opened, error } = got;
   const fellBack = version !== p.routed.first;
@@ -180,7 +235,12 @@ async function prepare(deps: ChatServiceDeps, call: ChatCall): Promise<Prepared>
   if (call.principal.appId && model.appId !== call.principal.appId) {
     throw new HttpError(403, 'forbidden', `model ${call.model} is not accessible with this key`, 'body.model');
   }
-  const routed = routeSubject(call.model, call.subject, info.aliases);
+  const incumbent = incumbentOf(deps, call.model, model.incumbent, info.aliases.production !== undefined);
+  const { breakerFailures, breakerCooldownMs, localTimeoutMs } = model.fallback;
+  const breaker = deps.breakers.for(call.model, breakerFailures, breakerCooldownMs);
+  const routed = routeSubject<Answerer>(call.model, call.subject, info.aliases, incumbent, () =>
+    breaker.allowLocal(Date.now()),
+  );
   if (!routed) throw new HttpError(503, 'no_version_serving', `model ${call.model} has no production version yet`);
   const answer = answerFormat(call.format, model.outputSchema);
   const validate = answer.schema
@@ -193,7 +253,9 @@ async function prepare(deps: ChatServiceDeps, call: ChatCall): Promise<Prepared>
       appId: model.appId,
       model: call.model,
       subject: call.subject,
-      messages: a && answeredBy ? [...call.messages, { role: 'assistant', content: a.content }] : null,
+      // Without a subject the conversation is not kept: only the call is counted.
+      messages:
+        a && answeredBy && call.subject !== null ? [...call.messages, { role: 'assistant', content: a.content }] : null,
       answeredBy: answeredBy?.versionId ?? null,
       latencyMs: performance.now() - call.startedAt,
       metadata: { ...call.metadata, servedBy: answeredBy?.version ?? null, alias: routed.alias },
@@ -205,11 +267,16 @@ async function prepare(deps: ChatServiceDeps, call: ChatCall): Promise<Prepared>
         error: err,
         latencyMs: performance.now() - call.startedAt,
         schemaValid: a && answer.checked ? a.schemaValid : null,
+        answeredBy: answeredBy ? (answeredBy.incumbent ? 'incumbent' : 'local') : null,
+        promptTokens: a?.promptTokens ?? null,
+        completionTokens: a?.completionTokens ?? null,
       },
     });
   return {
     id,
     routed,
+    breaker,
+    localTimeoutMs,
     request: {
       messages: withSystemPrompt(call.messages, model.systemPrompt),
       format: answer.format,
@@ -219,6 +286,33 @@ async function prepare(deps: ChatServiceDeps, call: ChatCall): Promise<Prepared>
     checkJson: answer.checked,
     record,
   };
+}
+
+/**
+ * The model's incumbent as an answerer, or null without one. An incumbent whose key is missing from this process's
+ * environment is left out (and logged once) while a local version serves; with nothing local it is a 502 that
+ * says what to fix, without the key's value, which the process does not have anyway.
+ */
+function incumbentOf(
+  deps: ChatServiceDeps,
+  model: string,
+  config: IncumbentConfig | null,
+  hasLocal: boolean,
+): Answerer | null {
+  if (!config) return null;
+  try {
+    const client = deps.incumbents.get(model, config);
+    return { versionId: null, version: INCUMBENT_VERSION, tag: client.model, percent: null, incumbent: client };
+  } catch (err) {
+    if (!(err instanceof IncumbentError)) throw err;
+    const key = `${model}\u0000incumbent\u0000${err.message}`;
+    if (!warned.has(key)) {
+      warned.add(key);
+      deps.log.error({ model, err: err.message }, 'the incumbent cannot be called');
+    }
+    if (hasLocal) return null;
+    throw new HttpError(502, 'incumbent_unavailable', `model ${model}'s hosted model cannot be called: ${err.message}`);
+  }
 }
 
 const warned = new Set<string>(); // once per model and reason, not once per call
@@ -252,22 +346,17 @@ function validatorFor(schema: Record<string, unknown>, model: string | null, log
  * served beside production by one server would reload it at every switch between them (a measured 25 → 300 ms
  * p50 for the tiny model, seconds for an 8B one).
  */
-function serverOf(deps: ChatServiceDeps, v: ServingVersion, production: ServingVersion): OllamaClient {
+function serverOf(deps: ChatServiceDeps, v: Answerer, production: Answerer): OllamaClient {
   return v === production ? deps.ollama : deps.canaryOllama;
 }
 
-/** One answer from one version; with a format, one more try when the first does not validate. */
-async function ask(
-  ollama: OllamaClient,
-  version: ServingVersion,
-  req: Prepared['request'],
-  validate: ValidateFunction | null,
-  checkJson: boolean,
-  signal: AbortSignal,
-): Promise<Answer> {
+/** One answer from one version or the incumbent; with a format, one more try when the first does not validate. */
+async function ask(deps: ChatServiceDeps, p: Prepared, v: Answerer, caller: AbortSignal): Promise<Answer> {
   for (let attempt = 0; ; attempt++) {
-    const r = await ollama.chat({ model: version.tag, ...req }, signal);
-    const valid = checkJson ? matchesSchema(r.content, validate) : null;
+    const r = v.incumbent
+      ? await v.incumbent.chat({ model: v.tag, ...p.request }, caller)
+      : await askLocal(serverOf(deps, v, p.routed.production), v, p, caller);
+    const valid = p.checkJson ? matchesSchema(r.content, p.validate) : null;
     if (valid === false && attempt === 0) continue;
     return {
       content: r.content,
@@ -279,44 +368,63 @@ async function ask(
   }
 }
 
+/** A local version's answer within the model's `localTimeoutMs`. */
+async function askLocal(ollama: OllamaClient, v: Answerer, p: Prepared, caller: AbortSignal) {
+  const deadline = new Deadline(caller, p.localTimeoutMs);
+  try {
+    return await ollama.chat({ model: v.tag, ...p.request }, deadline.signal);
+  } catch (err) {
+    throw deadline.expired ? new LocalTimeout(p.localTimeoutMs) : err;
+  } finally {
+    deadline.end();
+  }
+}
+
+class LocalTimeout extends Error {
+  constructor(ms: number) {
+    super(`no answer within ${ms} ms`);
+  }
+}
+
 /**
- * Asks the version routed to; when that fails and fallbackFor() names another, asks that one. Returns what answered,
- * the first version's error if there was one, and null when the caller went away. A failure with nobody left to ask
- * is a 502, recorded; a request Ollama refuses as malformed is a 400.
+ * Asks the version routed to; when it fails, the next of `routed.fallbacks` (production for a canary, the incumbent
+ * for a local version), and so on. Local failures count towards the model's breaker. Returns what answered, the
+ * first error if there was one, and null when the caller went away. A failure with nobody left to ask is recorded
+ * and answered 502 (504 for a timeout, 503 with Retry-After when the incumbent is rate-limited); a request the
+ * model server refuses as malformed is a 400.
  */
 async function withFallback<T>(
   log: Logger,
   call: ChatCall,
-  routed: Routed<ServingVersion>,
-  record: Record_,
-  attempt: (v: ServingVersion) => Promise<T>,
-): Promise<{ version: ServingVersion; value: T; error: string | null } | null> {
-  const { first } = routed;
-  try {
-    return { version: first, value: await attempt(first), error: null };
-  } catch (err) {
-    if (call.signal.aborted) return null;
-    refusedRequest(err);
-    const error = describe(err);
-    const second = fallbackFor(routed);
-    if (!second) {
-      record(null, null, error, false);
-      throw unavailable(log, call.model, first, err);
-    }
-    log.warn({ model: call.model, version: first.version, err: error }, 'canary failed; production answers');
+  p: Prepared,
+  attempt: (v: Answerer) => Promise<T>,
+): Promise<{ version: Answerer; value: T; error: string | null } | null> {
+  const chain = [p.routed.first, ...p.routed.fallbacks];
+  let firstError: string | null = null;
+  for (let i = 0; ; i++) {
+    const v = chain[i]!;
     try {
-      return { version: second, value: await attempt(second), error };
-    } catch (err2) {
+      const value = await attempt(v);
+      if (!v.incumbent) p.breaker.succeeded();
+      return { version: v, value, error: firstError };
+    } catch (err) {
       if (call.signal.aborted) return null;
-      refusedRequest(err2);
-      record(null, null, error, true);
-      throw unavailable(log, call.model, second, err2);
+      refusedRequest(err);
+      const message = describe(err);
+      firstError ??= message;
+      if (!v.incumbent) p.breaker.failed(Date.now());
+      const next = chain[i + 1];
+      if (!next) {
+        p.record(null, null, firstError, i > 0);
+        throw unavailable(log, call.model, v, err);
+      }
+      log.warn({ model: call.model, version: v.version, next: next.version, err: message }, 'fell back');
     }
   }
 }
 
 function describe(err: unknown): string {
-  if (err instanceof OllamaError) return err.message;
+  if (err instanceof OllamaError || err instanceof IncumbentError) return err.message;
   return err instanceof Error ? err.message : String(err);
 }
 
@@ -329,14 +437,24 @@ function refusedRequest(err: unknown) {
     const reason = err.message.replace(/^.*?HTTP 400: /, '');
     throw new HttpError(400, 'invalid_request', `the model server refused the request: ${reason}`, 'body');
   }
+  if (err instanceof IncumbentError && err.kind === 'refused') {
+    throw new HttpError(400, 'invalid_request', `the hosted model refused the request: ${err.message}`, 'body');
+  }
 }
 
-/** 502 to the caller without the model server's address or internals; the details go to the log. */
-function unavailable(log: Logger, model: string, version: ServingVersion, err: unknown): HttpError {
-  log.error({ model, version: version.version, err: describe(err) }, 'the model server did not answer');
-  return new HttpError(
-    502,
-    'model_unavailable',
-    `version ${version.version} of ${model} could not answer; retry shortly`,
-  );
+/**
+ * The caller's error when nothing could answer, without the model server's address or internals (the details go to
+ * the log): 504 for a timeout, 503 with Retry-After for a rate-limited incumbent, 502 otherwise.
+ */
+function unavailable(log: Logger, model: string, v: Answerer, err: unknown): HttpError {
+  log.error({ model, version: v.version, err: describe(err) }, 'the model server did not answer');
+  const who = v.incumbent ? `the hosted model of ${model}` : `version ${v.version} of ${model}`;
+  if (err instanceof LocalTimeout || (err instanceof IncumbentError && err.kind === 'timeout')) {
+    return new HttpError(504, 'model_timeout', `${who} did not answer in time; retry shortly`);
+  }
+  if (err instanceof IncumbentError && err.kind === 'rate_limited') {
+    const wait = Math.min(60, Math.max(1, err.retryAfterS ?? 5));
+    return new HttpError(503, 'model_rate_limited', `${who} is rate-limited; retry in ${wait} s`, undefined, wait);
+  }
+  return new HttpError(502, 'model_unavailable', `${who} could not answer; retry shortly`);
 }

@@ -16,7 +16,7 @@ export class HttpError extends Error {
   }
 }
 
-interface ErrorBody {
+export interface ErrorBody {
   error: { code: string; message: string; field?: string; issues?: { field: string; message: string }[] };
 }
 
@@ -48,50 +48,59 @@ export function isTemporalUnavailable(err: unknown): boolean {
   );
 }
 
+/** What an error thrown while handling a request is answered with: status, body, and Retry-After if any. */
+export function errorResponse(err: unknown): { status: number; body: ErrorBody; retryAfterS?: number } {
+  const e = err as {
+    type?: string;
+    limit?: number;
+    message?: string;
+    field?: string;
+    status?: unknown;
+    expose?: boolean;
+  };
+  if (err instanceof HttpError) {
+    return {
+      status: err.status,
+      retryAfterS: err.retryAfterS,
+      body: { error: { code: err.code, message: err.message, ...(err.field ? { field: err.field } : {}) } },
+    };
+  }
+  if (err instanceof ZodError) return { status: 400, body: zodToHttp(err, 'body') };
+  if (e?.type === 'entity.too.large') {
+    const message = `request body exceeds the limit of ${e.limit} bytes`;
+    return { status: 413, body: { error: { code: 'payload_too_large', message, field: 'body' } } };
+  }
+  if (e?.type === 'entity.invalid.utf8') {
+    // body-parser re-labels what a body check throws as a 403: the type says what it was.
+    const message = `${e.message}; nothing was stored`;
+    return { status: 400, body: { error: { code: 'invalid_utf8', message, field: e.field } } };
+  }
+  if (e?.type === 'charset.unsupported') {
+    return { status: 415, body: { error: { code: 'unsupported_charset', message: String(e.message), field: 'body' } } };
+  }
+  if (e?.type === 'entity.parse.failed') {
+    const message = 'request body is not valid JSON';
+    return { status: 400, body: { error: { code: 'invalid_json', message, field: 'body' } } };
+  }
+  if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) {
+    const message = e.expose ? String(e.message) : 'bad request';
+    return { status: e.status, body: { error: { code: 'bad_request', message } } };
+  }
+  if (isTransientDbError(err)) {
+    const message = 'the database is unavailable; retry shortly';
+    return { status: 503, retryAfterS: 2, body: { error: { code: 'database_unavailable', message } } };
+  }
+  if (isTemporalUnavailable(err)) {
+    const message = 'the workflow engine is unavailable; retry shortly';
+    return { status: 503, retryAfterS: 2, body: { error: { code: 'workflow_engine_unavailable', message } } };
+  }
+  return { status: 500, body: { error: { code: 'internal', message: 'internal error' } } };
+}
+
 export function errorMiddleware(log: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
-    let status = 500;
-    let body: ErrorBody = { error: { code: 'internal', message: 'internal error' } };
-    if (err instanceof HttpError) {
-      status = err.status;
-      if (err.retryAfterS !== undefined) res.setHeader('Retry-After', String(err.retryAfterS));
-      body = { error: { code: err.code, message: err.message, ...(err.field ? { field: err.field } : {}) } };
-    } else if (err instanceof ZodError) {
-      status = 400;
-      body = zodToHttp(err, 'body');
-    } else if (err?.type === 'entity.too.large') {
-      status = 413;
-      body = {
-        error: {
-          code: 'payload_too_large',
-          message: `request body exceeds the limit of ${err.limit} bytes`,
-          field: 'body',
-        },
-      };
-    } else if (err?.type === 'entity.invalid.utf8') {
-      // body-parser re-labels what a body check throws as a 403: the type says what it was.
-      status = 400;
-      body = { error: { code: 'invalid_utf8', message: `${err.message}; nothing was stored`, field: err.field } };
-    } else if (err?.type === 'charset.unsupported') {
-      status = 415;
-      body = { error: { code: 'unsupported_charset', message: String(err.message), field: 'body' } };
-    } else if (err?.type === 'entity.parse.failed') {
-      status = 400;
-      body = { error: { code: 'invalid_json', message: 'request body is not valid JSON', field: 'body' } };
-    } else if (typeof err?.status === 'number' && err.status >= 400 && err.status < 500) {
-      status = err.status;
-      body = { error: { code: 'bad_request', message: err.expose ? String(err.message) : 'bad request' } };
-    } else if (isTransientDbError(err)) {
-      status = 503;
-      res.setHeader('Retry-After', '2');
-      body = { error: { code: 'database_unavailable', message: 'the database is unavailable; retry shortly' } };
-    } else if (isTemporalUnavailable(err)) {
-      status = 503;
-      res.setHeader('Retry-After', '2');
-      body = {
-        error: { code: 'workflow_engine_unavailable', message: 'the workflow engine is unavailable; retry shortly' },
-      };
-    }
+    const { status, body, retryAfterS } = errorResponse(err);
+    if (retryAfterS !== undefined) res.setHeader('Retry-After', String(retryAfterS));
     if (status >= 500) (req.log ?? log).error({ err }, 'request failed');
     res.status(status).json(body);
   };

@@ -7,6 +7,7 @@ import { servingAliases, type AliasName, type ServingVersion } from '../db/queri
 import { insertServingCalls, type ServingCall } from '../db/queries/serving';
 import { servedBeforeErasure } from '../domain/chat';
 import type { ChatMessage } from '../domain/conversation';
+import type { FallbackConfig, IncumbentConfig } from '../domain/model-config';
 import type { Logger } from '../log';
 
 export interface ServingInfo {
@@ -15,6 +16,8 @@ export interface ServingInfo {
     appId: string;
     systemPrompt: string | null;
     outputSchema: Record<string, unknown> | null;
+    incumbent: IncumbentConfig | null;
+    fallback: FallbackConfig;
   } | null;
   aliases: Partial<Record<AliasName, ServingVersion>>;
 }
@@ -59,7 +62,8 @@ export interface ServedRecord {
   interactionId: string;
   appId: string;
   model: string;
-  subject: string;
+  /** Null for a call without a subject, whose conversation is never recorded (messages is null). */
+  subject: string | null;
   /** The conversation as the app sent it, with the answer appended; null when nothing answered. */
   messages: ChatMessage[] | null;
   answeredBy: string | null;
@@ -195,7 +199,8 @@ export class ServingRecorder {
         batch.filter((r) => r.messages !== null),
       );
       const answered = batch.filter(
-        (r): r is ServedRecord & { messages: ChatMessage[] } => r.messages !== null && !erasedBefore.has(r),
+        (r): r is ServedRecord & { messages: ChatMessage[]; subject: string } =>
+          r.messages !== null && r.subject !== null && !erasedBefore.has(r),
       );
       if (answered.length) {
         const subjects = await upsertSubjects(
@@ -240,7 +245,7 @@ class ErasedWhileRecording extends Error {
 /** The records whose subject was erased after the call was served. */
 async function conversationsOfErasedSubjects(trx: Conn, records: readonly ServedRecord[]): Promise<Set<ServedRecord>> {
   if (!records.length) return new Set();
-  const hashes = records.map((r) => subjectHash(r.appId, r.subject));
+  const hashes = records.map((r) => subjectHash(r.appId, r.subject ?? ''));
   const erasedAt = await lastErasedAt(trx, hashes);
   if (!erasedAt.size) return new Set();
   return new Set(

@@ -193,6 +193,10 @@ export interface ServingCallTable {
   interaction_id: string | null;
   /** The API's id for the call (the interaction's id when it answered); null on calls recorded before it existed. */
   call_id: string | null;
+  /** Who answered: a local version or the app's hosted incumbent; null when nothing did. */
+  answered_by: 'local' | 'incumbent' | null;
+  prompt_tokens: number | null;
+  completion_tokens: number | null;
   at: GeneratedTimestamp;
 }
 

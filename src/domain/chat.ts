@@ -39,33 +39,36 @@ export interface Routed<V> {
   /** The alias it answers as. */
   alias: ServingAlias;
   production: V;
+  /** Who answers, in order, when the one before fails. */
+  fallbacks: V[];
 }
 
 /**
  * Which version answers a subject: the canary for the subjects its share covers (sticky, by a hash of the subject),
- * production for everyone else. Null when the model has no production version: nothing serves it yet.
+ * production for everyone else; a call without a subject goes to production. Production is the incumbent (the
+ * app's hosted model) until a local version is promoted, and after that the fallback of every local answer. With
+ * the breaker open (the local versions keep failing) the incumbent answers alone. Null when nothing can answer.
  */
 export function routeSubject<V extends { percent: number | null }>(
   model: string,
-  subject: string,
+  subject: string | null,
   aliases: Partial<Record<ServingAlias, V>>,
+  incumbent: V | null = null,
+  localAllowed: () => boolean = () => true,
 ): Routed<V> | null {
-  const { production, canary } = aliases;
+  const production = aliases.production ?? incumbent;
   if (!production) return null;
-  if (canary && routesToCanary(model, subject, canary.percent ?? 0))
-    return { first: canary, alias: 'canary', production };
-  return { first: production, alias: 'production', production };
+  const { canary } = aliases;
+  const toCanary = canary !== undefined && subject !== null && routesToCanary(model, subject, canary.percent ?? 0);
+  const chain = toCanary ? [canary, production] : [production];
+  if (incumbent && production !== incumbent) chain.push(incumbent);
+  if (incumbent && chain[0] !== incumbent && !localAllowed()) {
+    return { first: incumbent, alias: 'production', production, fallbacks: [] };
+  }
+  return { first: chain[0]!, alias: toCanary ? 'canary' : 'production', production, fallbacks: chain.slice(1) };
 }
 
-/**
- * Who answers when the version asked first fails: production, when the canary failed (the failure counts against
- * the canary, the caller still gets an answer); nobody when production itself failed.
- */
-export function fallbackFor<V>(routed: Routed<V>): V | null {
-  return routed.first === routed.production ? null : routed.production;
-}
-
-/** The alias the caller is told answered: production's whenever production answered in the canary's place. */
+/** The alias the caller is told answered: production's whenever another answered in the canary's place. */
 export function answeredAs<V>(routed: Routed<V>, answeredBy: V): ServingAlias {
   return answeredBy === routed.first ? routed.alias : 'production';
 }

@@ -155,6 +155,58 @@ export const canaryConfigSchema = z
   });
 export type CanaryConfig = z.output<typeof canaryConfigSchema>;
 
+/**
+ * The app's hosted model (Groq, Gemini's OpenAI-compatible endpoint, OpenAI, Together, vLLM, a remote Ollama...):
+ * production until a local version wins, the fallback after. Only the name of the environment variable that holds
+ * its key is configured: the key itself is read from the API process's environment at call time and never stored,
+ * logged or sent anywhere but to `baseUrl`.
+ */
+export const incumbentConfigSchema = z
+  .object({
+    /** The OpenAI-compatible base URL, up to and including its version: https://api.groq.com/openai/v1. */
+    baseUrl: z
+      .url({ protocol: /^https?$/, error: 'expected an http(s) URL' })
+      .max(500)
+      .refine((u) => !new URL(u).username && !new URL(u).password, {
+        message: 'must not carry credentials: name the key with apiKeyEnv',
+      }),
+    /** The model's name there: llama-3.3-70b-versatile, gemini-2.5-flash, gpt-4.1-mini. */
+    model: z.string().min(1).max(200),
+    /** The environment variable holding the key (absent: the endpoint needs none, e.g. a local vLLM). */
+    apiKeyEnv: z
+      .string()
+      .regex(/^[A-Z_][A-Z0-9_]{0,99}$/, 'expected an environment variable name: upper-case letters, digits, _')
+      .optional(),
+    // Named so the error says why rather than "unrecognized key" (and never repeats the value).
+    apiKey: z
+      .never({ error: 'the key itself is never stored: put it in an environment variable and name that in apiKeyEnv' })
+      .optional(),
+    /** The whole call's budget, retries included (the first byte, for a streamed answer). */
+    timeoutMs: z.number().int().min(100).max(600_000).default(30_000),
+    /** Tries after the first on a connection error, 408, 429, 5xx, within timeoutMs. */
+    maxRetries: z.number().int().min(0).max(5).default(2),
+    /** USD per million tokens, for the migration report's bill and savings. */
+    prices: z
+      .object({ inputPerMTok: z.number().min(0).max(10_000), outputPerMTok: z.number().min(0).max(10_000) })
+      .strict()
+      .optional(),
+  })
+  .strict();
+export type IncumbentConfig = z.output<typeof incumbentConfigSchema>;
+
+/** When a local version fails often enough, the model's traffic goes to the incumbent for a while. */
+export const fallbackConfigSchema = z
+  .object({
+    /** A local answer (its first byte, streamed) that takes longer is abandoned for the incumbent's. */
+    localTimeoutMs: z.number().int().min(100).max(600_000).default(30_000),
+    /** Consecutive local failures that open the breaker. */
+    breakerFailures: z.number().int().min(1).max(1000).default(5),
+    /** How long an open breaker sends everything to the incumbent before one call probes the local version. */
+    breakerCooldownMs: z.number().int().min(100).max(3_600_000).default(30_000),
+  })
+  .strict();
+export type FallbackConfig = z.output<typeof fallbackConfigSchema>;
+
 /** A house style: a pattern over the whole answer (JavaScript syntax; run in linear time by RE2JS). */
 export const styleConfigSchema = z
   .object({
@@ -217,6 +269,9 @@ export const pipelineConfigSchema = z
     evaluation: evaluationConfigSchema.default(() => evaluationConfigSchema.parse({})),
     serving: servingConfigSchema.default(() => servingConfigSchema.parse({})),
     canary: canaryConfigSchema.default(() => canaryConfigSchema.parse({})),
+    /** The hosted model the app used before tuneloop: production until a local version is promoted. */
+    incumbent: incumbentConfigSchema.optional(),
+    fallback: fallbackConfigSchema.default(() => fallbackConfigSchema.parse({})),
     /** The gates a candidate passes before it is registered (evaluate stage). */
     thresholds: z
       .object({

@@ -247,6 +247,7 @@ export async function startApi(
     gpuTaskQueue: config.gpuTaskQueue,
     gpuHeartbeatTimeoutS: config.gpuHeartbeatTimeoutS,
     bodyLimit: config.api.bodyLimit,
+    limits: config.api.limits,
   });
   const server = await new Promise<Server>((resolve, reject) => {
     const s = app.listen(config.api.port, config.api.host, () => resolve(s));

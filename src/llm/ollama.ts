@@ -20,6 +20,8 @@ export interface ChatOptions {
   seed?: number;
   num_predict?: number;
   repeat_penalty?: number;
+  presence_penalty?: number;
+  frequency_penalty?: number;
   stop?: string[];
 }
 

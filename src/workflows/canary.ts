@@ -32,10 +32,11 @@ export async function runCanary(run: PipelineRun, c: CanaryConfig, versionId: st
     run.state.canary = null;
     return { outcome: 'rolled_back', reasons: [reason], steps: done };
   };
-  // The first version has nothing to be compared with, and the API has nothing to serve the other subjects with:
-  // it goes to production after the approval (if asked for) without traffic steps.
-  const { production } = await servingMoves.servingState({ model: run.input.model });
-  const steps = production ? c.steps : [];
+  // The first version is compared with the incumbent when the model has one (the app's hosted model serves the
+  // other subjects); without one it has nothing to be compared with, and the API nothing to serve the other
+  // subjects with: it goes to production after the approval (if asked for) without traffic steps.
+  const { production, incumbent } = await servingMoves.servingState({ model: run.input.model });
+  const steps = production || incumbent ? c.steps : [];
   for (const percent of steps) {
     if (percent === 100) break;
     const { since } = await servingMoves.setCanary({ ...ids, percent });
@@ -64,7 +65,7 @@ export async function runCanary(run: PipelineRun, c: CanaryConfig, versionId: st
   }
   return {
     outcome: 'passed',
-    reasons: production ? [] : ['no production version yet: nothing to compare with, no traffic steps'],
+    reasons: production || incumbent ? [] : ['no production version yet: nothing to compare with, no traffic steps'],
     steps: done,
   };
 }

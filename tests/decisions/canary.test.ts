@@ -79,7 +79,7 @@ describe('the canary', () => {
   it('gives the first version (no production yet) no traffic steps: nothing to compare it with', async () => {
     const calls: Calls = [];
     const fakes = fakeActivities(config(), calls);
-    fakes.servingState = async () => ({ production: null });
+    fakes.servingState = async () => ({ production: null, incumbent: false });
 
     const { result } = await runPipeline(testEnv(), fakes);
 
@@ -88,6 +88,32 @@ describe('the canary', () => {
     expect(result!.stages.find((s) => s.name === 'canary')!.summary).toMatchObject({
       reasons: ['no production version yet: nothing to compare with, no traffic steps'],
     });
+  });
+
+  it('steps the first version up against the incumbent when the model has one, and rolls it back when worse', async () => {
+    // Arrange
+    const passing: Calls = [];
+    const ok = fakeActivities(config(), passing);
+    ok.servingState = async () => ({ production: null, incumbent: true });
+    const failing: Calls = [];
+    const worse = fakeActivities(config(), failing);
+    worse.servingState = async () => ({ production: null, incumbent: true });
+    worse.compareCanary = async (input: unknown) => {
+      failing.push({ name: 'compareCanary', input });
+      return verdict('fail', ['error rate 30.0 % vs 0.0 %']);
+    };
+
+    // Act
+    const { result: promoted } = await runPipeline(testEnv(), ok);
+    const { result: rolledBack } = await runPipeline(testEnv(), worse);
+
+    // Assert
+    expect(promoted?.status).toBe('succeeded');
+    expect(percents(passing)).toEqual(STEPS.filter((p) => p < 100));
+    expect(names(passing)).toContain('promote');
+    expect(rolledBack?.status).toBe('rolled_back');
+    expect(names(failing)).toContain('endCanary');
+    expect(names(failing)).not.toContain('promote');
   });
 });
 

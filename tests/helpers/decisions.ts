@@ -159,7 +159,7 @@ export function fakeActivities(config: Record<string, unknown> = {}, calls: Call
       bytes: 1000,
       parity: { cases: 4, exact: 4, nearTie: 0, failed: 0 },
     })),
-    servingState: record('servingState', () => ({ production: { versionId: 'v-0', version: 'r0' } })),
+    servingState: record('servingState', () => ({ production: { versionId: 'v-0', version: 'r0' }, incumbent: false })),
     setCanary: record('setCanary', () => ({ since: '2026-12-03T00:00:00.000Z' })),
     compareCanary: record('compareCanary', () => ({
       verdict: 'pass' as const,

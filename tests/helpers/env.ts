@@ -18,7 +18,7 @@ import { createDb, type Db } from '../../src/db/pool';
 import { insertInteractions, setConsent } from '../../src/db/queries/interactions';
 import { upsertModel } from '../../src/db/queries/models';
 import { modelDefinitionSchema, type ModelDefinition } from '../../src/domain/model-config';
-import { createLogger } from '../../src/log';
+import { createLogger, type Logger } from '../../src/log';
 import { startPipeline } from '../../src/temporal/pipeline-client';
 import { closeServer } from '../../src/embedded/stack';
 import { installTemporalRuntime } from '../../src/temporal/temporal-runtime';
@@ -272,7 +272,7 @@ export async function readText(store: BlobStore, key: string): Promise<string> {
 
 /** The real express app on a free loopback port. */
 export async function startTestApi(
-  deps: Omit<ApiDeps, 'log' | 'bodyLimit' | 'ollama'> & { bodyLimit?: string; ollama?: OllamaClient },
+  deps: Omit<ApiDeps, 'log' | 'bodyLimit' | 'ollama'> & { bodyLimit?: string; ollama?: OllamaClient; log?: Logger },
 ) {
   const recorder = deps.recorder ?? new ServingRecorder(deps.db, testLog);
   const app = createApp({ log: testLog, bodyLimit: '64kb', ollama: testOllama(), recorder, ...deps });

@@ -1,12 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  answerFormat,
-  answeredAs,
-  ERASURE_MARGIN_MS,
-  fallbackFor,
-  routeSubject,
-  servedBeforeErasure,
-} from '../../src/domain/chat';
+import { answerFormat, answeredAs, ERASURE_MARGIN_MS, routeSubject, servedBeforeErasure } from '../../src/domain/chat';
+import { Breaker } from '../../src/domain/breaker';
 import { bucketOf } from '../../src/domain/routing';
 
 const SCHEMA = { type: 'object', properties: { answer: { type: 'string' } } };
@@ -45,7 +39,12 @@ describe('routeSubject', () => {
   const above = subjects.find((s) => bucketOf('bot', s) >= 50)!;
 
   it('sends everyone to production when there is no canary', () => {
-    expect(routeSubject('bot', below, { production })).toEqual({ first: production, alias: 'production', production });
+    expect(routeSubject('bot', below, { production })).toEqual({
+      first: production,
+      alias: 'production',
+      production,
+      fallbacks: [],
+    });
   });
 
   it("sends the subjects of the canary's share to the canary and the rest to production", () => {
@@ -56,17 +55,88 @@ describe('routeSubject', () => {
     const [inShare, outside] = [routeSubject('bot', below, aliases), routeSubject('bot', above, aliases)];
 
     // Assert
-    expect(inShare).toEqual({ first: aliases.canary, alias: 'canary', production });
-    expect(outside).toEqual({ first: production, alias: 'production', production });
+    expect(inShare).toEqual({ first: aliases.canary, alias: 'canary', production, fallbacks: [production] });
+    expect(outside).toEqual({ first: production, alias: 'production', production, fallbacks: [] });
   });
 
   it('sends nobody to a canary at 0 %', () => {
     expect(routeSubject('bot', below, { production, canary: canary(0) })?.alias).toBe('production');
   });
 
-  it('is null when nothing is in production, canary or not', () => {
+  it('sends a call without a subject to production, whatever the canary share', () => {
+    expect(routeSubject('bot', null, { production, canary: canary(100) })?.alias).toBe('production');
+  });
+
+  it('is null when nothing is in production, canary or not, and there is no incumbent', () => {
     expect(routeSubject('bot', below, {})).toBeNull();
     expect(routeSubject('bot', below, { canary: canary(100) })).toBeNull();
+  });
+});
+
+describe('routeSubject with an incumbent', () => {
+  const incumbent: Version = { name: 'incumbent', percent: null };
+  const production: Version = { name: 'production', percent: null };
+  const canary: Version = { name: 'canary', percent: 100 };
+
+  it('makes the incumbent production until a local version is', () => {
+    expect(routeSubject('bot', 'u', {}, incumbent)).toEqual({
+      first: incumbent,
+      alias: 'production',
+      production: incumbent,
+      fallbacks: [],
+    });
+  });
+
+  it("canaries the first local version against the incumbent, which answers the canary's failures", () => {
+    expect(routeSubject('bot', 'u', { canary }, incumbent)).toEqual({
+      first: canary,
+      alias: 'canary',
+      production: incumbent,
+      fallbacks: [incumbent],
+    });
+  });
+
+  it('falls back from the canary to production, then to the incumbent', () => {
+    expect(routeSubject('bot', 'u', { production, canary }, incumbent)?.fallbacks).toEqual([production, incumbent]);
+    expect(routeSubject('bot', null, { production, canary }, incumbent)?.fallbacks).toEqual([incumbent]);
+  });
+
+  it('sends everything to the incumbent while the breaker keeps local versions out', () => {
+    const routed = routeSubject('bot', 'u', { production, canary }, incumbent, () => false)!;
+    expect(routed).toEqual({ first: incumbent, alias: 'production', production, fallbacks: [] });
+  });
+
+  it('keeps local versions in when there is no incumbent to send traffic to, breaker or not', () => {
+    expect(routeSubject('bot', 'u', { production }, null, () => false)?.first).toBe(production);
+  });
+});
+
+describe('Breaker', () => {
+  it('opens after the configured consecutive failures, lets one probe through after the cool-down, and closes on its success', () => {
+    const b = new Breaker(3, 1_000);
+    b.failed(0);
+    b.failed(1);
+    b.succeeded(); // a success in between starts the count again
+    b.failed(2);
+    b.failed(3);
+    expect(b.allowLocal(4)).toBe(true);
+    b.failed(4);
+    expect(b.state(5)).toBe('open');
+    expect(b.allowLocal(500)).toBe(false);
+    expect(b.allowLocal(1_004)).toBe(true); // the probe
+    expect(b.allowLocal(1_005)).toBe(false); // only one at a time
+    b.succeeded();
+    expect(b.state(1_006)).toBe('closed');
+    expect(b.allowLocal(1_006)).toBe(true);
+  });
+
+  it('opens for another cool-down when the probe fails', () => {
+    const b = new Breaker(1, 1_000);
+    b.failed(0);
+    expect(b.allowLocal(1_000)).toBe(true);
+    b.failed(1_001);
+    expect(b.allowLocal(1_500)).toBe(false);
+    expect(b.allowLocal(2_001)).toBe(true);
   });
 });
 
@@ -79,7 +149,7 @@ describe('falling back', () => {
     const routed = routeSubject('bot', 'anyone', { production, canary })!;
 
     // Act
-    const second = fallbackFor(routed);
+    const [second] = routed.fallbacks;
 
     // Assert
     expect(second).toBe(production);
@@ -88,7 +158,7 @@ describe('falling back', () => {
   });
 
   it('has nobody to hand a failed production to', () => {
-    expect(fallbackFor(routeSubject('bot', 'anyone', { production })!)).toBeNull();
+    expect(routeSubject('bot', 'anyone', { production })!.fallbacks).toEqual([]);
   });
 });
 

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { DEFAULT_LIMITS } from '../../src/api/fair-use';
 import { ConfigError, loadConfig, redactUrl, REPO_ROOT } from '../../src/config';
 import { canaryOllamaUrl, ollamaUrl } from '../../src/embedded/stack';
 
@@ -47,7 +48,7 @@ describe('loadConfig', () => {
         modelsDir: path.resolve(cwd, '.tuneloop', 'models'),
         threads: null,
       },
-      api: { port: 8080, host: '127.0.0.1', bodyLimit: '1mb' },
+      api: { port: 8080, host: '127.0.0.1', bodyLimit: '1mb', limits: DEFAULT_LIMITS },
       logLevel: 'info',
     });
   });

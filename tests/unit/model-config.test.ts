@@ -9,6 +9,7 @@ import {
 
 /** The training defaults the issue names: r 16, alpha 32, dropout 0.05, lr 2e-4, 3 epochs, batch 16, length 2048. */
 const SERVING_DEFAULTS = { merge: 'auto', parityPrompts: 4, parityMaxTokens: 24, logitTolerance: 0.05 };
+const FALLBACK_DEFAULTS = { localTimeoutMs: 30_000, breakerFailures: 5, breakerCooldownMs: 30_000 };
 const CANARY_DEFAULTS = {
   steps: [5, 25, 50, 100],
   holdSeconds: 3600,
@@ -61,6 +62,7 @@ describe('modelDefinitionSchema', () => {
         evaluation: { prompts: 64, maxNewTokens: 128, batchSize: 4 },
         serving: SERVING_DEFAULTS,
         canary: CANARY_DEFAULTS,
+        fallback: FALLBACK_DEFAULTS,
         thresholds: { maxLossRegression: 0, minWinRateLowerBound: 0.5, maxSchemaValidityDrop: 0, maxStyleDrop: 0 },
       },
     });
@@ -82,6 +84,7 @@ describe('modelDefinitionSchema', () => {
       evaluation: { prompts: 64, maxNewTokens: 128, batchSize: 4 },
       serving: SERVING_DEFAULTS,
       canary: CANARY_DEFAULTS,
+      fallback: FALLBACK_DEFAULTS,
       thresholds: { maxLossRegression: 0.05, minWinRateLowerBound: 0.5, maxSchemaValidityDrop: 0, maxStyleDrop: 0 },
     });
   });
@@ -132,6 +135,15 @@ describe('modelDefinitionSchema', () => {
     [{ judge: { model: 'qwen2.5:7b', maxPairs: 0 } }, 'judge.maxPairs'],
     [{ serving: { stop: ['<|x|>'] } }, 'serving.stop'],
     [{ serving: { merge: 'sometimes' } }, 'serving.merge'],
+    [{ incumbent: { baseUrl: 'ftp://x/v1', model: 'm' } }, 'incumbent.baseUrl'],
+    [{ incumbent: { baseUrl: 'https://user:sk-123@api.example.com/v1', model: 'm' } }, 'incumbent.baseUrl'],
+    [{ incumbent: { baseUrl: 'https://api.groq.com/openai/v1', model: 'm', apiKey: 'sk-123' } }, 'incumbent.apiKey'],
+    [
+      { incumbent: { baseUrl: 'https://api.groq.com/openai/v1', model: 'm', apiKeyEnv: 'sk-123' } },
+      'incumbent.apiKeyEnv',
+    ],
+    [{ incumbent: { baseUrl: 'https://api.groq.com/openai/v1', model: '' } }, 'incumbent.model'],
+    [{ fallback: { breakerFailures: 0 } }, 'fallback.breakerFailures'],
   ])('rejects the bad serving config %j, naming %s', (config, field) => {
     // Act
     const r = pipelineConfigSchema.safeParse(config);

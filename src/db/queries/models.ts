@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { ModelDefinition } from '../../domain/model-config';
+import { parsePipelineConfig, type ModelDefinition } from '../../domain/model-config';
 import type { Model } from '../database';
 import type { Conn } from '../pool';
 
@@ -22,15 +22,18 @@ export async function appsOfModels(db: Conn, ids: readonly string[]): Promise<Ma
 export async function servingModel(db: Conn, id: string) {
   const row = await db
     .selectFrom('models')
-    .select(['id', 'app_id', 'system_prompt', 'output_schema'])
+    .select(['id', 'app_id', 'system_prompt', 'output_schema', 'config'])
     .where('id', '=', id)
     .executeTakeFirst();
   if (!row) return null;
+  const config = parsePipelineConfig(row.config);
   return {
     id: row.id,
     appId: row.app_id,
     systemPrompt: row.system_prompt,
     outputSchema: (row.output_schema as Record<string, unknown> | null) ?? null,
+    incumbent: config.incumbent ?? null,
+    fallback: config.fallback,
   };
 }
 

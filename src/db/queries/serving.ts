@@ -14,6 +14,10 @@ export interface ServingCall {
   interactionId: string | null;
   /** Unique per call: recording a call twice keeps one row. */
   callId: string;
+  /** Who answered (null: nobody); tokens as the answerer counted them. */
+  answeredBy?: 'local' | 'incumbent' | null;
+  promptTokens?: number | null;
+  completionTokens?: number | null;
 }
 
 export async function insertServingCalls(db: Conn, calls: readonly ServingCall[]): Promise<void> {
@@ -32,6 +36,9 @@ export async function insertServingCalls(db: Conn, calls: readonly ServingCall[]
         schema_valid: c.schemaValid,
         interaction_id: c.interactionId,
         call_id: c.callId,
+        answered_by: c.answeredBy ?? null,
+        prompt_tokens: c.promptTokens ?? null,
+        completion_tokens: c.completionTokens ?? null,
       })),
     )
     .onConflict((oc) => oc.column('call_id').doNothing())
@@ -46,7 +53,8 @@ export async function aliasStats(
   db: Conn,
   model: string,
   alias: 'production' | 'canary',
-  versionId: string,
+  /** null: the incumbent (production before a local version was promoted). */
+  versionId: string | null,
   since: Date,
 ): Promise<AliasStats> {
   const calls = await db
@@ -60,7 +68,7 @@ export async function aliasStats(
     ])
     .where('model_id', '=', model)
     .where('alias', '=', alias)
-    .where('version_id', '=', versionId)
+    .where('version_id', versionId === null ? 'is' : '=', versionId)
     .where('at', '>=', since)
     .executeTakeFirstOrThrow();
   const feedback = await db
@@ -73,7 +81,8 @@ export async function aliasStats(
     ])
     .where('c.model_id', '=', model)
     .where('c.at', '>=', since)
-    .where('i.model_version_id', '=', versionId)
+    .where('c.alias', '=', alias)
+    .where('i.model_version_id', versionId === null ? 'is' : '=', versionId)
     .executeTakeFirstOrThrow();
   return {
     calls: calls.calls,
