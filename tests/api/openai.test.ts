@@ -1,10 +1,15 @@
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { Writable } from 'node:stream';
+import { promisify } from 'node:util';
 import { sql } from 'kysely';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/api/auth';
 import type { Db } from '../../src/db/pool';
 import { upsertModel } from '../../src/db/queries/models';
+import { REPO_ROOT } from '../../src/config';
 import { modelDefinitionSchema, type ModelDefinition } from '../../src/domain/model-config';
 import { startOllama, type RunningOllama } from '../../src/embedded/ollama-server';
 import { IncumbentClients } from '../../src/llm/incumbent';
@@ -33,6 +38,12 @@ import { freePort } from '../helpers/ports';
  * answered as 502/503/504 without losing the record. A recognisable fake key never leaves the process but to the
  * provider.
  */
+
+const run = promisify(execFile);
+/** The Python client's version, as scripts/setup.sh pins it. */
+const PY_OPENAI_VERSION = /^PY_OPENAI_VERSION=(\S+)/m.exec(
+  readFileSync(path.join(REPO_ROOT, 'scripts/versions.sh'), 'utf8'),
+)![1];
 
 const SECRET = `sk-tuneloop-leak-canary-${uid()}`;
 const KEY_ENV = 'TUNELOOP_TEST_INCUMBENT_KEY';
@@ -274,6 +285,35 @@ describe('POST /openai/v1/chat/completions with the official client', () => {
       OpenAI.PermissionDeniedError,
     );
     await expect(client.models.retrieve('no-such-model')).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+  });
+});
+
+describe('the official Python client', () => {
+  it('gets a plain answer, a streamed one with usage, and a refused parameter as its BadRequestError', async () => {
+    // Act
+    const { stdout } = await run(path.join(REPO_ROOT, '.tools/py-openai/bin/python'), [
+      path.join(REPO_ROOT, 'tests/helpers/openai_smoke.py'),
+      `${api.baseUrl}/openai/v1`,
+      appKey,
+      local.id,
+    ]);
+    const got = JSON.parse(stdout);
+    await api.recorder.flush();
+
+    // Assert
+    expect(got.version).toBe(PY_OPENAI_VERSION);
+    expect(got.plain).toMatchObject({ fingerprint: 'v1' });
+    expect(['stop', 'length']).toContain(got.plain.finish);
+    expect(got.plain.usage.prompt_tokens).toBeGreaterThan(0);
+    expect(got.stream.usage.completion_tokens).toBeGreaterThan(0);
+    expect(got.refused).toEqual({ status: 400, param: 'n', type: 'BadRequestError' });
+    const stored = await db
+      .selectFrom('interactions')
+      .select(['id', 'messages'])
+      .where('id', 'in', [got.plain.id, got.stream.id])
+      .execute();
+    expect(stored).toHaveLength(2);
+    expect(stored.find((r) => r.id === got.stream.id)!.messages.at(-1)!.content).toBe(got.stream.content);
   });
 });
 
