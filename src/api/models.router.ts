@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { Db } from '../db/pool';
 import { audit } from '../db/queries/audit';
 import { listModels, getModel, modelExists } from '../db/queries/models';
+import { migrationReport } from '../db/queries/migration';
 import { aliasHistory, aliasVersions, listAliases, listVersions } from '../db/queries/registry';
 import { slug } from '../domain/model-config';
 import { text } from '../ingest/text';
@@ -15,6 +16,7 @@ import { parse } from './validate';
 
 const modelParams = z.object({ model: slug }).strict();
 const rollbackBody = z.object({ reason: text(2000).optional() }).strict();
+const migrationQuery = z.object({ days: z.coerce.number().int().min(1).max(366).default(30) }).strict();
 
 export interface ModelsRouterDeps {
   db: Db;
@@ -95,6 +97,23 @@ export function createModelsRouter({ db, temporal, taskQueue, cache }: ModelsRou
         at: h.at,
       })),
     });
+  });
+
+  /**
+   * The migration off the hosted incumbent, over the last `days` days: who serves now, the share of calls answered
+   * locally vs by the incumbent per day, fallbacks, each side's latency, tokens and (with the incumbent's prices)
+   * what the incumbent cost and what the local share saved, and the canary verdicts of recent runs.
+   */
+  router.get('/v1/models/:model/migration', requireRole('app', 'operator'), async (req, res) => {
+    const p = principalOf(req);
+    const { model } = parse(modelParams, req, 'params');
+    const { days } = parse(migrationQuery, req, 'query');
+    assertModelAccess(p, model, 'params.model');
+    const m = await getModel(db, model);
+    if (!m || (p.appId && m.app_id !== p.appId)) {
+      throw new HttpError(404, 'model_not_found', `model ${model} does not exist`, 'params.model');
+    }
+    res.json(await migrationReport(db, m, days));
   });
 
   router.post('/v1/models/:model/rollback', requireRole('operator'), async (req, res) => {

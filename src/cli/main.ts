@@ -3,10 +3,12 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, loadConfig, type Config } from '../config';
 import { createLogger, type Logger } from '../log';
 import { migrateToLatest } from '../db/migrate';
-import { appsOfModels, modelExists, upsertModel } from '../db/queries/models';
+import { migrationReport } from '../db/queries/migration';
+import { appsOfModels, getModel, modelExists, upsertModel } from '../db/queries/models';
 import { compileSchema } from '../llm/json-schema';
 import { getRun, listRuns } from '../db/queries/runs';
 import { createApiKey } from '../api/auth';
+import { describeMigration } from '../domain/migration';
 import { modelDefinitionSchema, slug } from '../domain/model-config';
 import { MAX_BATCH } from '../ingest/interaction';
 import { startPipeline } from '../temporal/pipeline-client';
@@ -280,7 +282,7 @@ export function buildProgram(): Command {
 
   program
     .command('status [run]')
-    .description('list recent runs, or show one run')
+    .description('list recent runs, or show one run; with --model, the migration off its incumbent first')
     .option('--model <id>', 'only this model', slugArg)
     .action((runId: string | undefined, opts: { model?: string }) =>
       oneShot(async ({ config, log, stack }) => {
@@ -290,6 +292,11 @@ export function buildProgram(): Command {
           if (!run) throw new UsageError(`run ${runId} not found`);
           console.log(JSON.stringify(run, null, 2));
           return;
+        }
+        if (opts.model) {
+          const model = await getModel(db, opts.model);
+          if (!model) throw new UsageError(`model ${opts.model} not found`);
+          console.log(describeMigration(await migrationReport(db, model, 30)));
         }
         const runs = await listRuns(db, { model: opts.model, limit: 20 });
         if (!runs.length) console.log('no runs yet');

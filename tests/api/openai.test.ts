@@ -496,6 +496,41 @@ describe('the incumbent', () => {
   });
 });
 
+describe('the migration report', () => {
+  it('shows who answered, the fallbacks and what the incumbent cost, per model', async () => {
+    // Act: after the calls above
+    await api.recorder.flush();
+    const hostedOnly = await api.call('GET', `/v1/models/${onlyHosted.id}/migration`, appKey);
+    const withFallbacks = await api.call('GET', `/v1/models/${failing.id}/migration?days=7`, appKey);
+    const localFirst = await api.call('GET', `/v1/models/${local.id}/migration`, appKey);
+
+    // Assert
+    expect(hostedOnly.status).toBe(200);
+    expect(hostedOnly.json.serving.production).toBe('incumbent');
+    expect(hostedOnly.json.incumbent).toEqual({
+      model: 'hosted-model',
+      prices: { inputPerMTok: 0.5, outputPerMTok: 1.5 },
+    });
+    expect(hostedOnly.json.totals.answeredLocally).toBe(0);
+    expect(hostedOnly.json.totals.answeredByIncumbent).toBeGreaterThan(0);
+    expect(hostedOnly.json.totals.unanswered).toBeGreaterThan(0); // the faults
+    expect(hostedOnly.json.totals.cost.incumbentUsd).toBeGreaterThan(0);
+    expect(hostedOnly.json.daily[0].incumbentP95).toBeGreaterThan(0);
+    expect(withFallbacks.json.window.days).toBe(7);
+    expect(withFallbacks.json.totals).toMatchObject({ fallbacks: 3, answeredByIncumbent: 5, localShare: 0 });
+    expect(localFirst.json.serving.production).toBe('v1');
+    expect(localFirst.json.totals.localShare).toBeGreaterThan(0.5);
+    expect(localFirst.json.totals.cost).toBeNull();
+  });
+
+  it('refuses a bad window, and a model outside the key', async () => {
+    expect((await api.call('GET', `/v1/models/${local.id}/migration?days=0`, appKey)).json.error.field).toBe(
+      'query.days',
+    );
+    expect((await api.call('GET', `/v1/models/${local.id}/migration`, otherKey)).status).toBe(403);
+  });
+});
+
 describe('fair use', () => {
   it("refuses one key's flood with 429 and Retry-After while another key's calls are all answered", async () => {
     // Arrange: a key that may have 2 calls in flight and 3 per burst, on its own API
