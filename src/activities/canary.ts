@@ -171,14 +171,17 @@ export function createCanaryActivities(deps: ActivityDeps) {
       return verdict;
     },
 
-    /** Takes the canary out (its subjects go back to production) and marks the version rolled back. */
+    /**
+     * Takes the canary out (its subjects go back to production), and the shadow alias if it still points at the
+     * version (a run that ends mid-shadow), and marks the version rolled back.
+     */
     async endCanary(input: EndCanaryInput): Promise<void> {
       await deps.db.transaction().execute(async (trx) => {
-        const current = await aliasVersionId(trx, input.model, 'canary');
-        if (current === input.versionId) {
+        for (const name of ['canary', 'shadow'] as const) {
+          if ((await aliasVersionId(trx, input.model, name)) !== input.versionId) continue;
           await moveAlias(trx, {
             model: input.model,
-            name: 'canary',
+            name,
             versionId: null,
             percent: null,
             actor: actorOf(input.runId),

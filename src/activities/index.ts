@@ -8,6 +8,7 @@ import { createJudgeActivities } from './judge';
 import { createGateActivities } from './gate';
 import { createCanaryActivities } from './canary';
 import { createPromoteActivities } from './promote';
+import { createShadowActivities } from './shadow';
 
 export type { ActivityDeps } from './deps';
 
@@ -24,6 +25,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createErasureActivities(deps),
     ...createJudgeActivities(deps),
     ...createGateActivities(deps),
+    ...createShadowActivities(deps),
     ...createCanaryActivities(deps),
     ...createPromoteActivities(deps),
   };

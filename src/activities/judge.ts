@@ -3,7 +3,7 @@ import type { ChatMessage } from '../domain/conversation';
 import { getVersion, mergeVersionMetrics } from '../db/queries/registry';
 import { pairOutcome, winRate, type PairOutcome, type Verdict, type WinRate } from '../domain/evaluation';
 import { parsePipelineConfig } from '../domain/model-config';
-import { GREEDY } from '../llm/ollama';
+import { GREEDY, type OllamaClient } from '../llm/ollama';
 import { activityLog, type ActivityDeps } from './deps';
 import { putDerivedLines, type DerivedLine } from './derived';
 import { FailureType, permanentFailure } from './failures';
@@ -61,6 +61,43 @@ function parseVerdict(content: string): Verdict | null {
   }
 }
 
+/**
+ * One pair judged twice, the candidate first as A and then as B; a verdict that flips with the order is a tie.
+ * `invalid` counts the verdicts that were not JSON of the schema (taken as ties).
+ */
+export async function judgePair(
+  ollama: OllamaClient,
+  judge: { model: string; criteria?: string },
+  messages: ChatMessage[],
+  candidate: string,
+  baseline: string,
+  signal: AbortSignal,
+): Promise<{
+  first: { verdict: Verdict; raw: string };
+  second: { verdict: Verdict; raw: string };
+  outcome: PairOutcome;
+  invalid: number;
+}> {
+  let invalid = 0;
+  const ask = async (a: string, b: string) => {
+    const r = await ollama.chat(
+      {
+        model: judge.model,
+        messages: judgePrompt(messages, a, b, judge.criteria),
+        format: VERDICT_SCHEMA as unknown as Record<string, unknown>,
+        options: { ...GREEDY, num_predict: 200 },
+      },
+      signal,
+    );
+    const v = parseVerdict(r.content);
+    if (v === null) invalid++;
+    return { verdict: v ?? ('tie' as const), raw: r.content };
+  };
+  const first = await ask(candidate, baseline); // candidate is A
+  const second = await ask(baseline, candidate); // candidate is B
+  return { first, second, outcome: pairOutcome(first.verdict, second.verdict), invalid };
+}
+
 export function createJudgeActivities(deps: ActivityDeps) {
   return {
     /**
@@ -97,23 +134,13 @@ export function createJudgeActivities(deps: ActivityDeps) {
           candidate: string;
           baseline: string;
         };
-        const ask = async (a: string, b: string) => {
-          const r = await deps.ollama.chat(
-            {
-              model: judge.model,
-              messages: judgePrompt(p.messages, a, b, judge.criteria),
-              format: VERDICT_SCHEMA as unknown as Record<string, unknown>,
-              options: { ...GREEDY, num_predict: 200 },
-            },
-            ctx.cancellationSignal,
-          );
-          const v = parseVerdict(r.content);
-          if (v === null) invalid++;
-          return { verdict: v ?? 'tie', raw: r.content };
-        };
-        const first = await ask(p.candidate, p.baseline); // candidate is A
-        const second = await ask(p.baseline, p.candidate); // candidate is B
-        const outcome = pairOutcome(first.verdict, second.verdict);
+        const {
+          first,
+          second,
+          outcome,
+          invalid: bad,
+        } = await judgePair(deps.ollama, judge, p.messages, p.candidate, p.baseline, ctx.cancellationSignal);
+        invalid += bad;
         if (outcome === 'tie' && first.verdict !== 'tie' && second.verdict !== 'tie') disagreements++;
         outcomes.push(outcome);
         lines.push({ id: p.id, row: p.row, candidateFirst: first, candidateSecond: second, outcome });

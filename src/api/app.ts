@@ -15,6 +15,7 @@ import { createChatRouter } from './chat.router';
 import { createModelsRouter } from './models.router';
 import { createOpenAiRouter, OPENAI_BASE } from './openai.router';
 import { DEFAULT_LIMITS, FairUse, type FairUseLimits } from './fair-use';
+import { ShadowRunner } from './shadow';
 import { ServingCache, ServingRecorder } from './serving';
 import type { OllamaClient } from '../llm/ollama';
 import { IncumbentClients } from '../llm/incumbent';
@@ -41,6 +42,8 @@ export interface ApiDeps {
   authCacheMs?: number;
   /** The models' hosted incumbents; made here (reading keys from process.env) when absent. */
   incumbents?: IncumbentClients;
+  /** The shadow stage's background candidate calls; made here when absent (the caller closes it on shutdown). */
+  shadow?: ShadowRunner;
   /** Fair use of the inference endpoints (per key and per model); DEFAULT_LIMITS when absent. */
   limits?: FairUseLimits;
   /** How long an erasure request waits for its datasets to be rewritten before answering 202. */
@@ -77,7 +80,9 @@ export function createApp(deps: ApiDeps): express.Express {
     incumbents: deps.incumbents ?? new IncumbentClients(),
     breakers: new Breakers(),
     fairUse: new FairUse(deps.limits ?? DEFAULT_LIMITS),
+    shadow: deps.shadow ?? new ShadowRunner(deps.db, deps.canaryOllama ?? deps.ollama, recorder, deps.log),
   };
+  app.locals.shadow = chat.shadow;
   // The OpenAI-compatible surface answers everything, errors included, in OpenAI's shape: it has its own stack.
   app.use(
     OPENAI_BASE,

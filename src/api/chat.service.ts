@@ -11,6 +11,7 @@ import {
   type ServingAlias,
 } from '../domain/chat';
 import { withSystemPrompt, type ChatMessage } from '../domain/conversation';
+import { inShadowShare } from '../domain/shadow';
 import type { IncumbentConfig } from '../domain/model-config';
 import { Deadline } from '../llm/deadline';
 import type { IncumbentClients } from '../llm/incumbent';
@@ -21,6 +22,7 @@ import type { Logger } from '../log';
 import type { Principal } from './auth';
 import { HttpError } from './errors';
 import type { FairUse } from './fair-use';
+import type { ShadowRunner } from './shadow';
 import { newInteractionId, type ServingCache, type ServingRecorder } from './serving';
 
 export interface ChatServiceDeps {
@@ -35,6 +37,8 @@ export interface ChatServiceDeps {
   incumbents: IncumbentClients;
   breakers: Breakers;
   fairUse: FairUse;
+  /** Where the shadow stage's candidate answers production's calls in the background; no shadowing without. */
+  shadow?: ShadowRunner;
 }
 
 /**
@@ -137,6 +141,8 @@ interface Prepared {
   validate: ValidateFunction | null;
   checkJson: boolean;
   record: Record_;
+  /** Hands a production answer to the shadow's candidate, when this call is in the shadow's share. */
+  shadow: (answeredBy: Answerer, content: string) => void;
 }
 
 /**
@@ -154,6 +160,7 @@ export async function answerChat(deps: ChatServiceDeps, call: ChatCall): Promise
   if (!got) return null;
   const { version: answeredBy, value: answer, error } = got;
   p.record(answeredBy, answer, error, answeredBy !== p.routed.first);
+  p.shadow(answeredBy, answer.content);
   return {
     id: p.id,
     model: call.model,
@@ -219,6 +226,7 @@ export async function streamChat(deps: ChatServiceDeps, call: ChatCall, send: (e
   const schemaValid = p.checkJson ? matchesSchema(content, p.validate) : null;
   const usage = { promptTokens: last.promptTokens ?? null, completionTokens: last.completionTokens ?? null };
   p.record(version, { content, doneReason: last.doneReason ?? null, ...usage, schemaValid }, error, fellBack);
+  p.shadow(version, content);
   send({
     event: 'done',
     doneReason: last.doneReason ?? null,
@@ -272,19 +280,40 @@ async function prepare(deps: ChatServiceDeps, call: ChatCall): Promise<Prepared>
         completionTokens: a?.completionTokens ?? null,
       },
     });
+  const request = {
+    messages: withSystemPrompt(call.messages, model.systemPrompt),
+    format: answer.format,
+    options: call.options,
+  };
+  const candidate = info.aliases.shadow;
+  const shadow = (answeredBy: Answerer, content: string) => {
+    // Production's own answers to calls with a subject (their conversation is recorded: the pair hangs off it).
+    if (!deps.shadow || !candidate || call.subject === null) return;
+    if (answeredBy !== routed.first || routed.alias !== 'production') return;
+    if (!inShadowShare(id, model.shadow.share)) return;
+    deps.shadow.offer({
+      model: call.model,
+      versionId: candidate.versionId,
+      tag: candidate.tag,
+      interactionId: id,
+      request,
+      messages: call.messages,
+      productionAnswer: content,
+      productionLatencyMs: performance.now() - call.startedAt,
+      maxInFlight: model.shadow.maxInFlight,
+      timeoutMs: localTimeoutMs,
+    });
+  };
   return {
     id,
     routed,
     breaker,
     localTimeoutMs,
-    request: {
-      messages: withSystemPrompt(call.messages, model.systemPrompt),
-      format: answer.format,
-      options: call.options,
-    },
+    request,
     validate,
     checkJson: answer.checked,
     record,
+    shadow,
   };
 }
 

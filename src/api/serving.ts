@@ -7,7 +7,7 @@ import { servingAliases, type AliasName, type ServingVersion } from '../db/queri
 import { insertServingCalls, type ServingCall } from '../db/queries/serving';
 import { servedBeforeErasure } from '../domain/chat';
 import type { ChatMessage } from '../domain/conversation';
-import type { FallbackConfig, IncumbentConfig } from '../domain/model-config';
+import type { FallbackConfig, IncumbentConfig, ShadowConfig } from '../domain/model-config';
 import type { Logger } from '../log';
 
 export interface ServingInfo {
@@ -18,6 +18,7 @@ export interface ServingInfo {
     outputSchema: Record<string, unknown> | null;
     incumbent: IncumbentConfig | null;
     fallback: FallbackConfig;
+    shadow: ShadowConfig;
   } | null;
   aliases: Partial<Record<AliasName, ServingVersion>>;
 }

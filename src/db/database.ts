@@ -200,6 +200,22 @@ export interface ServingCallTable {
   at: GeneratedTimestamp;
 }
 
+export interface ShadowPairTable {
+  id: Generated<string>;
+  model_id: string;
+  version_id: string;
+  interaction_id: string | null;
+  status: 'answered' | 'failed' | 'dropped';
+  messages: NullableJson<unknown>;
+  production_answer: string | null;
+  candidate_answer: string | null;
+  production_latency_ms: number | null;
+  candidate_latency_ms: number | null;
+  error: string | null;
+  outcome: 'win' | 'loss' | 'tie' | null;
+  at: GeneratedTimestamp;
+}
+
 export interface CheckpointTable {
   id: Generated<string>;
   run_id: string;
@@ -260,6 +276,7 @@ export interface Database {
   subjects: SubjectTable;
   consent_events: ConsentEventTable;
   interactions: InteractionTable;
+  shadow_pairs: ShadowPairTable;
   feedback: FeedbackTable;
   runs: RunTable;
   datasets: DatasetTable;

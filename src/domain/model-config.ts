@@ -11,6 +11,7 @@ export const STAGES = [
   'train',
   'evaluate',
   'register',
+  'shadow',
   'canary',
   'promote',
 ] as const;
@@ -194,6 +195,38 @@ export const incumbentConfigSchema = z
   .strict();
 export type IncumbentConfig = z.output<typeof incumbentConfigSchema>;
 
+/**
+ * The shadow stage: a share of production's live calls is also answered by the candidate in the background (never
+ * shown, never slowing the caller), and the pairs are judged before any user sees the candidate.
+ */
+export const shadowConfigSchema = z
+  .object({
+    /** Share of production's calls with a subject that the candidate answers too. */
+    share: z.number().gt(0).max(1).default(0.25),
+    /** Candidate calls in flight at once per API process; a call beyond is dropped (and counted). */
+    maxInFlight: z.number().int().min(1).max(1024).default(4),
+    holdSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(7 * 24 * 3600)
+      .default(3600),
+    /** Pairs (answered or failed) the verdict needs. */
+    minPairs: z.number().int().min(1).max(100_000).default(30),
+    maxExtensions: z.number().int().min(0).max(100).default(3),
+    insufficientTraffic: z.enum(['rollback', 'proceed']).default('rollback'),
+    /** With a judge: the 95 % lower bound of the candidate's win-or-tie rate must reach this. */
+    minWinOrTie: z.number().min(0).max(1).default(0.5),
+    /** The candidate's share of failed answers may be at most this. */
+    maxErrorRate: z.number().min(0).max(1).default(0.05),
+    /** The candidate's p95 latency may be at most this multiple of production's on the same calls. */
+    maxLatencyRatio: z.number().min(1).max(100).default(2),
+    /** Pairs judged per verdict at most (each is two judge calls). */
+    maxJudged: z.number().int().min(1).max(10_000).default(200),
+  })
+  .strict();
+export type ShadowConfig = z.output<typeof shadowConfigSchema>;
+
 /** When a local version fails often enough, the model's traffic goes to the incumbent for a while. */
 export const fallbackConfigSchema = z
   .object({
@@ -272,6 +305,7 @@ export const pipelineConfigSchema = z
     /** The hosted model the app used before tuneloop: production until a local version is promoted. */
     incumbent: incumbentConfigSchema.optional(),
     fallback: fallbackConfigSchema.default(() => fallbackConfigSchema.parse({})),
+    shadow: shadowConfigSchema.default(() => shadowConfigSchema.parse({})),
     /** The gates a candidate passes before it is registered (evaluate stage). */
     thresholds: z
       .object({

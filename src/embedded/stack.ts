@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { Server } from 'node:http';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
+import { ShadowRunner } from '../api/shadow';
 import { createApp } from '../api/app';
 import { ServingRecorder } from '../api/serving';
 import { resumePendingErasures } from '../temporal/erasure-client';
@@ -240,9 +241,13 @@ export async function startApi(
   const recorder = new ServingRecorder(deps.db, deps.log);
   // Added before the server, so stopped after it: what the last requests served is written before exit.
   stack.add('serving-recorder', () => recorder.close());
+  // Closed before the recorder: the candidate calls in flight write their pairs through it.
+  const shadow = new ShadowRunner(deps.db, deps.canaryOllama, recorder, deps.log);
+  stack.add('shadow', () => shadow.close());
   const app = createApp({
     ...deps,
     recorder,
+    shadow,
     taskQueue: config.taskQueue,
     gpuTaskQueue: config.gpuTaskQueue,
     gpuHeartbeatTimeoutS: config.gpuHeartbeatTimeoutS,

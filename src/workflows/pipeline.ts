@@ -1,6 +1,7 @@
 import { CancellationScope, log } from '@temporalio/workflow';
 import type { PipelineConfig } from '../domain/model-config';
 import { awaitApproval, runCanary } from './canary';
+import { runShadow } from './shadow';
 import {
   DEFAULT_GPU_HEARTBEAT_TIMEOUT_S,
   DEFAULT_GPU_TASK_QUEUE,
@@ -56,7 +57,8 @@ export async function TrainingPipeline(input: PipelineInput): Promise<PipelineRe
       : null;
     if (!trained) {
       const reasons = { evaluate: NOTHING_TRAINED, register: NOTHING_TRAINED };
-      return await run.succeedWithout({ ...reasons, canary: NOTHING_REGISTERED, promote: NOTHING_REGISTERED }, config);
+      const later = { shadow: NOTHING_REGISTERED, canary: NOTHING_REGISTERED, promote: NOTHING_REGISTERED };
+      return await run.succeedWithout({ ...reasons, ...later }, config);
     }
     const candidate = { ...ids, versionId: trained.versionId };
 
@@ -79,8 +81,19 @@ export async function TrainingPipeline(input: PipelineInput): Promise<PipelineRe
           (r) => ({ ...r }),
         )
       : null;
-    if (!registered)
-      return await run.succeedWithout({ canary: NOTHING_REGISTERED, promote: NOTHING_REGISTERED }, config);
+    if (!registered) {
+      const reasons = { shadow: NOTHING_REGISTERED, canary: NOTHING_REGISTERED, promote: NOTHING_REGISTERED };
+      return await run.succeedWithout(reasons, config);
+    }
+
+    if (run.enabled('shadow', config)) {
+      const shadow = await run.step(
+        'shadow',
+        () => runShadow(run, config.shadow, candidate.versionId),
+        (s) => ({ ...s }),
+      );
+      if (shadow.outcome === 'rolled_back') return await run.finish('rolled_back', shadow.reasons.join('; '));
+    }
 
     if (run.enabled('canary', config)) {
       const canary = await run.step(

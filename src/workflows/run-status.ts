@@ -47,6 +47,9 @@ export interface StageResults {
 /** Marks runs whose code has the train and evaluate stages (see the replay tests and tests/histories/). */
 const TRAIN_STAGES_PATCH = 'train-evaluate-stages';
 
+/** Marks runs whose code has the shadow stage (older histories replay with it skipped). */
+const SHADOW_STAGE_PATCH = 'shadow-stage';
+
 /** Stages whose activities do not exist yet. They are reported as skipped with this reason, never pretended. */
 const NOT_BUILT: Partial<Record<StageName, string>> = {
   synthesize: 'not built yet',
@@ -150,6 +153,20 @@ export class PipelineRun {
     if (notBuilt) {
       this.skip(name, notBuilt);
       return false;
+    }
+    if (name === 'shadow') {
+      // On by default only where there is a hosted incumbent to shadow; a model may switch it on for local production.
+      if (config.stages.shadow === undefined && !config.incumbent) {
+        this.skip(
+          name,
+          'no incumbent: the candidate meets production in the canary (stages.shadow: true to shadow it)',
+        );
+        return false;
+      }
+      if (!patched(SHADOW_STAGE_PATCH)) {
+        this.skip(name, 'not built yet');
+        return false;
+      }
     }
     if ((name === 'train' || name === 'evaluate') && !patched(TRAIN_STAGES_PATCH)) {
       this.skip(name, 'not built yet');

@@ -160,6 +160,17 @@ export function fakeActivities(config: Record<string, unknown> = {}, calls: Call
       parity: { cases: 4, exact: 4, nearTie: 0, failed: 0 },
     })),
     servingState: record('servingState', () => ({ production: { versionId: 'v-0', version: 'r0' }, incumbent: false })),
+    setShadow: record('setShadow', () => ({ since: '2026-12-03T00:00:00.000Z' })),
+    compareShadow: record('compareShadow', () => ({
+      verdict: 'pass' as const,
+      reasons: [],
+      pairs: 40,
+      dropped: 0,
+      errorRate: 0,
+      latencyRatio: 1.1,
+      winOrTie: { judged: 40, rate: 0.8, ci95: [0.65, 0.9] as [number, number] },
+    })),
+    endShadow: record('endShadow', () => undefined),
     setCanary: record('setCanary', () => ({ since: '2026-12-03T00:00:00.000Z' })),
     compareCanary: record('compareCanary', () => ({
       verdict: 'pass' as const,

@@ -19,6 +19,7 @@ import { insertInteractions, setConsent } from '../../src/db/queries/interaction
 import { upsertModel } from '../../src/db/queries/models';
 import { modelDefinitionSchema, type ModelDefinition } from '../../src/domain/model-config';
 import { createLogger, type Logger } from '../../src/log';
+import type { ShadowRunner } from '../../src/api/shadow';
 import { startPipeline } from '../../src/temporal/pipeline-client';
 import { closeServer } from '../../src/embedded/stack';
 import { installTemporalRuntime } from '../../src/temporal/temporal-runtime';
@@ -307,6 +308,7 @@ export async function startTestApi(
     recorder,
     close: async () => {
       await closeServer(server);
+      await (app.locals.shadow as ShadowRunner).close();
       await recorder.close();
     },
   };

@@ -9,6 +9,18 @@ import {
 
 /** The training defaults the issue names: r 16, alpha 32, dropout 0.05, lr 2e-4, 3 epochs, batch 16, length 2048. */
 const SERVING_DEFAULTS = { merge: 'auto', parityPrompts: 4, parityMaxTokens: 24, logitTolerance: 0.05 };
+const SHADOW_DEFAULTS = {
+  share: 0.25,
+  maxInFlight: 4,
+  holdSeconds: 3600,
+  minPairs: 30,
+  maxExtensions: 3,
+  insufficientTraffic: 'rollback',
+  minWinOrTie: 0.5,
+  maxErrorRate: 0.05,
+  maxLatencyRatio: 2,
+  maxJudged: 200,
+};
 const FALLBACK_DEFAULTS = { localTimeoutMs: 30_000, breakerFailures: 5, breakerCooldownMs: 30_000 };
 const CANARY_DEFAULTS = {
   steps: [5, 25, 50, 100],
@@ -63,6 +75,7 @@ describe('modelDefinitionSchema', () => {
         serving: SERVING_DEFAULTS,
         canary: CANARY_DEFAULTS,
         fallback: FALLBACK_DEFAULTS,
+        shadow: SHADOW_DEFAULTS,
         thresholds: { maxLossRegression: 0, minWinRateLowerBound: 0.5, maxSchemaValidityDrop: 0, maxStyleDrop: 0 },
       },
     });
@@ -85,6 +98,7 @@ describe('modelDefinitionSchema', () => {
       serving: SERVING_DEFAULTS,
       canary: CANARY_DEFAULTS,
       fallback: FALLBACK_DEFAULTS,
+      shadow: SHADOW_DEFAULTS,
       thresholds: { maxLossRegression: 0.05, minWinRateLowerBound: 0.5, maxSchemaValidityDrop: 0, maxStyleDrop: 0 },
     });
   });

@@ -23,6 +23,7 @@ import {
   tmpDir,
   uid,
 } from '../helpers/env';
+import { holds } from '../helpers/holds';
 import { ALL_STAGES } from '../helpers/stages';
 
 /**
@@ -132,15 +133,6 @@ async function filesUnder(dir: string): Promise<string[]> {
     else if (s?.isFile()) out.push(p);
   }
   return out;
-}
-
-/** Whether a workflow history holds the bytes anywhere: in its strings or in its payloads' raw bytes. */
-function holds(value: unknown, bytes: Buffer): boolean {
-  if (typeof value === 'string') return Buffer.from(value, 'utf8').includes(bytes);
-  if (value instanceof Uint8Array) return Buffer.from(value).includes(bytes);
-  if (Array.isArray(value)) return value.some((v) => holds(v, bytes));
-  if (value && typeof value === 'object') return Object.values(value).some((v) => holds(v, bytes));
-  return false;
 }
 
 describe('erasure, searched for the way an auditor would', () => {

@@ -34,6 +34,7 @@ export async function servingModel(db: Conn, id: string) {
     outputSchema: (row.output_schema as Record<string, unknown> | null) ?? null,
     incumbent: config.incumbent ?? null,
     fallback: config.fallback,
+    shadow: config.shadow,
   };
 }
 

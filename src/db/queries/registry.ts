@@ -5,7 +5,7 @@ import type { Conn, Trx } from '../pool';
 // The model registry: versions, the aliases `production` and `canary` that route traffic, and the append-only
 // history of every alias move ("what answered users at time T").
 
-export type AliasName = 'production' | 'canary';
+export type AliasName = 'production' | 'canary' | 'shadow';
 
 export interface ServingVersion {
   versionId: string;
@@ -36,7 +36,7 @@ export async function servingAliases(db: Conn, model: string): Promise<Partial<R
   const rows = await aliasVersions(db, [model]);
   const out: Partial<Record<AliasName, ServingVersion>> = {};
   for (const r of rows) {
-    if (!r.ollama_tag || (r.name !== 'production' && r.name !== 'canary')) continue;
+    if (!r.ollama_tag || (r.name !== 'production' && r.name !== 'canary' && r.name !== 'shadow')) continue;
     out[r.name] = { versionId: r.id, version: r.version, tag: r.ollama_tag, percent: r.percent };
   }
   return out;
@@ -268,7 +268,7 @@ export async function aliasAt(db: Conn, model: string, alias: AliasName, at: Dat
 /** When the last move of `name` to the version at `percent` was recorded (a canary step's start). */
 export async function lastMoveAt(
   db: Conn,
-  move: { model: string; name: AliasName; versionId: string; percent: number },
+  move: { model: string; name: AliasName; versionId: string; percent: number | null },
 ): Promise<Date> {
   const row = await db
     .selectFrom('alias_history')
@@ -276,7 +276,7 @@ export async function lastMoveAt(
     .where('model_id', '=', move.model)
     .where('name', '=', move.name)
     .where('to_version_id', '=', move.versionId)
-    .where('percent', '=', move.percent)
+    .where('percent', move.percent === null ? 'is' : '=', move.percent)
     .orderBy('id', 'desc')
     .limit(1)
     .executeTakeFirstOrThrow();
