@@ -11,17 +11,17 @@
  * canary's to the canary's, in the order of a canary at 50 % (alternating) and at 5 % (one in twenty). Each call
  * generates 8 tokens, greedy. Prints a table and writes bench/results/canary.json.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { REPO_ROOT } from '../src/config';
 import { importModel } from '../src/llm/import';
 import { GREEDY, OllamaClient } from '../src/llm/ollama';
 import { createLogger } from '../src/log';
 import { startOllama } from '../src/embedded/ollama-server';
 import { freePort } from '../tests/helpers/ports';
+import { runBench, writeResults } from './lib/results';
 import { ms, quantile, stageTinyModel } from './lib/tiny-ollama';
 
 const { values } = parseArgs({ options: { calls: { type: 'string', default: '200' } } });
@@ -103,16 +103,11 @@ async function main() {
       settings: { calls: CALLS, numPredict: OPTIONS.num_predict, numCtx: { production: 1024, canary: 2048 } },
       rows,
     };
-    await mkdir(path.join(REPO_ROOT, 'bench/results'), { recursive: true });
-    await writeFile(path.join(REPO_ROOT, 'bench/results/canary.json'), JSON.stringify(out, null, 2));
-    console.log('wrote bench/results/canary.json');
+    await writeResults('canary', out);
   } finally {
     for (const c of cleanup.reverse()) await c().catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   }
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+runBench(main);

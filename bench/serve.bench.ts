@@ -15,7 +15,7 @@
  * bench/results/serve.json.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -34,6 +34,7 @@ import { startEmbeddedPostgres } from '../src/embedded/embedded-postgres';
 import { startOllama } from '../src/embedded/ollama-server';
 import { TINY_BASE_MODEL } from '../src/embedded/base-models';
 import { freePort } from '../tests/helpers/ports';
+import { runBench, writeResults } from './lib/results';
 import { ms, quantile, stageTinyModel } from './lib/tiny-ollama';
 
 const { values } = parseArgs({
@@ -244,9 +245,7 @@ async function main() {
       latency: rows,
       throughput,
     };
-    await mkdir(path.join(REPO_ROOT, 'bench/results'), { recursive: true });
-    await writeFile(path.join(REPO_ROOT, 'bench/results/serve.json'), JSON.stringify(out, null, 2));
-    console.log('wrote bench/results/serve.json');
+    await writeResults('serve', out);
   } finally {
     for (const c of cleanup.reverse()) await c().catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
@@ -279,7 +278,4 @@ function roundAll(o: Record<string, number>) {
   return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, ms(v)]));
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+runBench(main);

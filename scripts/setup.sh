@@ -11,20 +11,22 @@
 #   - with --compose, a docker compose implementation for validating docker-compose.yml (no engine needed)
 #   - with --test-server, Temporal's time-skipping test server (Java, from Maven Central) for the decision tests
 #   - with --clients, the official Python `openai` client (PyPI) in a small venv, for the gateway's smoke test
-# Usage: scripts/setup.sh [--minio] [--compose] [--test-server] [--clients]   (quiet when nothing needs doing)
+#   - with --litellm, the LiteLLM proxy (PyPI) in a venv of its own, the peer `npm run bench:gateway` compares with
+# Usage: scripts/setup.sh [--minio] [--compose] [--test-server] [--clients] [--litellm]   (quiet when nothing to do)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 # shellcheck source=scripts/versions.sh
 source scripts/versions.sh
 
-want_minio=0 want_compose=0 want_test_server=0 want_clients=0
+want_minio=0 want_compose=0 want_test_server=0 want_clients=0 want_litellm=0
 for a in "$@"; do
   case "$a" in
     --minio) want_minio=1 ;;
     --compose) want_compose=1 ;;
     --test-server) want_test_server=1 ;;
     --clients) want_clients=1 ;;
+    --litellm) want_litellm=1 ;;
     *) echo "setup: unknown option $a" >&2; exit 2 ;;
   esac
 done
@@ -181,14 +183,26 @@ if [ "$want_test_server" = 1 ]; then
   ln -sfn "$tdir/temporal-test-server" .tools/bin/temporal-test-server
 fi
 
+# A small venv of its own for one pinned PyPI tool, cached by name and version, linked as .tools/NAME. Scripts in a
+# moved venv carry the old path in their shebangs: only `python -m ...` is ever run from it.
+py_tool_venv() {
+  local name="$1" spec="$2" what="$3"
+  local dir="$cache/$name-${spec##*==}"
+  if [ ! -f "$dir/.complete" ]; then
+    say "installing $what from PyPI"
+    rm -rf "$dir.tmp" && "$py" -m venv "$dir.tmp"
+    "$dir.tmp/bin/python" -m pip install -q --disable-pip-version-check --no-input "$spec" >&2
+    rm -rf "$dir" && mv "$dir.tmp" "$dir" && touch "$dir/.complete"
+  fi
+  ln -sfn "$dir" ".tools/$name"
+}
+
 # ---- the official Python OpenAI client (the gateway's smoke test) --------------------------------------------
 if [ "$want_clients" = 1 ]; then
-  cdir="$cache/py-openai-$PY_OPENAI_VERSION"
-  if [ ! -f "$cdir/.complete" ]; then
-    say "installing the Python openai client $PY_OPENAI_VERSION from PyPI"
-    rm -rf "$cdir.tmp" && "$py" -m venv "$cdir.tmp"
-    "$cdir.tmp/bin/python" -m pip install -q --disable-pip-version-check --no-input "openai==$PY_OPENAI_VERSION" >&2
-    rm -rf "$cdir" && mv "$cdir.tmp" "$cdir" && touch "$cdir/.complete"
-  fi
-  ln -sfn "$cdir" .tools/py-openai
+  py_tool_venv py-openai "openai==$PY_OPENAI_VERSION" "the Python openai client $PY_OPENAI_VERSION"
+fi
+
+# ---- the LiteLLM proxy (bench:gateway's peer) ------------------------------------------------------------------
+if [ "$want_litellm" = 1 ]; then
+  py_tool_venv py-litellm "litellm[proxy]==$LITELLM_VERSION" "the LiteLLM proxy $LITELLM_VERSION (for bench:gateway)"
 fi

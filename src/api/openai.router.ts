@@ -368,16 +368,18 @@ function finishReason(doneReason: string | null | undefined): 'stop' | 'length' 
 function chunkWriter(res: Response, body: CompletionRequest, created: number): (e: ChatEvent) => void {
   let id = '';
   let fingerprint = '';
-  const chunk = (delta: Record<string, unknown>, finish: string | null, extra: Record<string, unknown> = {}) =>
+  const frame = (choices: unknown[], extra: Record<string, unknown> = {}) =>
     `data: ${JSON.stringify({
       id,
       object: 'chat.completion.chunk',
       created,
       model: body.model,
       system_fingerprint: fingerprint,
-      choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+      choices,
       ...extra,
     })}\n\n`;
+  const chunk = (delta: Record<string, unknown>, finish: string | null) =>
+    frame([{ index: 0, delta, logprobs: null, finish_reason: finish }]);
   return (e) => {
     switch (e.event) {
       case 'meta':
@@ -400,17 +402,7 @@ function chunkWriter(res: Response, body: CompletionRequest, created: number): (
         if (body.stream_options?.include_usage) {
           const p = e.usage.promptTokens ?? 0;
           const c = e.usage.completionTokens ?? 0;
-          res.write(
-            `data: ${JSON.stringify({
-              id,
-              object: 'chat.completion.chunk',
-              created,
-              model: body.model,
-              system_fingerprint: fingerprint,
-              choices: [],
-              usage: { prompt_tokens: p, completion_tokens: c, total_tokens: p + c },
-            })}\n\n`,
-          );
+          res.write(frame([], { usage: { prompt_tokens: p, completion_tokens: c, total_tokens: p + c } }));
         }
         res.end('data: [DONE]\n\n');
         return;

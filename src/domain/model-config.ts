@@ -110,18 +110,22 @@ export const servingConfigSchema = z
   .strict()
   .refine((s) => !s.stop || s.template, { message: 'stop goes with template', path: ['stop'] });
 
+/** How long a stage holds before it judges what it has seen (a durable timer): a second to a week, an hour by default. */
+const holdSeconds = () =>
+  z
+    .number()
+    .int()
+    .min(1)
+    .max(7 * 24 * 3600)
+    .default(3600);
+
 /** The canary stage: the candidate's share of subjects grows in steps while it is compared with production. */
 export const canaryConfigSchema = z
   .object({
     /** Percent of subjects per step, increasing, ending at 100 (then promote). */
     steps: z.array(z.number().int().min(1).max(100)).min(1).max(20).default([5, 25, 50, 100]),
     /** How long each step (but the last) holds before it is judged. */
-    holdSeconds: z
-      .number()
-      .int()
-      .min(1)
-      .max(7 * 24 * 3600)
-      .default(3600),
+    holdSeconds: holdSeconds(),
     /** Calls the canary must have answered in a step's window for the step to be judged on them. */
     minCalls: z.number().int().min(0).max(1_000_000).default(20),
     /** Feedback on the canary's answers needed before its thumbs-down rate is judged. */
@@ -205,12 +209,7 @@ export const shadowConfigSchema = z
     share: z.number().gt(0).max(1).default(0.25),
     /** Candidate calls in flight at once per API process; a call beyond is dropped (and counted). */
     maxInFlight: z.number().int().min(1).max(1024).default(4),
-    holdSeconds: z
-      .number()
-      .int()
-      .min(1)
-      .max(7 * 24 * 3600)
-      .default(3600),
+    holdSeconds: holdSeconds(),
     /** Pairs (answered or failed) the verdict needs. */
     minPairs: z.number().int().min(1).max(100_000).default(30),
     maxExtensions: z.number().int().min(0).max(100).default(3),

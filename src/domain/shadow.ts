@@ -40,7 +40,8 @@ export const SHADOW_FAST_FAIL_ERRORS = 5;
 /**
  * Fails on an error rate beyond `maxErrorRate`, a p95 latency beyond `maxLatencyRatio` times production's on the
  * same calls, or (judged) a win-or-tie rate whose whole 95 % interval is below `minWinOrTie`; passes when none of
- * these holds on at least `minPairs` pairs and, judged, the interval's lower bound reaches `minWinOrTie`. Anything
+ * these holds on at least `minPairs` pairs (judged ones, with a judge) and, judged, the interval's lower bound
+ * reaches `minWinOrTie`. Anything
  * in between is `insufficient`: the hold is extended, then `insufficientTraffic` decides.
  */
 export function judgeShadow(s: ShadowStats, c: ShadowConfig, judged: boolean): ShadowVerdict {
@@ -52,7 +53,8 @@ export function judgeShadow(s: ShadowStats, c: ShadowConfig, judged: boolean): S
       : null;
   const n = s.wins + s.losses + s.ties;
   const winOrTie = judged ? { judged: n, rate: n ? (s.wins + s.ties) / n : 0, ci95: wilson(s.wins + s.ties, n) } : null;
-  const enough = pairs >= c.minPairs;
+  // With a judge, the evidence is judged pairs: pairs that came in while the judge worked wait for the next verdict.
+  const enough = pairs >= c.minPairs && (!judged || n >= c.minPairs);
   const reasons: string[] = [];
   if (errorRate > c.maxErrorRate && (enough || s.failed >= SHADOW_FAST_FAIL_ERRORS)) {
     reasons.push(`candidate error rate ${pct(errorRate)} (at most ${pct(c.maxErrorRate)})`);
@@ -68,7 +70,10 @@ export function judgeShadow(s: ShadowStats, c: ShadowConfig, judged: boolean): S
   }
   const base = { pairs, dropped: s.dropped, errorRate, latencyRatio, winOrTie };
   if (reasons.length) return { verdict: 'fail', reasons, ...base };
-  if (!enough) return { verdict: 'insufficient', reasons: [`${pairs} shadow pairs, ${c.minPairs} needed`], ...base };
+  if (!enough) {
+    const counted = judged ? `${n} judged shadow pairs` : `${pairs} shadow pairs`;
+    return { verdict: 'insufficient', reasons: [`${counted}, ${c.minPairs} needed`], ...base };
+  }
   if (winOrTie && winOrTie.ci95[0] < c.minWinOrTie) {
     return {
       verdict: 'insufficient',

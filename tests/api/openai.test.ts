@@ -1,5 +1,4 @@
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
@@ -29,6 +28,7 @@ import {
 } from '../helpers/env';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy';
 import { freePort } from '../helpers/ports';
+import { pinnedVersion } from '../helpers/versions';
 
 /**
  * The OpenAI-compatible surface (/openai/v1) judged by the official `openai` client, pinned in package.json: plain,
@@ -40,10 +40,6 @@ import { freePort } from '../helpers/ports';
  */
 
 const run = promisify(execFile);
-/** The Python client's version, as scripts/setup.sh pins it. */
-const PY_OPENAI_VERSION = /^PY_OPENAI_VERSION=(\S+)/m.exec(
-  readFileSync(path.join(REPO_ROOT, 'scripts/versions.sh'), 'utf8'),
-)![1];
 
 const SECRET = `sk-tuneloop-leak-canary-${uid()}`;
 const KEY_ENV = 'TUNELOOP_TEST_INCUMBENT_KEY';
@@ -301,7 +297,7 @@ describe('the official Python client', () => {
     await api.recorder.flush();
 
     // Assert
-    expect(got.version).toBe(PY_OPENAI_VERSION);
+    expect(got.version).toBe(pinnedVersion('PY_OPENAI_VERSION'));
     expect(got.plain).toMatchObject({ fingerprint: 'v1' });
     expect(['stop', 'length']).toContain(got.plain.finish);
     expect(got.plain.usage.prompt_tokens).toBeGreaterThan(0);

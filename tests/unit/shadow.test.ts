@@ -44,9 +44,14 @@ describe('judgeShadow', () => {
   });
 
   it('holds on with too few pairs, or a judged interval that does not yet clear the bar', () => {
-    expect(judgeShadow(stats({ answered: 5 }), CONFIG, true)).toMatchObject({
+    expect(judgeShadow(stats({ answered: 5 }), CONFIG, false)).toMatchObject({
       verdict: 'insufficient',
       reasons: ['5 shadow pairs, 20 needed'],
+    });
+    // With a judge, pairs that came in while it worked are not evidence yet.
+    expect(judgeShadow(stats({ answered: 40, wins: 3, ties: 2 }), CONFIG, true)).toMatchObject({
+      verdict: 'insufficient',
+      reasons: ['5 judged shadow pairs, 20 needed'],
     });
     const straddling = judgeShadow(stats({ answered: 20, wins: 5, ties: 7, losses: 8 }), CONFIG, true);
     expect(straddling.verdict).toBe('insufficient');

@@ -25,7 +25,7 @@ import {
   tmpDir,
   uid,
 } from '../helpers/env';
-import { ALL_STAGES } from '../helpers/stages';
+import { ALL_STAGES, COACHING_CONSENT, TINY_TRAINING } from '../helpers/stages';
 
 /**
  * The whole loop on real parts (Temporal, PostgreSQL, the Python trainer on the tiny model, Ollama, the API): a
@@ -35,18 +35,6 @@ import { ALL_STAGES } from '../helpers/stages';
  * decided in tests/decisions/ and recorded by the activities in tests/activities/ (gate, canary); the API's
  * fallback from a failing canary is in tests/api/chat.test.ts.
  */
-
-const CONSENT = { u0: true, u1: true, u2: true, u3: true, u4: true };
-
-const TRAINING = {
-  maxSteps: 12,
-  epochs: 3,
-  effectiveBatchSize: 4,
-  microBatchSize: 2,
-  maxLength: 256,
-  learningRate: 3e-3,
-  checkpointEverySteps: 50,
-};
 
 let db: Db;
 let drop: () => Promise<void>;
@@ -70,7 +58,7 @@ async function configure(m: ModelDefinition, config: Record<string, unknown>) {
     baseModel: m.baseModel,
     taskFormat: m.taskFormat,
     systemPrompt: m.systemPrompt,
-    config: { validationShare: 0.2, stages: ALL_STAGES, training: TRAINING, ...config },
+    config: { validationShare: 0.2, stages: ALL_STAGES, training: TINY_TRAINING, ...config },
   });
   await upsertModel(db, def);
   return def;
@@ -182,7 +170,7 @@ afterAll(async () => {
 });
 
 async function seedMore(n: number) {
-  await seed(db, model, coachingRows(n, seeded), CONSENT);
+  await seed(db, model, coachingRows(n, seeded), COACHING_CONSENT);
   seeded += n;
 }
 
@@ -352,7 +340,7 @@ describe('the serving loop', () => {
       config: {
         validationShare: 0.2,
         stages: { ...ALL_STAGES, canary: false, promote: false },
-        training: TRAINING,
+        training: TINY_TRAINING,
         serving: {
           template:
             '{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n{{ .Content }}<|eot_id|>{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n',
@@ -361,7 +349,7 @@ describe('the serving loop', () => {
       },
     });
     await upsertModel(db, def);
-    await seed(db, def, coachingRows(24), CONSENT);
+    await seed(db, def, coachingRows(24), COACHING_CONSENT);
 
     // Act
     const result = await outcome(await start(def));
