@@ -34,7 +34,20 @@ const VERDICT_SCHEMA = {
   required: ['winner'],
 } as const;
 
-function judgePrompt(messages: ChatMessage[], a: string, b: string, criteria: string | undefined): ChatMessage[] {
+/** The verdict alone, where no reason is kept (the shadow stage): a few tokens a call instead of a sentence. */
+const WINNER_SCHEMA = {
+  type: 'object',
+  properties: { winner: { type: 'string', enum: ['A', 'B', 'tie'] } },
+  required: ['winner'],
+} as const;
+
+function judgePrompt(
+  messages: ChatMessage[],
+  a: string,
+  b: string,
+  criteria: string | undefined,
+  withReason: boolean,
+): ChatMessage[] {
   const conversation = messages.map((m) => `${m.role.toUpperCase()}: ${m.content}`).join('\n');
   return [
     {
@@ -43,7 +56,9 @@ function judgePrompt(messages: ChatMessage[], a: string, b: string, criteria: st
         'You compare two answers an assistant could give as its next turn in a conversation. Judge which answer is ' +
         'more helpful, correct, safe and appropriate for this conversation; length is not a virtue. ' +
         (criteria ? `For this app, better also means: ${criteria} ` : '') +
-        'Reply with JSON: {"winner": "A" | "B" | "tie", "reason": "<one sentence>"}.',
+        (withReason
+          ? 'Reply with JSON: {"winner": "A" | "B" | "tie", "reason": "<one sentence>"}.'
+          : 'Reply with JSON: {"winner": "A" | "B" | "tie"}.'),
     },
     {
       role: 'user',
@@ -63,7 +78,8 @@ function parseVerdict(content: string): Verdict | null {
 
 /**
  * One pair judged twice, the candidate first as A and then as B; a verdict that flips with the order is a tie.
- * `invalid` counts the verdicts that were not JSON of the schema (taken as ties).
+ * `invalid` counts the verdicts that were not JSON of the schema (taken as ties). Without `withReason` the judge
+ * names the winner only (the shadow keeps no reasons): a reason is most of a verdict's tokens.
  */
 export async function judgePair(
   ollama: OllamaClient,
@@ -72,6 +88,7 @@ export async function judgePair(
   candidate: string,
   baseline: string,
   signal: AbortSignal,
+  withReason = true,
 ): Promise<{
   first: { verdict: Verdict; raw: string };
   second: { verdict: Verdict; raw: string };
@@ -83,9 +100,9 @@ export async function judgePair(
     const r = await ollama.chat(
       {
         model: judge.model,
-        messages: judgePrompt(messages, a, b, judge.criteria),
-        format: VERDICT_SCHEMA as unknown as Record<string, unknown>,
-        options: { ...GREEDY, num_predict: 200 },
+        messages: judgePrompt(messages, a, b, judge.criteria, withReason),
+        format: (withReason ? VERDICT_SCHEMA : WINNER_SCHEMA) as unknown as Record<string, unknown>,
+        options: { ...GREEDY, num_predict: withReason ? 200 : 16 },
       },
       signal,
     );

@@ -86,6 +86,7 @@ export function createShadowActivities(deps: ActivityDeps) {
             p.candidate_answer ?? '',
             p.production_answer ?? '',
             ctx.cancellationSignal,
+            false,
           );
           await setPairOutcome(deps.db, p.id, outcome); // only the outcome: a judge's reason may quote the chat
           ctx.heartbeat();

@@ -220,10 +220,14 @@ export const shadowConfigSchema = z
     maxErrorRate: z.number().min(0).max(1).default(0.05),
     /** The candidate's p95 latency may be at most this multiple of production's on the same calls. */
     maxLatencyRatio: z.number().min(1).max(100).default(2),
-    /** Pairs judged per verdict at most (each is two judge calls). */
+    /** Pairs judged in a shadow at most (each is two judge calls: the judge's speed bounds the stage). */
     maxJudged: z.number().int().min(1).max(10_000).default(200),
   })
-  .strict();
+  .strict()
+  .refine((c) => c.maxJudged >= c.minPairs, {
+    message: 'with a judge the verdict needs minPairs judged pairs: maxJudged must be at least minPairs',
+    path: ['maxJudged'],
+  });
 export type ShadowConfig = z.output<typeof shadowConfigSchema>;
 
 /** When a local version fails often enough, the model's traffic goes to the incumbent for a while. */

@@ -158,6 +158,8 @@ describe('modelDefinitionSchema', () => {
     ],
     [{ incumbent: { baseUrl: 'https://api.groq.com/openai/v1', model: '' } }, 'incumbent.model'],
     [{ fallback: { breakerFailures: 0 } }, 'fallback.breakerFailures'],
+    [{ shadow: { minPairs: 50, maxJudged: 10 } }, 'shadow.maxJudged'],
+    [{ shadow: { share: 0 } }, 'shadow.share'],
   ])('rejects the bad serving config %j, naming %s', (config, field) => {
     // Act
     const r = pipelineConfigSchema.safeParse(config);

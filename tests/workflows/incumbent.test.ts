@@ -97,7 +97,15 @@ beforeAll(async () => {
       judge: { model: judgeTag, maxPairs: 4 },
       thresholds: { minWinRateLowerBound: 0 }, // the tiny judge's verdicts are noise: the plumbing is judged
       incumbent: { baseUrl: `${inject('ollamaUrl')}/v1`, model: hostedTag, apiKeyEnv: KEY_ENV, timeoutMs: 60_000 },
-      shadow: { share: 1, holdSeconds: 2, minPairs: 4, maxExtensions: 60, minWinOrTie: 0, maxLatencyRatio: 100 },
+      shadow: {
+        share: 1,
+        holdSeconds: 2,
+        minPairs: 4,
+        maxJudged: 4,
+        maxExtensions: 60,
+        minWinOrTie: 0,
+        maxLatencyRatio: 100,
+      },
       canary: {
         steps: [50, 100],
         holdSeconds: 3,
@@ -134,6 +142,7 @@ function traffic(n: number) {
         user: `u${(c + i) % 5}`,
       });
       seen.push({ status: r.status, by: r.json?.system_fingerprint ?? null, body: r.text });
+      await new Promise((resolve) => setTimeout(resolve, 100)); // users pause: two cores run everything here
     }
   });
   return {
