@@ -73,15 +73,11 @@ export function createChatRouter(deps: ChatRouterDeps) {
 
   router.post('/v1/chat', requireRole('app'), async (req, res) => {
     const startedAt = performance.now();
-    // The caller going away ends the generation in Ollama too.
-    const gone = new AbortController();
-    res.on('close', () => {
-      if (!res.writableFinished) gone.abort();
-    });
+    const signal = callerGone(res);
     const principal = principalOf(req);
     const { stream, ...body } = parse(chatSchema, req, 'body');
     assertModelAccess(principal, body.model, 'body.model');
-    const call = { ...body, principal, signal: gone.signal, startedAt };
+    const call = { ...body, principal, signal, startedAt };
     await withinFairUse(deps, call, async () => {
       if (stream) {
         await streamChat(deps, call, eventWriter(res));
@@ -95,16 +91,26 @@ export function createChatRouter(deps: ChatRouterDeps) {
   return router;
 }
 
+/** Aborts when the caller goes away before its answer is sent: the generation in Ollama ends too. */
+export function callerGone(res: Response): AbortSignal {
+  const gone = new AbortController();
+  res.on('close', () => {
+    if (!res.writableFinished) gone.abort();
+  });
+  return gone.signal;
+}
+
+/** The headers of a server-sent event stream (no proxy buffering, no transformation). */
+export const EVENT_STREAM_HEADERS = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache, no-transform',
+  'x-accel-buffering': 'no',
+} as const;
+
 /** The one writer of server-sent events: the headers with the first event, the response ends with the last. */
 function eventWriter(res: Response): (e: ChatEvent) => void {
   return ({ event, ...data }) => {
-    if (!res.headersSent) {
-      res.writeHead(200, {
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-cache, no-transform',
-        'x-accel-buffering': 'no',
-      });
-    }
+    if (!res.headersSent) res.writeHead(200, EVENT_STREAM_HEADERS);
     // Content chunks are plain `data` lines (the default event): what most SSE clients read without a listener.
     res.write(
       event === 'content' ? `data: ${JSON.stringify(data)}\n\n` : `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`,

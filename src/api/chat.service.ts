@@ -14,8 +14,7 @@ import { withSystemPrompt, type ChatMessage } from '../domain/conversation';
 import { inShadowShare } from '../domain/shadow';
 import type { IncumbentConfig } from '../domain/model-config';
 import { Deadline } from '../llm/deadline';
-import type { IncumbentClients } from '../llm/incumbent';
-import { IncumbentError, type IncumbentClient } from '../llm/incumbent';
+import { IncumbentError, type IncumbentClient, type IncumbentClients } from '../llm/incumbent';
 import { compileSchema, InvalidSchemaError, matchesSchema } from '../llm/json-schema';
 import { OllamaError, type ChatChunk, type ChatOptions, type OllamaClient } from '../llm/ollama';
 import type { Logger } from '../log';
@@ -184,20 +183,14 @@ export async function streamChat(deps: ChatServiceDeps, call: ChatCall, send: (e
   const p = await prepare(deps, call);
   const t0 = performance.now();
   const open = async (v: Answerer) => {
-    // A local version has `localTimeoutMs` to its first chunk; the incumbent its own budget (incumbent.ts).
-    const deadline = v.incumbent ? null : new Deadline(call.signal, p.localTimeoutMs);
-    const signal = deadline?.signal ?? call.signal;
-    const it: AsyncGenerator<ChatChunk> = v.incumbent
-      ? v.incumbent.chatStream({ model: v.tag, ...p.request }, signal)
-      : serverOf(deps, v, p.routed.production).chatStream({ model: v.tag, ...p.request }, signal);
-    try {
-      const head = await it.next(); // the HTTP answer and the first chunk: errors surface here
-      return { it, head };
-    } catch (err) {
-      throw deadline?.expired ? new LocalTimeout(p.localTimeoutMs) : err;
-    } finally {
-      deadline?.end();
-    }
+    // The HTTP answer and the first chunk: errors surface here. A local version has `localTimeoutMs` to its first
+    // chunk; the incumbent has its own budget (incumbent.ts).
+    const first = async (it: AsyncGenerator<ChatChunk>) => ({ it, head: await it.next() });
+    if (v.incumbent) return first(v.incumbent.chatStream({ model: v.tag, ...p.request }, call.signal));
+    const ollama = serverOf(deps, v, p.routed.production);
+    return withinLocalTimeout(call.signal, p.localTimeoutMs, (signal) =>
+      first(ollama.chatStream({ model: v.tag, ...p.request }, signal)),
+    );
   };
   const got = await withFallback(deps.log, call, p, open);
   if (!got) return; // the caller went away
@@ -334,17 +327,22 @@ function incumbentOf(
     return { versionId: null, version: INCUMBENT_VERSION, tag: client.model, percent: null, incumbent: client };
   } catch (err) {
     if (!(err instanceof IncumbentError)) throw err;
-    const key = `${model}\u0000incumbent\u0000${err.message}`;
-    if (!warned.has(key)) {
-      warned.add(key);
-      deps.log.error({ model, err: err.message }, 'the incumbent cannot be called');
-    }
+    once(`${model}\u0000incumbent\u0000${err.message}`, () =>
+      deps.log.error({ model, err: err.message }, 'the incumbent cannot be called'),
+    );
     if (hasLocal) return null;
     throw new HttpError(502, 'incumbent_unavailable', `model ${model}'s hosted model cannot be called: ${err.message}`);
   }
 }
 
-const warned = new Set<string>(); // once per model and reason, not once per call
+const warned = new Set<string>();
+
+/** Says something once per process for `key` (a model and a reason), not once per call. */
+function once(key: string, say: () => void) {
+  if (warned.has(key)) return;
+  warned.add(key);
+  say();
+}
 
 /**
  * The answer's schema compiled. A request's schema that does not compile is a 400 naming `body.format`. A model's
@@ -357,14 +355,12 @@ function validatorFor(schema: Record<string, unknown>, model: string | null, log
   } catch (err) {
     if (!(err instanceof InvalidSchemaError)) throw err;
     if (model === null) throw new HttpError(400, 'invalid_request', `body.format: ${err.message}`, 'body.format');
-    const key = `${model}\u0000${err.message}`;
-    if (!warned.has(key)) {
-      warned.add(key);
+    once(`${model}\u0000${err.message}`, () =>
       log.warn(
         { model, err: err.message },
         "the model's outputSchema does not compile: answers are checked as JSON only",
-      );
-    }
+      ),
+    );
     return null;
   }
 }
@@ -384,7 +380,9 @@ async function ask(deps: ChatServiceDeps, p: Prepared, v: Answerer, caller: Abor
   for (let attempt = 0; ; attempt++) {
     const r = v.incumbent
       ? await v.incumbent.chat({ model: v.tag, ...p.request }, caller)
-      : await askLocal(serverOf(deps, v, p.routed.production), v, p, caller);
+      : await withinLocalTimeout(caller, p.localTimeoutMs, (signal) =>
+          serverOf(deps, v, p.routed.production).chat({ model: v.tag, ...p.request }, signal),
+        );
     const valid = p.checkJson ? matchesSchema(r.content, p.validate) : null;
     if (valid === false && attempt === 0) continue;
     return {
@@ -397,13 +395,17 @@ async function ask(deps: ChatServiceDeps, p: Prepared, v: Answerer, caller: Abor
   }
 }
 
-/** A local version's answer within the model's `localTimeoutMs`. */
-async function askLocal(ollama: OllamaClient, v: Answerer, p: Prepared, caller: AbortSignal) {
-  const deadline = new Deadline(caller, p.localTimeoutMs);
+/**
+ * `fn` (a local version's answer, or a stream's first chunk) within the model's `localTimeoutMs`: its signal ends at
+ * the deadline or when the caller goes away; a deadline that passed is a LocalTimeout. The signal stays the
+ * caller's after `fn` returns (a stream goes on past its first chunk).
+ */
+async function withinLocalTimeout<T>(caller: AbortSignal, ms: number, fn: (signal: AbortSignal) => Promise<T>) {
+  const deadline = new Deadline(caller, ms);
   try {
-    return await ollama.chat({ model: v.tag, ...p.request }, deadline.signal);
+    return await fn(deadline.signal);
   } catch (err) {
-    throw deadline.expired ? new LocalTimeout(p.localTimeoutMs) : err;
+    throw deadline.expired ? new LocalTimeout(ms) : err;
   } finally {
     deadline.end();
   }
@@ -453,7 +455,6 @@ async function withFallback<T>(
 }
 
 function describe(err: unknown): string {
-  if (err instanceof OllamaError || err instanceof IncumbentError) return err.message;
   return err instanceof Error ? err.message : String(err);
 }
 

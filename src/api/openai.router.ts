@@ -11,7 +11,7 @@ import type { ChatOptions } from '../llm/ollama';
 import type { Logger } from '../log';
 import { assertModelAccess, authenticate, principalOf, requireRole, type Principal } from './auth';
 import { jsonBody, strictUrlEncoding } from './body';
-import { conversation } from './chat.router';
+import { callerGone, conversation, EVENT_STREAM_HEADERS } from './chat.router';
 import {
   answerChat,
   streamChat,
@@ -159,14 +159,11 @@ export function createOpenAiRouter(deps: OpenAiRouterDeps) {
 
   router.post('/chat/completions', requireRole('app'), async (req, res) => {
     const startedAt = performance.now();
-    const gone = new AbortController();
-    res.on('close', () => {
-      if (!res.writableFinished) gone.abort();
-    });
+    const signal = callerGone(res);
     const principal = principalOf(req);
     const body = parseCompletion(req.body, req.is('application/json'));
     assertModelAccess(principal, body.model, 'model');
-    const call = toCall(body, principal, req.get(SUBJECT_HEADER), req.get(CONVERSATION_HEADER), gone.signal);
+    const call = toCall(body, principal, req.get(SUBJECT_HEADER), req.get(CONVERSATION_HEADER), signal);
     const created = Math.floor(Date.now() / 1000);
     const conversationOf = call.metadata?.conversation_id;
     if (typeof conversationOf === 'string') res.setHeader(CONVERSATION_HEADER, conversationOf);
@@ -386,9 +383,7 @@ function chunkWriter(res: Response, body: CompletionRequest, created: number): (
         id = e.id;
         fingerprint = e.version;
         res.writeHead(200, {
-          'content-type': 'text/event-stream; charset=utf-8',
-          'cache-control': 'no-cache, no-transform',
-          'x-accel-buffering': 'no',
+          ...EVENT_STREAM_HEADERS,
           'x-tuneloop-version': e.version,
           'x-tuneloop-alias': e.alias,
         });

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
 import type { ChatMessage } from '../domain/conversation';
 import type { IncumbentConfig } from '../domain/model-config';
@@ -32,9 +33,8 @@ export class IncumbentError extends Error {
 }
 
 export interface IncumbentClientOptions {
+  /** Where keys are read (process.env by default). */
   env?: NodeJS.ProcessEnv;
-  /** For tests: the client's fetch (default: the global one). */
-  fetch?: typeof fetch;
 }
 
 export class IncumbentClient {
@@ -64,7 +64,6 @@ export class IncumbentClient {
       baseURL: config.baseUrl,
       maxRetries: 0,
       timeout: config.timeoutMs,
-      ...(opts.fetch ? { fetch: opts.fetch } : {}),
       // The SDK's own logging stays off whatever OPENAI_LOG says: it would print request headers.
       logLevel: 'off',
     });
@@ -148,7 +147,7 @@ export class IncumbentClient {
         const waitMs =
           asked !== undefined ? asked * 1000 : Math.min(8_000, 500 * 2 ** attempt) * (0.75 + Math.random() / 2);
         if (waitMs >= budget.remainingMs()) throw err;
-        await sleep(waitMs, budget.signal).catch(() => {
+        await sleep(waitMs, undefined, { signal: budget.signal }).catch(() => {
           throw err;
         });
       }
@@ -180,10 +179,8 @@ export class IncumbentClient {
   private failure(err: unknown, budget: Deadline, caller: AbortSignal): unknown {
     if (caller.aborted) return err; // the caller went away: nothing to report
     const clean = (s: string) => (this.secret ? s.split(this.secret).join('[redacted]') : s);
-    if (budget.expired || err instanceof APIConnectionTimeoutError) {
-      return new IncumbentError('timeout', `the incumbent did not answer within ${this.budgetMs} ms`, 0);
-    }
-    if (err instanceof APIUserAbortError) {
+    // The budget ran out (our abort, or the SDK's own per-request timeout).
+    if (budget.expired || err instanceof APIConnectionTimeoutError || err instanceof APIUserAbortError) {
       return new IncumbentError('timeout', `the incumbent did not answer within ${this.budgetMs} ms`, 0);
     }
     if (err instanceof APIError && err.status !== undefined) {
@@ -208,20 +205,6 @@ function retryable(err: unknown): boolean {
   if (err instanceof APIConnectionError) return true;
   if (!(err instanceof APIError) || err.status === undefined) return false;
   return err.status === 408 || err.status === 409 || err.status === 429 || err.status >= 500;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(new Error('aborted'));
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 function retryAfterS(headers: Headers | undefined): number | undefined {

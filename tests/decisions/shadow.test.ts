@@ -125,6 +125,25 @@ describe('the shadow stage', () => {
     expect(shadowed?.status).toBe('succeeded');
   });
 
+  it('has nothing to shadow while nothing serves the model, and goes on to the canary', async () => {
+    const calls: Calls = [];
+    const fakes = fakeActivities(
+      { stages: { ...ALL_STAGES, shadow: true }, canary: { steps: [100] }, shadow: { holdSeconds: 60 } },
+      calls,
+    );
+    fakes.servingState = async () => ({ production: null, incumbent: false });
+
+    const { result } = await runPipeline(testEnv(), fakes);
+
+    expect(result?.status).toBe('succeeded');
+    expect(names(calls)).not.toContain('setShadow');
+    expect(result!.stages.find((s) => s.name === 'shadow')!.summary).toMatchObject({
+      outcome: 'skipped',
+      reasons: ['nothing serves the model yet: no calls to shadow'],
+    });
+    expect(names(calls)).toContain('promote');
+  });
+
   it('takes the shadow alias off a run aborted during the hold', async () => {
     const calls: Calls = [];
 

@@ -25,6 +25,14 @@ export interface MigrationDay {
   incumbentCompletionTokens: number;
 }
 
+type Side = 'local' | 'incumbent';
+const latencyQuantile = (q: number, side: Side) =>
+  sql<
+    number | null
+  >`percentile_cont(${sql.lit(q)}) within group (order by latency_ms) filter (where answered_by = ${sql.lit(side)})`;
+const tokens = (column: 'prompt_tokens' | 'completion_tokens', side: Side) =>
+  sql<number>`coalesce(sum(${sql.ref(column)}) filter (where answered_by = ${sql.lit(side)}), 0)::bigint`;
+
 /** Served calls of `model` since `since`, per UTC day, oldest first. */
 export async function migrationDays(db: Conn, model: string, since: Date): Promise<MigrationDay[]> {
   const rows = await db
@@ -36,26 +44,14 @@ export async function migrationDays(db: Conn, model: string, since: Date): Promi
       sql<number>`(count(*) filter (where answered_by = 'incumbent'))::int`.as('incumbent'),
       sql<number>`(count(*) filter (where answered_by is null))::int`.as('unanswered'),
       sql<number>`(count(*) filter (where fell_back))::int`.as('fell_back'),
-      sql<
-        number | null
-      >`percentile_cont(0.5) within group (order by latency_ms) filter (where answered_by = 'local')`.as('local_p50'),
-      sql<
-        number | null
-      >`percentile_cont(0.95) within group (order by latency_ms) filter (where answered_by = 'local')`.as('local_p95'),
-      sql<
-        number | null
-      >`percentile_cont(0.5) within group (order by latency_ms) filter (where answered_by = 'incumbent')`.as(
-        'incumbent_p50',
-      ),
-      sql<
-        number | null
-      >`percentile_cont(0.95) within group (order by latency_ms) filter (where answered_by = 'incumbent')`.as(
-        'incumbent_p95',
-      ),
-      sql<number>`coalesce(sum(prompt_tokens) filter (where answered_by = 'local'), 0)::bigint`.as('lp'),
-      sql<number>`coalesce(sum(completion_tokens) filter (where answered_by = 'local'), 0)::bigint`.as('lc'),
-      sql<number>`coalesce(sum(prompt_tokens) filter (where answered_by = 'incumbent'), 0)::bigint`.as('ip'),
-      sql<number>`coalesce(sum(completion_tokens) filter (where answered_by = 'incumbent'), 0)::bigint`.as('ic'),
+      latencyQuantile(0.5, 'local').as('local_p50'),
+      latencyQuantile(0.95, 'local').as('local_p95'),
+      latencyQuantile(0.5, 'incumbent').as('incumbent_p50'),
+      latencyQuantile(0.95, 'incumbent').as('incumbent_p95'),
+      tokens('prompt_tokens', 'local').as('lp'),
+      tokens('completion_tokens', 'local').as('lc'),
+      tokens('prompt_tokens', 'incumbent').as('ip'),
+      tokens('completion_tokens', 'incumbent').as('ic'),
     ])
     .where('model_id', '=', model)
     .where('at', '>=', since)
