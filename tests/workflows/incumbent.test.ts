@@ -206,7 +206,14 @@ describe('moving off the hosted model', () => {
   }, 600_000);
 
   it('answers every call through the incumbent when our Ollama servers die during a canary', async () => {
-    // Arrange: a second candidate, shadowed against our first version, then in its canary at 50 %
+    // Arrange: a second candidate, shadowed against our first version, then in its canary at 50 %, held long
+    // enough that the abort lands in the hold: a step that passed would start a promotion, which finishes whatever
+    // happens (against dead servers it retries for up to half an hour)
+    model = modelDefinitionSchema.parse({
+      ...model,
+      config: { ...model.config, canary: { ...model.config.canary, holdSeconds: 300 } },
+    });
+    await upsertModel(db, model);
     const load = traffic(2);
     const handle = await run();
     await expect
