@@ -2,7 +2,8 @@
  * The OpenAI-compatible gateway's own cost, against calling the upstream directly and against the LiteLLM proxy in
  * front of the same upstream, side by side in one run:
  *
- *   npm run bench:gateway -- [--rates 50,200,1000] [--seconds 10] [--ttft 200]
+ *   npm run bench:gateway -- [--rates 50,200,1000] [--seconds 10] [--ttft 200] [--targets direct,tuneloop,litellm]
+ *                            [--profile DIR]
  *
  * - The upstream is a minimal OpenAI-compatible responder (bench/lib/openai-responder.ts) that answers at once, in
  *   a process of its own, so only the gateways' cost shows.
@@ -15,6 +16,8 @@
  *   and latency counts from the scheduled time (no coordinated omission). Added latency is each target's quantile
  *   minus the direct one's at the same rate.
  * - Streaming: N sequential streamed calls each way, time to the first content chunk.
+ *
+ * `--profile DIR` writes a V8 CPU profile of `tuneloop api` there (open it in Chrome's DevTools).
  *
  * Prints tables and writes bench/results/gateway.json.
  */
@@ -44,11 +47,15 @@ const { values } = parseArgs({
     rates: { type: 'string', default: '50,200,1000' },
     seconds: { type: 'string', default: '10' },
     ttft: { type: 'string', default: '200' },
+    targets: { type: 'string', default: 'direct,tuneloop,litellm' },
+    profile: { type: 'string' },
   },
 });
 const RATES = values.rates.split(',').map(Number);
 const SECONDS = Number(values.seconds);
 const TTFT_CALLS = Number(values.ttft);
+const TARGETS = new Set(values.targets.split(','));
+if (!TARGETS.has('direct')) throw new Error('--targets must include direct: added latency is measured against it');
 const log = createLogger('warn');
 const BODY = (i: number, stream = false) =>
   JSON.stringify({
@@ -97,7 +104,7 @@ async function openLoop(pool: Pool, t: Target, rate: number, seconds: number) {
   for (let i = 0; i < total; i++) {
     const due = t0 + (i * 1000) / rate;
     const wait = due - performance.now();
-    if (wait > 1) await sleep(wait);
+    if (wait > 0) await sleep(wait); // never early: latency counts from the scheduled time
     inflight.push(
       pool
         .request({
@@ -205,6 +212,11 @@ async function main() {
         TUNELOOP_LIMIT_MODEL_CONCURRENCY: '100000',
         BENCH_UPSTREAM_KEY: 'sk-bench-upstream',
         LOG_LEVEL: 'warn',
+        ...(values.profile
+          ? {
+              NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${path.resolve(values.profile)}`,
+            }
+          : {}),
       },
       stdio: 'inherit',
     });
@@ -213,41 +225,44 @@ async function main() {
     await waitFor(`${apiUrl}/healthz`, 'the API');
 
     // ---- LiteLLM's proxy, one model routed to the responder
-    const litellmPort = await freePort();
-    const cfg = path.join(dir, 'litellm.yaml');
-    await writeFile(
-      cfg,
-      [
-        'model_list:',
-        '  - model_name: fitcoach',
-        '    litellm_params:',
-        '      model: openai/bench-upstream',
-        `      api_base: ${upstreamUrl}/v1`,
-        '      api_key: sk-bench-upstream',
-        'general_settings:',
-        '  master_key: sk-litellm-bench',
-        'litellm_settings:',
-        '  drop_params: false',
-        '',
-      ].join('\n'),
-    );
-    const litellm = spawn(
-      path.join(REPO_ROOT, '.tools/py-litellm/bin/python'),
-      ['-m', 'litellm.proxy.proxy_cli', '--config', cfg, '--port', String(litellmPort), '--num_workers', '1'],
-      {
-        stdio: ['ignore', 'ignore', 'inherit'],
-        env: { ...process.env, LITELLM_LOG: 'ERROR', LITELLM_TELEMETRY: 'False' },
-      },
-    );
-    cleanup.push(() => stop(litellm));
-    const litellmUrl = `http://127.0.0.1:${litellmPort}`;
-    await waitFor(`${litellmUrl}/health/liveliness`, 'LiteLLM');
+    let litellmUrl = '';
+    if (TARGETS.has('litellm')) {
+      const litellmPort = await freePort();
+      const cfg = path.join(dir, 'litellm.yaml');
+      await writeFile(
+        cfg,
+        [
+          'model_list:',
+          '  - model_name: fitcoach',
+          '    litellm_params:',
+          '      model: openai/bench-upstream',
+          `      api_base: ${upstreamUrl}/v1`,
+          '      api_key: sk-bench-upstream',
+          'general_settings:',
+          '  master_key: sk-litellm-bench',
+          'litellm_settings:',
+          '  drop_params: false',
+          '',
+        ].join('\n'),
+      );
+      const litellm = spawn(
+        path.join(REPO_ROOT, '.tools/py-litellm/bin/python'),
+        ['-m', 'litellm.proxy.proxy_cli', '--config', cfg, '--port', String(litellmPort), '--num_workers', '1'],
+        {
+          stdio: ['ignore', 'ignore', 'inherit'],
+          env: { ...process.env, LITELLM_LOG: 'ERROR', LITELLM_TELEMETRY: 'False' },
+        },
+      );
+      cleanup.push(() => stop(litellm));
+      litellmUrl = `http://127.0.0.1:${litellmPort}`;
+      await waitFor(`${litellmUrl}/health/liveliness`, 'LiteLLM');
+    }
 
     const targets: Target[] = [
       { name: 'direct', origin: upstreamUrl, path: '/v1/chat/completions', key: 'sk-bench-upstream' },
       { name: 'tuneloop', origin: apiUrl, path: '/openai/v1/chat/completions', key },
       { name: 'litellm', origin: litellmUrl, path: '/v1/chat/completions', key: 'sk-litellm-bench' },
-    ];
+    ].filter((t) => TARGETS.has(t.name));
     const pools = new Map(targets.map((t) => [t.name, new Pool(t.origin, { connections: 512, pipelining: 1 })]));
     cleanup.push(async () => Promise.all([...pools.values()].map((p) => p.close())));
 
@@ -270,7 +285,7 @@ async function main() {
       });
 
     // ---- time to first token, streamed, sequential, alternating the order
-    const ttft: Record<string, number[]> = { direct: [], tuneloop: [], litellm: [] };
+    const ttft: Record<string, number[]> = Object.fromEntries(targets.map((t) => [t.name, []]));
     for (let i = 0; i < TTFT_CALLS; i++) {
       const order = i % 2 ? [...targets].reverse() : targets;
       for (const t of order) ttft[t.name]!.push(await firstToken(pools.get(t.name)!, t, i));

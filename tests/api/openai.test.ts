@@ -470,8 +470,12 @@ describe('the incumbent', () => {
     expect(proxy.seen.length - before).toBe(2);
   });
 
-  it('ends a stream cut in the middle with an error the client raises, and records the failure', async () => {
-    proxy.fail({ kind: 'cut', afterBytes: 300 });
+  it.each([
+    ['cut in the middle', { kind: 'cut', afterBytes: 300 } as const],
+    ['ended cleanly before [DONE]', { kind: 'truncate', events: 3 } as const],
+    ['broken off with an error event', { kind: 'truncate', events: 3, then: 'error-event' } as const],
+  ])('ends a stream %s with an error the client raises, and records the failure', async (_what, fault) => {
+    proxy.fail(fault);
     try {
       const stream = await client.chat.completions.create({
         model: onlyHosted.id,

@@ -5,7 +5,8 @@ import type { AddressInfo } from 'node:net';
  * A small fault-injecting HTTP proxy in front of a real server (the incumbent's stand-in: a second Ollama through
  * its OpenAI-compatible endpoint). Each request is forwarded unless a fault is set: a connection reset before any
  * answer, a 429 with Retry-After, a 500, a first byte held back for `delayMs`, or a stream cut after `afterBytes`
- * bytes of the answer (a 500's message echoes the key it was sent, as some providers' errors do). A fault applies to the next `times` requests (Infinity: until cleared). It records the
+ * bytes of the answer, or a stream ended cleanly after some events (with nothing more, or with an error event, as
+ * providers report a failure mid-stream) (a 500's message echoes the key it was sent, as some providers' errors do). A fault applies to the next `times` requests (Infinity: until cleared). It records the
  * requests it saw (path and headers) so tests can check what reached the provider.
  */
 export type Fault =
@@ -13,7 +14,9 @@ export type Fault =
   | { kind: '429'; retryAfterS: number }
   | { kind: '500' }
   | { kind: 'slow'; delayMs: number }
-  | { kind: 'cut'; afterBytes: number };
+  | { kind: 'cut'; afterBytes: number }
+  /** A stream that ends cleanly after `events` server-sent events, without `[DONE]` (or with an error event). */
+  | { kind: 'truncate'; events: number; then?: 'end' | 'error-event' };
 
 export interface FaultProxy {
   url: string;
@@ -46,6 +49,26 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       (answer) => {
         const start = () => {
           res.writeHead(answer.statusCode ?? 502, answer.headers);
+          if (f?.kind === 'truncate') {
+            let text = '';
+            let done = false;
+            answer.setEncoding('utf8');
+            answer.on('data', (piece: string) => {
+              if (done) return;
+              text += piece;
+              const events = text.split('\n\n');
+              if (events.length <= f.events) return;
+              done = true;
+              res.write(events.slice(0, f.events).join('\n\n') + '\n\n');
+              if (f.then === 'error-event') res.write('data: {"error":{"message":"the model is overloaded"}}\n\n');
+              res.end();
+              answer.destroy();
+            });
+            answer.on('end', () => {
+              if (!done) res.end(text);
+            });
+            return;
+          }
           if (f?.kind !== 'cut') {
             answer.pipe(res);
             return;
