@@ -1,12 +1,19 @@
 import { Router } from 'express';
 import { z } from 'zod';
 import type { Db } from '../db/pool';
-import { findInteractionsForFeedback, insertFeedback } from '../db/queries/feedback';
+import {
+  findConversationTurns,
+  findInteractionsForFeedback,
+  insertFeedback,
+  MAX_CONVERSATION_TURNS,
+  type Feedback,
+} from '../db/queries/feedback';
 import { ErasedDuringWrite, insertInteractions, type StoredInteraction } from '../db/queries/interactions';
 import { appsOfModels } from '../db/queries/models';
 import { slug } from '../domain/model-config';
 import { feedbackSchema } from '../ingest/feedback';
 import { batchSchema, canonicalize, interactionSchema } from '../ingest/interaction';
+import { conversationIdSchema } from '../ingest/metadata';
 import { externalId } from '../ingest/text';
 import { assertModelAccess, principalOf, requireRole } from './auth';
 import { HttpError } from './errors';
@@ -22,6 +29,20 @@ const bodySchemaFor = (body: unknown) =>
 
 const feedbackParams = z.object({ id: externalId }).strict();
 const feedbackQuery = z.object({ model: slug.optional() }).strict();
+const conversationParams = z.object({ id: conversationIdSchema }).strict();
+
+/** A stored feedback as the API shows it. */
+const feedbackView = (f: Feedback, model: string) => ({
+  id: f.id,
+  interaction: f.interaction_id,
+  model,
+  externalId: f.external_id,
+  thumbs: f.thumbs,
+  rating: f.rating,
+  correction: f.correction,
+  comment: f.comment,
+  createdAt: f.created_at,
+});
 
 export function createInteractionsRouter({ db }: { db: Db }) {
   const router = Router();
@@ -107,19 +128,61 @@ export function createInteractionsRouter({ db }: { db: Db }) {
       });
       return { ...stored, interaction: found[0]! };
     });
+    res.status(duplicate ? 200 : 201).json({ duplicate, feedback: feedbackView(feedback, interaction.model_id) });
+  });
+
+  /**
+   * Feedback on a whole conversation: the same feedback on every turn the app recorded with this conversation id
+   * (`metadata.conversation_id`, or the OpenAI surface's conversation id). A retried POST with the same feedback
+   * `id` stores nothing twice, turn by turn. 404 as above for a conversation outside the key's reach.
+   */
+  router.post('/v1/conversations/:id/feedback', requireRole('app'), async (req, res) => {
+    const p = principalOf(req);
+    const { id } = parse(conversationParams, req, 'params');
+    const { model } = parse(feedbackQuery, req, 'query');
+    const body = parse(feedbackSchema, req, 'body');
+    if (model) assertModelAccess(p, model, 'query.model');
+
+    const { stored, turns } = await db.transaction().execute(async (trx) => {
+      const turns = await findConversationTurns(trx, id, { appId: p.appId, models: p.models, model });
+      if (!turns.length)
+        throw new HttpError(404, 'conversation_not_found', `conversation ${id} not found`, 'params.id');
+      if (new Set(turns.map((t) => t.model_id)).size > 1)
+        throw new HttpError(
+          409,
+          'ambiguous_conversation',
+          `conversation id ${id} is used by several models of this key; name the model with ?model=`,
+          'query.model',
+        );
+      if (turns.length > MAX_CONVERSATION_TURNS)
+        throw new HttpError(
+          422,
+          'conversation_too_long',
+          `conversation ${id} has more than ${MAX_CONVERSATION_TURNS} turns; give feedback on its interactions one by one`,
+          'params.id',
+        );
+      const stored = [];
+      for (const turn of turns) {
+        stored.push(
+          await insertFeedback(trx, {
+            interactionId: turn.id,
+            externalId: body.id ?? null,
+            thumbs: body.thumbs ?? null,
+            rating: body.rating ?? null,
+            correction: body.correction ?? null,
+            comment: body.comment ?? null,
+          }),
+        );
+      }
+      return { stored, turns };
+    });
+    const duplicate = stored.every((s) => s.duplicate);
     res.status(duplicate ? 200 : 201).json({
+      conversation: id,
+      model: turns[0]!.model_id,
+      turns: turns.length,
       duplicate,
-      feedback: {
-        id: feedback.id,
-        interaction: feedback.interaction_id,
-        model: interaction.model_id,
-        externalId: feedback.external_id,
-        thumbs: feedback.thumbs,
-        rating: feedback.rating,
-        correction: feedback.correction,
-        comment: feedback.comment,
-        createdAt: feedback.created_at,
-      },
+      feedback: stored.map((s) => feedbackView(s.feedback, turns[0]!.model_id)),
     });
   });
 

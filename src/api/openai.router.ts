@@ -5,6 +5,7 @@ import type { Db } from '../db/pool';
 import { listModels } from '../db/queries/models';
 import type { ChatMessage } from '../domain/conversation';
 import { slug } from '../domain/model-config';
+import { conversationIdSchema } from '../ingest/metadata';
 import { externalId } from '../ingest/text';
 import { compileSchema, InvalidSchemaError } from '../llm/json-schema';
 import type { ChatOptions } from '../llm/ollama';
@@ -143,7 +144,6 @@ type CompletionRequest = z.output<typeof completionRequest>;
 
 const SUBJECT_HEADER = 'x-tuneloop-subject';
 const CONVERSATION_HEADER = 'x-tuneloop-conversation-id';
-const conversationId = z.string().regex(/^[\w.:-]{1,200}$/, 'letters, digits and . _ : -, at most 200');
 
 export interface OpenAiRouterDeps extends ChatServiceDeps {
   db: Db;
@@ -310,7 +310,7 @@ function toCall(
   const subject = body.user ?? fromHeader?.data ?? null;
   const conv = conversationHeader ?? body.metadata?.conversation_id;
   if (conv !== undefined) {
-    const ok = conversationId.safeParse(conv);
+    const ok = conversationIdSchema.safeParse(conv);
     if (!ok.success) {
       throw new HttpError(400, 'invalid_value', `conversation id: ${ok.error.issues[0]!.message}`, 'metadata');
     }

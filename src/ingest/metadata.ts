@@ -65,3 +65,9 @@ export const metadataSchema = z
     if (bytes > METADATA_LIMITS.bytes)
       ctx.addIssue({ code: 'custom', message: `at most ${METADATA_LIMITS.bytes} bytes as JSON; this is ${bytes}` });
   });
+
+/**
+ * A conversation id (an episode) an app passes with each turn, kept in the turn's metadata as `conversation_id`:
+ * feedback on the conversation lands on all of its turns.
+ */
+export const conversationIdSchema = z.string().regex(/^[\w.:-]{1,200}$/, 'letters, digits and . _ : -, at most 200');

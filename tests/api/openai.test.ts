@@ -343,6 +343,51 @@ describe('the subject and the conversation', () => {
     expect(row.metadata).toMatchObject({ conversation_id: 'conv-42', surface: 'openai' });
     expect(feedback.status).toBe(201);
   });
+
+  it('lands feedback on a whole conversation on all of its turns, once, and refuses what it cannot place', async () => {
+    // Arrange: three turns of one conversation (header and metadata), one turn of another
+    const conv = uid('conv-');
+    const turn = (content: string, how: 'header' | 'metadata', id = conv) =>
+      client.chat.completions.create(
+        {
+          model: local.id,
+          messages: user(content),
+          max_tokens: 4,
+          user: 'u-6',
+          ...(how === 'metadata' ? { metadata: { conversation_id: id } } : {}),
+        },
+        how === 'header' ? { headers: { 'x-tuneloop-conversation-id': id } } : {},
+      );
+    const turns = [await turn('hi', 'header'), await turn('and squats?', 'metadata'), await turn('thanks', 'header')];
+    const elsewhere = await turn('hi', 'header', uid('conv-'));
+    await api.recorder.flush();
+    const feedbackOf = (ids: string[]) =>
+      db.selectFrom('feedback').selectAll().where('interaction_id', 'in', ids).orderBy('interaction_id').execute();
+
+    // Act
+    const first = await api.call('POST', `/v1/conversations/${conv}/feedback`, appKey, { id: 'fb-1', rating: 2 });
+    const again = await api.call('POST', `/v1/conversations/${conv}/feedback`, appKey, { id: 'fb-1', rating: 2 });
+    const refused = [
+      await api.call('POST', `/v1/conversations/${conv}/feedback`, appKey, { rating: 9 }),
+      await api.call('POST', `/v1/conversations/${conv}/feedback`, appKey, {}),
+      await api.call('POST', `/v1/conversations/not%20an%20id/feedback`, appKey, { thumbs: 'up' }),
+      await api.call('POST', `/v1/conversations/${conv}/feedback?model=${uid('m-')}`, appKey, { thumbs: 'up' }),
+      await api.call('POST', `/v1/conversations/${uid('conv-')}/feedback`, appKey, { thumbs: 'up' }),
+      await api.call('POST', `/v1/conversations/${conv}/feedback`, otherKey, { thumbs: 'up' }),
+    ];
+
+    // Assert
+    expect(first.status).toBe(201);
+    expect(first.json).toMatchObject({ conversation: conv, model: local.id, turns: 3, duplicate: false });
+    expect(again.status).toBe(200);
+    expect(again.json).toMatchObject({ turns: 3, duplicate: true });
+    expect(refused.map((r) => r.status)).toEqual([400, 400, 400, 403, 404, 404]);
+    expect(refused[0]!.json.error.message).toContain('rating');
+    const stored = await feedbackOf(turns.map((t) => t.id));
+    expect(stored.map((f) => f.interaction_id).sort()).toEqual(turns.map((t) => t.id).sort());
+    expect(stored.every((f) => f.rating === 2 && f.external_id === 'fb-1')).toBe(true);
+    expect(await feedbackOf([elsewhere.id])).toEqual([]);
+  });
 });
 
 describe('the incumbent', () => {

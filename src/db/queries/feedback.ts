@@ -1,4 +1,4 @@
-import type { Selectable } from 'kysely';
+import { sql, type Selectable } from 'kysely';
 import type { FeedbackTable } from '../database';
 import type { Trx } from '../pool';
 
@@ -41,6 +41,38 @@ export async function findInteractionsForFeedback(
     if (own.length) return own;
   }
   return find('i.external_id');
+}
+
+/** The most turns one conversation's feedback reaches. */
+export const MAX_CONVERSATION_TURNS = 1_000;
+
+/**
+ * The turns (interactions) of the conversation the app named `conversationId` within `scope`, by model, oldest
+ * first: at most MAX_CONVERSATION_TURNS + 1 (one more tells "too many"). Locked `for key share`, as above.
+ */
+export async function findConversationTurns(
+  trx: Trx,
+  conversationId: string,
+  scope: InteractionScope,
+): Promise<{ id: string; model_id: string }[]> {
+  if (scope.models && !scope.models.length) return [];
+  let q = trx
+    .selectFrom('interactions as i')
+    .innerJoin('models as m', 'm.id', 'i.model_id')
+    .select(['i.id', 'i.model_id'])
+    // The same expression and predicate as the index (interactions_conversation_idx).
+    .where(sql<boolean>`i.metadata ? 'conversation_id'`)
+    .where(sql`i.metadata->>'conversation_id'`, '=', conversationId);
+  if (scope.appId) q = q.where('m.app_id', '=', scope.appId);
+  if (scope.models) q = q.where('i.model_id', 'in', scope.models);
+  if (scope.model) q = q.where('i.model_id', '=', scope.model);
+  return q
+    .orderBy('i.model_id')
+    .orderBy('i.created_at')
+    .orderBy('i.id')
+    .limit(MAX_CONVERSATION_TURNS + 1)
+    .forKeyShare('i')
+    .execute();
 }
 
 /**
