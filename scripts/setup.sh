@@ -12,14 +12,16 @@
 #   - with --test-server, Temporal's time-skipping test server (Java, from Maven Central) for the decision tests
 #   - with --clients, the official Python `openai` client (PyPI) in a small venv, for the gateway's smoke test
 #   - with --litellm, the LiteLLM proxy (PyPI) in a venv of its own, the peer `npm run bench:gateway` compares with
-# Usage: scripts/setup.sh [--minio] [--compose] [--test-server] [--clients] [--litellm]   (quiet when nothing to do)
+#   - with --datasketch, datasketch (PyPI) in a venv of its own, the peer `npm run bench:score` compares with
+# Usage: scripts/setup.sh [--minio] [--compose] [--test-server] [--clients] [--litellm] [--datasketch]
+#        (quiet when nothing to do)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 # shellcheck source=scripts/versions.sh
 source scripts/versions.sh
 
-want_minio=0 want_compose=0 want_test_server=0 want_clients=0 want_litellm=0
+want_minio=0 want_compose=0 want_test_server=0 want_clients=0 want_litellm=0 want_datasketch=0
 for a in "$@"; do
   case "$a" in
     --minio) want_minio=1 ;;
@@ -27,6 +29,7 @@ for a in "$@"; do
     --test-server) want_test_server=1 ;;
     --clients) want_clients=1 ;;
     --litellm) want_litellm=1 ;;
+    --datasketch) want_datasketch=1 ;;
     *) echo "setup: unknown option $a" >&2; exit 2 ;;
   esac
 done
@@ -205,4 +208,9 @@ fi
 # ---- the LiteLLM proxy (bench:gateway's peer) ------------------------------------------------------------------
 if [ "$want_litellm" = 1 ]; then
   py_tool_venv py-litellm "litellm[proxy]==$LITELLM_VERSION" "the LiteLLM proxy $LITELLM_VERSION (for bench:gateway)"
+fi
+
+# ---- datasketch's MinHash LSH (bench:score's peer) -------------------------------------------------------------
+if [ "$want_datasketch" = 1 ]; then
+  py_tool_venv py-datasketch "datasketch==$DATASKETCH_VERSION" "datasketch $DATASKETCH_VERSION (for bench:score)"
 fi

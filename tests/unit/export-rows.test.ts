@@ -37,18 +37,48 @@ describe('ExportRows', () => {
     });
   });
 
-  it('drops a row whose bytes were exported already, whatever its interaction', () => {
+  it('drops a row whose text was exported already, case and spacing aside, whatever its interaction', () => {
     // Arrange
     const rows = new ExportRows(0, ANONYMIZED);
     rows.add(row('a', 'Two minutes.'), true);
 
     // Act
-    const again = rows.add(row('b', 'Two minutes.', { source: 'import' }), true);
+    const again = rows.add(row('b', 'two  MINUTES.', { source: 'import' }), true);
 
     // Assert
     expect(again).toBeNull();
-    expect(rows.counts).toMatchObject({ exported: 1, duplicatesDropped: 1 });
-    expect(rows.sources).toEqual({ api: { train: 1, validation: 0 } });
+    expect(rows.counts).toMatchObject({ exported: 1, duplicatesDropped: 1, nearDuplicatesDropped: 0 });
+    expect(rows.sources).toEqual({
+      api: { train: 1, validation: 0, duplicates: 0, nearDuplicates: 0 },
+      import: { train: 0, validation: 0, duplicates: 1, nearDuplicates: 0 },
+    });
+  });
+
+  it('drops a near duplicate of a row in the other split, and keeps it when near duplicates are off', () => {
+    // Arrange: a long answer, then the same with one word changed, under ids that fall in different splits
+    const answer =
+      'Rest two minutes between heavy sets of squats, drink some water, and keep the next set at the same weight ' +
+      'unless the last one felt easy: then add two and a half kilos and keep the form strict all the way down.';
+    const ids = Array.from({ length: 40 }, (_, i) => `i-${i}`);
+    const inValidation = ids.find((id) => splitOf(id, 0.5) === 'validation')!;
+    const inTrain = ids.find((id) => splitOf(id, 0.5) === 'train')!;
+    const near = answer.replace('water', 'tea');
+    const on = new ExportRows(0.5, ANONYMIZED);
+    const off = new ExportRows(0.5, ANONYMIZED, { near: false, threshold: 0.8 });
+
+    // Act
+    const kept = on.add(row(inValidation, answer), true);
+    const copy = on.add(row(inTrain, near, { source: 'synthetic' }), true);
+    off.add(row(inValidation, answer), true);
+    const keptWhenOff = off.add(row(inTrain, near), true);
+
+    // Assert
+    expect(kept?.split).toBe('validation');
+    expect(copy).toBeNull();
+    expect(on.counts).toMatchObject({ exported: 1, duplicatesDropped: 0, nearDuplicatesDropped: 1 });
+    expect(on.sources.synthetic).toEqual({ train: 0, validation: 0, duplicates: 0, nearDuplicates: 1 });
+    expect(keptWhenOff?.split).toBe('train');
+    expect(on.decided).toBe(2);
   });
 
   it('leaves out a row whose subject no longer consents, without counting it as a duplicate later', () => {
@@ -67,7 +97,7 @@ describe('ExportRows', () => {
 
   it('numbers lines per split and counts sources per split', () => {
     // Arrange: ids on both sides of a one-half split
-    const rows = new ExportRows(0.5, ANONYMIZED);
+    const rows = new ExportRows(0.5, ANONYMIZED, { near: false, threshold: 0.8 });
     const ids = Array.from({ length: 40 }, (_, i) => `interaction-${i}`);
 
     // Act
@@ -98,6 +128,7 @@ describe('ExportRows', () => {
       considered: 10,
       exported: 2,
       duplicatesDropped: 1,
+      nearDuplicatesDropped: 0,
       negativeFeedback: 2,
       invalid: 1,
       corrected: 1,

@@ -69,6 +69,7 @@ describe('modelDefinitionSchema', () => {
       config: {
         validationShare: 0.1,
         minExamples: 1,
+        dedup: { near: true, threshold: 0.8 },
         stages: {},
         training: TRAINING_DEFAULTS,
         evaluation: { prompts: 64, maxNewTokens: 128, batchSize: 4 },
@@ -92,6 +93,7 @@ describe('modelDefinitionSchema', () => {
     expect(model.config).toEqual({
       validationShare: 0.1,
       minExamples: 20,
+      dedup: { near: true, threshold: 0.8 },
       stages: { train: false },
       training: TRAINING_DEFAULTS,
       evaluation: { prompts: 64, maxNewTokens: 128, batchSize: 4 },
@@ -160,6 +162,9 @@ describe('modelDefinitionSchema', () => {
     [{ fallback: { breakerFailures: 0 } }, 'fallback.breakerFailures'],
     [{ shadow: { minPairs: 50, maxJudged: 10 } }, 'shadow.maxJudged'],
     [{ shadow: { share: 0 } }, 'shadow.share'],
+    [{ dedup: { threshold: 0.3 } }, 'dedup.threshold'],
+    [{ dedup: { near: 'yes' } }, 'dedup.near'],
+    [{ dedup: { minhash: 64 } }, 'dedup'],
   ])('rejects the bad serving config %j, naming %s', (config, field) => {
     // Act
     const r = pipelineConfigSchema.safeParse(config);

@@ -245,7 +245,13 @@ describe('splitOf', () => {
 });
 
 describe('exportConfigHash', () => {
-  const base = { systemPrompt: 'Be brief.', validationShare: 0.1, format: 'chat', piiEngine: 'pii-1' };
+  const base = {
+    systemPrompt: 'Be brief.',
+    validationShare: 0.1,
+    format: 'chat',
+    piiEngine: 'pii-1',
+    dedup: { near: true, threshold: 0.8 },
+  };
 
   it('is stable for the same inputs', () => {
     // Act
@@ -263,6 +269,8 @@ describe('exportConfigHash', () => {
     ['validationShare', { validationShare: 0.2 }],
     ['format', { format: 'completion' }],
     ['piiEngine', { piiEngine: 'pii-2' }],
+    ['the near-duplicate threshold', { dedup: { near: true, threshold: 0.9 } }],
+    ['near duplicates switched off', { dedup: { near: false, threshold: 0.8 } }],
   ])('changes when %s changes', (_label, change) => {
     // Act
     const changed = exportConfigHash({ ...base, ...change });
