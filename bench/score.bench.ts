@@ -2,7 +2,7 @@
  * Near-duplicate removal, tuneloop's (src/dataset/near-dup.ts) against datasketch's MinHash LSH (PyPI, pinned in
  * scripts/versions.sh), on the same rows in the same run:
  *
- *   npm run bench:score -- [--rows 100000,1000000] [--threshold 0.8] [--perm 128]
+ *   npm run bench:score -- [--rows 100000,1000000] [--threshold 0.8] [--perm 128] [--sides tuneloop,datasketch]
  *
  * - The rows: distinct chat-like texts with paraphrases of earlier rows planted among them (a tenth of the rows;
  *   some words replaced, a pair swapped, case and spacing changed: bench/lib/dup-corpus.ts), each labelled with the
@@ -35,6 +35,7 @@ const { values } = parseArgs({
     rows: { type: 'string', default: '100000,1000000' },
     threshold: { type: 'string', default: '0.8' },
     perm: { type: 'string', default: '128' },
+    sides: { type: 'string', default: 'tuneloop,datasketch' },
   },
 });
 const SIZES = values.rows.split(',').map(Number);
@@ -116,7 +117,7 @@ async function main() {
           cmd: path.join(REPO_ROOT, '.tools/py-datasketch/bin/python'),
           args: [path.join(REPO_ROOT, 'bench/lib/datasketch_dedup.py')],
         },
-      ];
+      ].filter((s) => values.sides.split(',').includes(s.name));
       for (const side of sides) {
         const flagsFile = path.join(dir, `flags-${side.name}-${n}`);
         const { stdout } = await run(side.cmd, [...side.args, texts, flagsFile, String(THRESHOLD), String(PERM)], {
