@@ -27,17 +27,23 @@ export interface AnonymizeSummary {
   /** Redacted values by type, over every text field of the range. */
   entities: Record<string, number>;
   engineVersion: string;
+  /** The negatively rated rows ({@link negativesKeyFor}; absent in runs from before it was written). */
+  negatives?: { key: string; sha256: string; rows: number };
 }
 
-/** One redacted row as the anonymize stage hands it to export: the training row and where it came from. */
+/** One redacted row as the anonymize stage hands it on: the training row and where it came from. */
 export interface AnonymizedLine {
   id: string;
   source: string;
   corrected: boolean;
   messages: ChatMessage[];
+  /** What people said of it in [0, 1] (rows.ts humanScore; a correction is 1); absent when they said nothing. */
+  human?: number;
 }
 
 export const anonymizedKeyFor = (prefix: string) => `${prefix}work/anonymized.jsonl`;
+/** The rows people rated down (kept out of training), redacted the same way: the score stage calibrates on them. */
+export const negativesKeyFor = (prefix: string) => `${prefix}work/negatives.jsonl`;
 
 const FETCH = 500;
 
@@ -60,6 +66,7 @@ export function createAnonymizeActivities(deps: ActivityDeps) {
 
       return withWorkDir(deps, `anonymize-${input.datasetId}`, async (dir) => {
         const out = lineWriter(path.join(dir, 'anonymized.jsonl'));
+        const negatives = lineWriter(path.join(dir, 'negatives.jsonl'));
         const counts = { considered: 0, negativeFeedback: 0, invalid: 0, corrected: 0 };
         const entities: Record<string, number> = {};
         try {
@@ -85,7 +92,17 @@ export function createAnonymizeActivities(deps: ActivityDeps) {
               },
               model.system_prompt,
             );
-            if (decision.kind === 'negative') counts.negativeFeedback++;
+            if (decision.kind === 'negative') {
+              counts.negativeFeedback++;
+              const line: AnonymizedLine = {
+                id: r.id,
+                source: r.source,
+                corrected: false,
+                messages: decision.row.messages,
+                human: decision.human,
+              };
+              await negatives.write(JSON.stringify(line));
+            }
             if (decision.kind === 'invalid') counts.invalid++;
             if (decision.kind !== 'sft') continue;
             if (decision.corrected) counts.corrected++;
@@ -94,15 +111,18 @@ export function createAnonymizeActivities(deps: ActivityDeps) {
               source: r.source,
               corrected: decision.corrected,
               messages: decision.row.messages,
+              ...(decision.human !== null ? { human: decision.human } : {}),
             };
             await out.write(JSON.stringify(line));
             if (counts.considered % FETCH === 0) heartbeat({ rows: counts.considered });
           }
         } finally {
-          await out.close();
+          await Promise.all([out.close(), negatives.close()]);
         }
         const key = anonymizedKeyFor(dataset.prefix);
         const info = await deps.store.put(key, out.read(), { contentType: 'application/jsonl' });
+        const negativesKey = negativesKeyFor(dataset.prefix);
+        const negInfo = await deps.store.put(negativesKey, negatives.read(), { contentType: 'application/jsonl' });
         const summary: AnonymizeSummary = {
           key,
           sha256: info.sha256,
@@ -111,6 +131,7 @@ export function createAnonymizeActivities(deps: ActivityDeps) {
           ...counts,
           entities,
           engineVersion: PII_ENGINE_VERSION,
+          negatives: { key: negativesKey, sha256: negInfo.sha256, rows: negatives.lines },
         };
         log.info({ rows: summary.rows, entities }, 'anonymized');
         return summary;

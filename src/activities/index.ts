@@ -8,6 +8,7 @@ import { createJudgeActivities } from './judge';
 import { createGateActivities } from './gate';
 import { createCanaryActivities } from './canary';
 import { createPromoteActivities } from './promote';
+import { createScoreActivities } from './score';
 import { createShadowActivities } from './shadow';
 
 export type { ActivityDeps } from './deps';
@@ -21,6 +22,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createRunActivities(deps),
     ...createCollectActivities(deps),
     ...createAnonymizeActivities(deps),
+    ...createScoreActivities(deps),
     ...createExportActivities(deps),
     ...createErasureActivities(deps),
     ...createJudgeActivities(deps),

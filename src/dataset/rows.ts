@@ -23,10 +23,28 @@ export interface TrainingRow {
 }
 
 export type RowDecision =
-  | { kind: 'sft'; row: TrainingRow; corrected: boolean }
-  /** Negative feedback and no correction: kept out of SFT, still counted (a later stage trains on preferences). */
-  | { kind: 'negative' }
+  /** `human`: what people said of the row, in [0, 1] (a correction is theirs: 1); null when they said nothing. */
+  | { kind: 'sft'; row: TrainingRow; corrected: boolean; human: number | null }
+  /**
+   * Negative feedback and no correction: kept out of SFT, still counted (a later stage trains on preferences), and
+   * the row as it was, for the score stage's judge calibration.
+   */
+  | { kind: 'negative'; row: TrainingRow; human: number }
   | { kind: 'invalid'; reason: string };
+
+/**
+ * People's newest word on a row as a score in [0, 1]: a 1–5 rating as (r − 1) / 4, else a thumb (up 1, down 0);
+ * null when no feedback rates it.
+ */
+export function humanScore(feedback: readonly FeedbackFacts[]): number | null {
+  const rated = [...feedback]
+    .sort((a, b) => a.createdAt.localeCompare(b.createdAt))
+    .filter((f) => f.rating !== null || f.thumbs !== null)
+    .at(-1);
+  if (!rated) return null;
+  if (rated.rating !== null) return (rated.rating - 1) / 4;
+  return rated.thumbs === 'up' ? 1 : 0;
+}
 
 /**
  * Decides what one interaction contributes. The newest correction replaces the final assistant turn; a
@@ -42,16 +60,23 @@ export function buildRow(interaction: SourceInteraction, systemPrompt: string | 
   const byTime = [...interaction.feedback].sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   const correction = byTime.filter((f) => f.correction !== null && f.correction.trim() !== '').at(-1)?.correction;
   const negative = byTime.some((f) => f.thumbs === 'down' || (f.rating !== null && f.rating <= 2));
-  if (negative && correction === undefined) return { kind: 'negative' };
-
-  const messages = withSystemPrompt(
-    [
-      ...turns.slice(0, -1).map((m): ChatMessage => ({ role: m.role, content: m.content })),
-      { role: 'assistant', content: correction ?? last.content },
-    ],
-    systemPrompt,
-  );
-  return { kind: 'sft', row: { messages }, corrected: correction !== undefined };
+  const rowWith = (answer: string) =>
+    withSystemPrompt(
+      [
+        ...turns.slice(0, -1).map((m): ChatMessage => ({ role: m.role, content: m.content })),
+        { role: 'assistant', content: answer },
+      ],
+      systemPrompt,
+    );
+  if (negative && correction === undefined) {
+    return { kind: 'negative', row: { messages: rowWith(last.content) }, human: humanScore(byTime) ?? 0 };
+  }
+  return {
+    kind: 'sft',
+    row: { messages: rowWith(correction ?? last.content) },
+    corrected: correction !== undefined,
+    human: correction !== undefined ? 1 : humanScore(byTime),
+  };
 }
 
 /** The serialized row, one JSONL line without the newline. Key order is fixed so equal rows are equal bytes. */

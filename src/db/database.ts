@@ -103,6 +103,19 @@ export interface DatasetTable {
   config_hash: string | null;
   created_at: GeneratedTimestamp;
   ready_at: NullableTimestamp;
+  /** The score stage's quality report (numbers and interaction ids, no text); null when the stage did not run. */
+  quality: NullableJson<unknown>;
+}
+
+/** The score stage's cache: a judge's score of a row's redacted bytes, tied to the interaction it was made for. */
+export interface RowScoreTable {
+  judge: string;
+  rubric_sha256: string;
+  row_sha256: string;
+  interaction_id: string;
+  score: number;
+  reason: string;
+  created_at: GeneratedTimestamp;
 }
 
 export interface DatasetItemTable {
@@ -277,6 +290,7 @@ export interface Database {
   consent_events: ConsentEventTable;
   interactions: InteractionTable;
   shadow_pairs: ShadowPairTable;
+  row_scores: RowScoreTable;
   feedback: FeedbackTable;
   runs: RunTable;
   datasets: DatasetTable;

@@ -23,6 +23,8 @@ export const FailureType = {
   OLLAMA_UNAVAILABLE: 'OLLAMA_UNAVAILABLE',
   /** The model or version a stage needs to act on is not in a state that allows it (e.g. nothing to roll back to). */
   INVALID_STATE: 'INVALID_STATE',
+  /** A judge (an Ollama model or the hosted incumbent) did not answer; retried, and what it judged is kept. */
+  JUDGE_UNAVAILABLE: 'JUDGE_UNAVAILABLE',
   /** The worker process that ran an attempt died (see temporal/attempt-journal.ts); the retry starts at once. */
   WORKER_LOST: 'WORKER_LOST',
 } as const;

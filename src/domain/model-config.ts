@@ -272,6 +272,54 @@ export const evaluationConfigSchema = z
   })
   .strict();
 
+/** The rubric our users' plans share: a row is good when its answer does these. */
+export const DEFAULT_RUBRIC =
+  'The answer responds to what the user asked rather than something generic; it uses the knowledge of the ' +
+  "app's domain correctly; it is kind and helpful; its length suits the question.";
+
+/**
+ * The score stage: a judge rates each row (real and synthetic) in [0, 1] against a rubric; a row that people rated
+ * takes their score instead; rows under the threshold, too short, too long or in the wrong language are left out.
+ */
+export const scoreConfigSchema = z
+  .object({
+    /** Who judges: a model in Ollama, or the app's hosted incumbent. No judge: only people's scores filter. */
+    judge: z
+      .discriminatedUnion('provider', [
+        z.object({ provider: z.literal('ollama'), model: ollamaModelName }).strict(),
+        z.object({ provider: z.literal('incumbent') }).strict(),
+      ])
+      .optional(),
+    rubric: z.string().min(10).max(4000).default(DEFAULT_RUBRIC),
+    /** Rows scoring under this are left out (when the judge may filter: calibration). */
+    threshold: z.number().min(0).max(1).default(0.7),
+    /** Characters of the row's text (every turn). */
+    minChars: z.number().int().min(0).default(2),
+    maxChars: z.number().int().min(1).max(10_000_000).default(200_000),
+    /** The language the model speaks, as ISO 639-3 (eng, fra, deu, spa…): rows detected as another are left out. */
+    language: z
+      .string()
+      .regex(/^[a-z]{3}$/, 'an ISO 639-3 code such as eng, fra, deu')
+      .optional(),
+    calibration: z
+      .object({
+        /** Rows with both a human signal and a judge score needed before the judge's agreement counts. */
+        minRows: z.number().int().min(1).max(100_000).default(20),
+        /** The least Cohen's kappa at which the judge may filter. */
+        minKappa: z.number().min(-1).max(1).default(0.4),
+        /** With fewer rows than minRows: filter on the judge anyway, or keep every row. */
+        whenUncalibrated: z.enum(['filter', 'keep']).default('filter'),
+      })
+      .strict()
+      .default({ minRows: 20, minKappa: 0.4, whenUncalibrated: 'filter' }),
+    /** Judge calls in flight at once. */
+    concurrency: z.number().int().min(1).max(32).default(2),
+    /** One judge call's budget. */
+    timeoutMs: z.number().int().min(1_000).max(600_000).default(120_000),
+  })
+  .strict();
+export type ScoreConfig = z.output<typeof scoreConfigSchema>;
+
 /** Which rows export leaves out as copies of rows it kept (src/dataset/near-dup.ts). */
 export const dedupConfigSchema = z
   .object({
@@ -293,6 +341,8 @@ export const pipelineConfigSchema = z
      * its splits (no validation row has a near copy in train).
      */
     dedup: dedupConfigSchema.default(() => dedupConfigSchema.parse({})),
+    /** The score stage; absent: it is skipped and every row goes to export unscored. */
+    score: scoreConfigSchema.optional(),
     stages: z
       .object({
         ...(Object.fromEntries(OPTIONAL_STAGES.map((s) => [s, z.boolean().optional()])) as Record<
@@ -341,6 +391,13 @@ export const pipelineConfigSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
+    if (c.score?.judge?.provider === 'incumbent' && !c.incumbent) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['score', 'judge'],
+        message: 'the incumbent judges only where the model has one: set incumbent, or judge with an Ollama model',
+      });
+    }
     // A canary that passes is promoted; without promote it would stay at its last share for good.
     if (c.stages.canary !== false && c.stages.promote === false) {
       ctx.addIssue({

@@ -40,10 +40,16 @@ export async function TrainingPipeline(input: PipelineInput): Promise<PipelineRe
       (a) => ({ key: a.key, rows: a.rows, considered: a.considered, entities: a.entities, engine: a.engineVersion }),
     );
     run.enabled('synthesize', config);
-    run.enabled('score', config);
+    const scored = run.enabled('score', config)
+      ? await run.stage(
+          'score',
+          () => judging.score({ ...ids, datasetId, anonymized }),
+          (s) => ({ key: s.rows.key, rows: s.rows.rows, ...s.quality }),
+        )
+      : null;
     const exported = await run.stage(
       'export',
-      () => datasetIO.exportDataset({ ...ids, datasetId, anonymized }),
+      () => datasetIO.exportDataset({ ...ids, datasetId, anonymized: scored?.rows ?? anonymized }),
       (e) => ({ manifestKey: e.manifestKey, train: e.train.count, validation: e.validation.count, ...e.counts }),
     );
     if (exported.counts.exported < config.minExamples) {

@@ -16,6 +16,7 @@ import type { JudgeSummary } from '../activities/judge';
 import type { PromoteResult } from '../activities/promote';
 import type { RegisterSummary } from '../activities/register';
 import type { RunPlan } from '../activities/run';
+import type { ScoreSummary } from '../activities/score';
 import type { TrainSummary } from '../activities/train';
 import type { RunOutcome } from '../domain/failures';
 import type { GateResult } from '../domain/evaluation';
@@ -37,6 +38,7 @@ import { bookkeeping, servingMoves } from './timeouts';
 export interface StageResults {
   collect: CollectSummary;
   anonymize: AnonymizeSummary;
+  score: ScoreSummary;
   export: ExportSummary;
   train: TrainSummary;
   evaluate: EvaluateSummary & { judge: JudgeSummary | null; gate: GateResult };
@@ -50,10 +52,12 @@ const TRAIN_STAGES_PATCH = 'train-evaluate-stages';
 /** Marks runs whose code has the shadow stage (older histories replay with it skipped). */
 const SHADOW_STAGE_PATCH = 'shadow-stage';
 
+/** Marks runs whose code has the score stage (older histories replay with it skipped). */
+const SCORE_STAGE_PATCH = 'score-stage';
+
 /** Stages whose activities do not exist yet. They are reported as skipped with this reason, never pretended. */
 const NOT_BUILT: Partial<Record<StageName, string>> = {
   synthesize: 'not built yet',
-  score: 'not built yet',
 };
 
 /** An operator's abort, seen between two stages. */
@@ -153,6 +157,16 @@ export class PipelineRun {
     if (notBuilt) {
       this.skip(name, notBuilt);
       return false;
+    }
+    if (name === 'score') {
+      if (!config.score) {
+        this.skip(name, 'no score config: rows go to export unscored');
+        return false;
+      }
+      if (!patched(SCORE_STAGE_PATCH)) {
+        this.skip(name, 'not built yet');
+        return false;
+      }
     }
     if (name === 'shadow') {
       // On by default only where there is a hosted incumbent to shadow; a model may switch it on for local production.

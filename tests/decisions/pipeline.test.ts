@@ -72,6 +72,31 @@ describe('a run that goes through', () => {
     expect(recordedOutcome(calls)).toEqual({ status: 'succeeded', error: null });
   });
 
+  it('scores between anonymize and export when the model has a score config, and exports the rows it kept', async () => {
+    const calls: Calls = [];
+    const { result } = await runPipeline(
+      testEnv(),
+      fakeActivities({ stages: { canary: false }, score: { judge: { provider: 'ollama', model: 'j' } } }, calls),
+    );
+
+    expect(result?.status).toBe('succeeded');
+    expect(names(calls).slice(0, 5)).toEqual(['startRun', 'collect', 'anonymize', 'score', 'exportDataset']);
+    const exported = calls.find((c) => c.name === 'exportDataset')!.input as { anonymized: { key: string } };
+    expect(exported.anonymized.key).toBe('datasets/m/ds-1/work/scored.jsonl');
+    expect(stageStatus(result!, 'score')).toMatchObject({ status: 'succeeded' });
+  });
+
+  it('skips score, saying why, for a model without a score config', async () => {
+    const calls: Calls = [];
+    const { result } = await runPipeline(testEnv(), fakeActivities({ stages: { canary: false } }, calls));
+
+    expect(names(calls)).not.toContain('score');
+    expect(stageStatus(result!, 'score')).toMatchObject({
+      status: 'skipped',
+      reason: 'no score config: rows go to export unscored',
+    });
+  });
+
   it('with training switched off, skips what needs a trained or registered version and still succeeds', async () => {
     const calls: Calls = [];
     const { result } = await runPipeline(testEnv(), fakeActivities({ stages: { train: false, canary: false } }, calls));

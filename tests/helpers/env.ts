@@ -377,18 +377,28 @@ export const importTinyBase = (ollama: OllamaClient, tag: string, parameters?: R
 
 const EXERCISES = ['squats', 'lunges', 'push-ups', 'planks', 'burpees', 'rows', 'dips', 'crunches'];
 const DAYS = ['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
+const SETS_REPS = [
+  [3, 10],
+  [4, 8],
+  [5, 6],
+] as const;
 
-/** A coaching log with a pattern the tiny model learns in a few dozen steps; subjects u0..u4. */
+/**
+ * A coaching log with a pattern the tiny model learns in a few dozen steps; subjects u0..u4. Any 48 consecutive rows
+ * are distinct (exercise x day), and each block of 48 prescribes its own sets and reps, so that export's
+ * near-duplicate removal keeps every row.
+ */
 export function coachingRows(n: number, offset = 0): SeedRow[] {
   return Array.from({ length: n }, (_, k) => {
     const i = k + offset;
     const ex = EXERCISES[i % EXERCISES.length]!;
-    const day = DAYS[i % DAYS.length]!;
+    const day = DAYS[Math.floor(i / EXERCISES.length) % DAYS.length]!;
+    const [sets, reps] = SETS_REPS[Math.floor(i / (EXERCISES.length * DAYS.length)) % SETS_REPS.length]!;
     return {
       subject: `u${i % 5}`,
       id: `row-${i}`,
       user: `What should I do for ${ex} on ${day}? (${i})`,
-      assistant: `On ${day}, do 3 sets of 10 ${ex}, rest 60 seconds between sets, and stop if anything hurts.`,
+      assistant: `On ${day}, do ${sets} sets of ${reps} ${ex}, rest 60 seconds between sets, and stop if anything hurts.`,
     };
   });
 }

@@ -42,6 +42,7 @@ describe('buildRow', () => {
     expect(decision).toEqual({
       kind: 'sft',
       corrected: false,
+      human: null,
       row: { messages: [{ role: 'system', content: SYSTEM }, ...exchange] },
     });
   });
@@ -54,7 +55,7 @@ describe('buildRow', () => {
     const decision = buildRow(interaction(own), SYSTEM);
 
     // Assert
-    expect(decision).toEqual({ kind: 'sft', corrected: false, row: { messages: own } });
+    expect(decision).toEqual({ kind: 'sft', corrected: false, human: null, row: { messages: own } });
   });
 
   it('adds no system turn when the model has no system prompt', () => {
@@ -62,7 +63,7 @@ describe('buildRow', () => {
     const decision = buildRow(interaction(exchange), null);
 
     // Assert
-    expect(decision).toEqual({ kind: 'sft', corrected: false, row: { messages: exchange } });
+    expect(decision).toEqual({ kind: 'sft', corrected: false, human: null, row: { messages: exchange } });
   });
 
   it('replaces the final assistant turn with the newest correction', () => {
@@ -82,28 +83,33 @@ describe('buildRow', () => {
     expect(decision).toEqual({
       kind: 'sft',
       corrected: true,
+      human: 1, // a correction is people's own answer
       row: { messages: [exchange[0], { role: 'assistant', content: 'newest' }] },
     });
   });
 
-  it.each<[string, Partial<FeedbackFacts>]>([
-    ['a thumbs-down', { thumbs: 'down' }],
-    ['a rating of 2', { rating: 2 }],
-    ['a rating of 1', { rating: 1 }],
-  ])('classifies %s without a correction as negative', (_label, feedback) => {
+  it.each<[string, Partial<FeedbackFacts>, number]>([
+    ['a thumbs-down', { thumbs: 'down' }, 0],
+    ['a rating of 2', { rating: 2 }, 0.25],
+    ['a rating of 1', { rating: 1 }, 0],
+  ])('classifies %s without a correction as negative, keeping the row for calibration', (_label, feedback, human) => {
     // Act
     const decision = buildRow(interaction(exchange, [{ thumbs: 'up' }, feedback]), SYSTEM);
 
     // Assert
-    expect(decision).toEqual({ kind: 'negative' });
+    expect(decision).toEqual({
+      kind: 'negative',
+      human,
+      row: { messages: [{ role: 'system', content: SYSTEM }, ...exchange] },
+    });
   });
 
-  it('keeps a rating of 3 in supervised fine-tuning', () => {
+  it('keeps a rating of 3 in supervised fine-tuning, with what it says', () => {
     // Act
     const decision = buildRow(interaction(exchange, [{ rating: 3 }]), null);
 
     // Assert
-    expect(decision).toMatchObject({ kind: 'sft', corrected: false });
+    expect(decision).toMatchObject({ kind: 'sft', corrected: false, human: 0.5 });
   });
 
   it('turns negative feedback with a correction into a corrected SFT row', () => {
@@ -117,6 +123,7 @@ describe('buildRow', () => {
     expect(decision).toEqual({
       kind: 'sft',
       corrected: true,
+      human: 1,
       row: { messages: [exchange[0], { role: 'assistant', content: 'Open Settings → Security.' }] },
     });
   });
@@ -159,7 +166,7 @@ describe('buildRow', () => {
     const decision = buildRow(interaction(withExtras), null);
 
     // Assert
-    expect(decision).toEqual({ kind: 'sft', corrected: false, row: { messages: exchange } });
+    expect(decision).toEqual({ kind: 'sft', corrected: false, human: null, row: { messages: exchange } });
   });
 });
 

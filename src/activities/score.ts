@@ -1,0 +1,378 @@
+import path from 'node:path';
+import { franc } from 'franc-min';
+import { serializeRow, sha256Hex } from '../dataset/rows';
+import { cachedScores, saveQualityReport, saveScores } from '../db/queries/scores';
+import type { ChatMessage } from '../domain/conversation';
+import { parsePipelineConfig, type ScoreConfig } from '../domain/model-config';
+import {
+  calibrate,
+  Extremes,
+  histogram,
+  judgeMayFilter,
+  shapeProblem,
+  tally,
+  type Calibration,
+  type DropReason,
+  type SourceTally,
+} from '../domain/score';
+import { IncumbentClient } from '../llm/incumbent';
+import { GREEDY } from '../llm/ollama';
+import type { AnonymizedLine, AnonymizeSummary } from './anonymize';
+import { activityLog, heartbeat, type ActivityDeps } from './deps';
+import { FailureType, permanentFailure, retryableFailure } from './failures';
+import { requireDataset, requireModel } from './lookups';
+import { linesOf, lineWriter, withWorkDir } from './staging';
+
+export interface ScoreInput {
+  runId: string;
+  model: string;
+  datasetId: string;
+  anonymized: AnonymizeSummary;
+}
+
+/** The dataset quality report: numbers and interaction ids only (the rows' text stays in the dataset). */
+export interface QualityReport {
+  judge: string | null;
+  rubricSha256: string;
+  threshold: number;
+  /** Whether the judge's scores dropped rows, and why (calibration decides). */
+  judgeFiltered: boolean;
+  why: string;
+  calibration: Calibration;
+  counts: {
+    considered: number;
+    kept: number;
+    lowScore: number;
+    tooShort: number;
+    tooLong: number;
+    wrongLanguage: number;
+    /** Rows scored by people (their rating or thumb), by the judge, judged now (not from the cache), and rows the
+     * judge gave no valid score (kept). */
+    byHuman: number;
+    byJudge: number;
+    judgedNow: number;
+    judgeInvalid: number;
+  };
+  sources: SourceTally;
+  histogram: { human: number[]; judge: number[] };
+  examples: ReturnType<Extremes['result']>;
+}
+
+export interface ScoreSummary {
+  /** The kept rows, in anonymize's form: export reads these instead. */
+  rows: AnonymizeSummary;
+  quality: QualityReport;
+}
+
+export const scoredKeyFor = (prefix: string) => `${prefix}work/scored.jsonl`;
+
+/**
+ * The judge answers in this shape (structured output): a 1–5 rating, which Ollama's grammar holds to (it does not
+ * hold a number to a minimum and maximum: a small model answered 50), then its reason. The score is mapped to
+ * [0, 1] as people's ratings are ((s − 1) / 4).
+ */
+const SCORE_SCHEMA = {
+  type: 'object',
+  properties: { score: { type: 'integer', enum: [1, 2, 3, 4, 5] }, reason: { type: 'string', maxLength: 300 } },
+  required: ['score', 'reason'],
+} as const;
+
+/** Tokens a judgement may take: the score comes first, so a reason cut short still leaves a score. */
+const JUDGE_MAX_TOKENS = 160;
+
+/** The judge's score in [0, 1] and reason, from its JSON, or from its cut-short start; null when there is none. */
+export function parseJudgement(content: string): { score: number; reason: string } | null {
+  try {
+    const v = JSON.parse(content) as { score?: unknown; reason?: unknown };
+    if (typeof v.score === 'number' && Number.isInteger(v.score) && v.score >= 1 && v.score <= 5) {
+      return { score: (v.score - 1) / 4, reason: typeof v.reason === 'string' ? v.reason.slice(0, 300) : '' };
+    }
+    return null;
+  } catch {
+    const m = /^\s*\{\s*"score"\s*:\s*([1-5])\s*[,}]/.exec(content);
+    return m ? { score: (Number(m[1]) - 1) / 4, reason: '' } : null;
+  }
+}
+
+function judgePrompt(messages: ChatMessage[], rubric: string): ChatMessage[] {
+  const conversation = messages
+    .filter((m) => m.role !== 'system')
+    .map((m) => `${m.role.toUpperCase()}: ${m.content}`)
+    .join('\n');
+  return [
+    {
+      role: 'system',
+      content:
+        'You rate a conversation between a user and an assistant as an example to train the assistant on. ' +
+        `A good example's last answer meets this rubric: ${rubric} ` +
+        'Reply with JSON: {"score": <1 (useless) to 5 (exemplary)>, "reason": "<one short sentence>"}.',
+    },
+    { role: 'user', content: conversation },
+  ];
+}
+
+type Judge = (messages: ChatMessage[], signal: AbortSignal) => Promise<{ score: number; reason: string } | null>;
+
+/** The judge the config names, as one call: a valid score, or null for an answer that is not one. */
+function judgeOf(deps: ActivityDeps, cfg: ScoreConfig, incumbent: IncumbentClient | null): Judge | null {
+  const judge = cfg.judge;
+  if (!judge) return null;
+  return async (messages, signal) => {
+    const req = {
+      model: '',
+      messages: judgePrompt(messages, cfg.rubric),
+      format: SCORE_SCHEMA,
+      options: { ...GREEDY, num_predict: JUDGE_MAX_TOKENS },
+    };
+    if (judge.provider === 'ollama') {
+      const r = await deps.ollama.chat(
+        { ...req, model: judge.model },
+        AbortSignal.any([signal, AbortSignal.timeout(cfg.timeoutMs)]),
+      );
+      return parseJudgement(r.content);
+    }
+    const r = await incumbent!.chat(req, signal);
+    return parseJudgement(r.content);
+  };
+}
+
+/** Runs `fn` over `items`, `concurrency` at a time, in order of completion. */
+async function pool<T>(items: readonly T[], concurrency: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+}
+
+const BATCH = 64;
+
+/**
+ * score: rates every row the dataset may train on, and leaves out the ones not worth it. A row people rated takes
+ * their score (rows.ts humanScore); every row is also judged (cached by judge, rubric and the row's redacted bytes,
+ * so a row is judged once, not every night), which is how the judge's agreement with people is measured, on the
+ * rated rows and the rows people rated down (anonymize's negatives). Rows too short, too long or in another
+ * language than the model's are left out first; then rows under the threshold, by people's score, or by the judge's
+ * where calibration lets it filter (domain/score.ts): a judge that agrees with people too little filters nothing,
+ * and the run says so. Writes the kept rows in anonymize's form for export, and the quality report with the dataset.
+ *
+ * Two passes over the rows, so that memory is 5 bytes a row (its score and how it was decided), not its text. A
+ * retry resumes: every judged score is saved as its batch ends, and a retry finds it in the cache.
+ */
+export function createScoreActivities(deps: ActivityDeps) {
+  return {
+    async score(input: ScoreInput): Promise<ScoreSummary> {
+      const log = activityLog(deps, { model: input.model, datasetId: input.datasetId });
+      const dataset = await requireDataset(deps.db, input.datasetId);
+      if (dataset.status !== 'collected')
+        throw permanentFailure(FailureType.DATASET_INVALID, `dataset ${input.datasetId} is ${dataset.status}`);
+      const model = await requireModel(deps.db, input.model);
+      const config = parsePipelineConfig(model.config);
+      const cfg = config.score;
+      if (!cfg) throw permanentFailure(FailureType.CONFIG_INVALID, `model ${input.model} has no score config`);
+      let incumbent: IncumbentClient | null = null;
+      if (cfg.judge?.provider === 'incumbent') {
+        try {
+          incumbent = new IncumbentClient(config.incumbent!);
+        } catch (err) {
+          throw permanentFailure(FailureType.CONFIG_INVALID, (err as Error).message);
+        }
+      }
+      const judge = judgeOf(deps, cfg, incumbent);
+      const judgeName = !cfg.judge
+        ? null
+        : cfg.judge.provider === 'ollama'
+          ? `ollama:${cfg.judge.model}`
+          : `incumbent:${config.incumbent!.model}`;
+      const rubricSha256 = sha256Hex(cfg.rubric);
+      const signal = new AbortController().signal;
+      const a = input.anonymized;
+
+      const counts: QualityReport['counts'] = {
+        considered: 0,
+        kept: 0,
+        lowScore: 0,
+        tooShort: 0,
+        tooLong: 0,
+        wrongLanguage: 0,
+        byHuman: 0,
+        byJudge: 0,
+        judgedNow: 0,
+        judgeInvalid: 0,
+      };
+
+      /** Judge scores of a batch of rows, from the cache or the judge; NaN where there is none. */
+      const judgeBatch = async (batch: { line: AnonymizedLine; sha: string }[]): Promise<Float64Array> => {
+        const out = new Float64Array(batch.length).fill(NaN);
+        if (!judge || !judgeName) return out;
+        const cached = await cachedScores(
+          deps.db,
+          judgeName,
+          rubricSha256,
+          batch.map((b) => b.sha),
+        );
+        const fresh: Parameters<typeof saveScores>[3][number][] = [];
+        const todo = batch.flatMap((b, i) => {
+          const c = cached.get(b.sha);
+          if (c) {
+            out[i] = c.score;
+            return [];
+          }
+          return [i];
+        });
+        try {
+          await pool(todo, cfg.concurrency, async (i) => {
+            const b = batch[i]!;
+            const r = await judge(b.line.messages, signal);
+            counts.judgedNow++;
+            if (!r) {
+              counts.judgeInvalid++;
+              return;
+            }
+            out[i] = r.score;
+            fresh.push({ rowSha256: b.sha, interactionId: b.line.id, score: r.score, reason: r.reason });
+          });
+        } catch (err) {
+          // Whatever was judged before the judge failed is kept: the retry does not ask again.
+          await saveScores(deps.db, judgeName, rubricSha256, fresh);
+          throw retryableFailure(
+            FailureType.JUDGE_UNAVAILABLE,
+            `the judge ${judgeName} failed: ${(err as Error).message}`,
+          );
+        }
+        await saveScores(deps.db, judgeName, rubricSha256, fresh);
+        return out;
+      };
+
+      /** Streams a redacted rows object, batch by batch. */
+      async function* batchesOf(key: string) {
+        let batch: { line: AnonymizedLine; sha: string }[] = [];
+        for await (const text of linesOf(await deps.store.get(key))) {
+          if (text === '') continue;
+          const line = JSON.parse(text) as AnonymizedLine;
+          batch.push({ line, sha: sha256Hex(serializeRow({ messages: line.messages })) });
+          if (batch.length === BATCH) {
+            yield batch;
+            batch = [];
+          }
+        }
+        if (batch.length) yield batch;
+      }
+
+      return withWorkDir(deps, `score-${input.datasetId}`, async (work) => {
+        // ---- pass 1: each row's shape, people's score and the judge's
+        const problems: (DropReason | null)[] = [];
+        const human: number[] = [];
+        const judged: number[] = [];
+        const pairs: { human: number; judge: number }[] = [];
+        const languageOf = (messages: ChatMessage[]) => {
+          if (!cfg.language) return null;
+          const detected = franc(
+            messages
+              .filter((m) => m.role !== 'system')
+              .map((m) => m.content)
+              .join('\n'),
+            { minLength: 20 },
+          );
+          return { expected: cfg.language, detected: detected === 'und' ? null : detected };
+        };
+        let seen = 0;
+        for await (const batch of batchesOf(a.key)) {
+          const scores = await judgeBatch(batch);
+          batch.forEach((b, i) => {
+            const chars = b.line.messages.reduce((n, m) => n + m.content.length, 0);
+            problems.push(shapeProblem(chars, cfg, languageOf(b.line.messages)));
+            human.push(b.line.human ?? NaN);
+            judged.push(scores[i]!);
+            if (b.line.human !== undefined && !Number.isNaN(scores[i]!))
+              pairs.push({ human: b.line.human, judge: scores[i]! });
+          });
+          seen += batch.length;
+          heartbeat({ pass: 1, rows: seen, judgedNow: counts.judgedNow });
+        }
+        // People's thumbs-down rows: judged too, only to see whether the judge agrees.
+        if (judge && a.negatives) {
+          for await (const batch of batchesOf(a.negatives.key)) {
+            const scores = await judgeBatch(batch);
+            batch.forEach((b, i) => {
+              if (!Number.isNaN(scores[i]!)) pairs.push({ human: b.line.human ?? 0, judge: scores[i]! });
+            });
+            heartbeat({ pass: 1, negatives: true, judgedNow: counts.judgedNow });
+          }
+        }
+        const calibration = calibrate(pairs, cfg.threshold);
+        const verdict = judge
+          ? judgeMayFilter(calibration, cfg.calibration)
+          : { filter: false, reason: 'no judge configured: only people’s scores filter' };
+
+        // ---- pass 2: the decisions, and the kept rows written for export
+        const out = lineWriter(path.join(work, 'scored.jsonl'));
+        const sources: SourceTally = {};
+        const extremes = new Extremes(5);
+        let corrected = 0;
+        let i = 0;
+        try {
+          for await (const batch of batchesOf(a.key)) {
+            for (const b of batch) {
+              const h = human[i]!;
+              const j = judged[i]!;
+              let drop = problems[i]!;
+              i++;
+              counts.considered++;
+              const score = !Number.isNaN(h) ? h : j;
+              const by = !Number.isNaN(h) ? 'human' : 'judge';
+              if (!Number.isNaN(h)) counts.byHuman++;
+              else if (!Number.isNaN(j)) counts.byJudge++;
+              if (!Number.isNaN(score)) extremes.add({ id: b.line.id, score, by });
+              if (!drop && !Number.isNaN(score) && score < cfg.threshold && (by === 'human' || verdict.filter)) {
+                drop = 'lowScore';
+              }
+              tally(sources, b.line.source, drop);
+              if (drop) {
+                counts[drop]++;
+                continue;
+              }
+              counts.kept++;
+              if (b.line.corrected) corrected++;
+              await out.write(JSON.stringify(b.line));
+            }
+            heartbeat({ pass: 2, rows: i });
+          }
+        } finally {
+          await out.close();
+        }
+        const key = scoredKeyFor(dataset.prefix);
+        const info = await deps.store.put(key, out.read(), { contentType: 'application/jsonl' });
+        const quality: QualityReport = {
+          judge: judgeName,
+          rubricSha256,
+          threshold: cfg.threshold,
+          judgeFiltered: verdict.filter,
+          why: verdict.reason,
+          calibration,
+          counts,
+          sources,
+          histogram: {
+            human: histogram(human.filter((h) => !Number.isNaN(h))),
+            judge: histogram(judged.filter((j) => !Number.isNaN(j))),
+          },
+          examples: extremes.result(),
+        };
+        await saveQualityReport(deps.db, dataset.id, quality);
+        log.info({ counts, judgeFiltered: verdict.filter, why: verdict.reason }, 'scored');
+        return {
+          rows: {
+            ...a,
+            key,
+            sha256: info.sha256,
+            bytes: info.size,
+            rows: out.lines,
+            // What export reports as corrected is what it trains on: the kept rows.
+            corrected,
+          },
+          quality,
+        };
+      });
+    },
+  };
+}
