@@ -10,6 +10,7 @@ import { createCanaryActivities } from './canary';
 import { createPromoteActivities } from './promote';
 import { createScoreActivities } from './score';
 import { createShadowActivities } from './shadow';
+import { createSynthesizeActivities } from './synthesize';
 
 export type { ActivityDeps } from './deps';
 
@@ -22,6 +23,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createRunActivities(deps),
     ...createCollectActivities(deps),
     ...createAnonymizeActivities(deps),
+    ...createSynthesizeActivities(deps),
     ...createScoreActivities(deps),
     ...createExportActivities(deps),
     ...createErasureActivities(deps),

@@ -15,10 +15,12 @@ import {
   type DropReason,
   type SourceTally,
 } from '../domain/score';
-import { IncumbentClient } from '../llm/incumbent';
-import { GREEDY } from '../llm/ollama';
+import { IncumbentClient, IncumbentError } from '../llm/incumbent';
+import { GREEDY, OllamaError } from '../llm/ollama';
+import { DigestStream } from '../storage/blob-store';
 import type { AnonymizedLine, AnonymizeSummary } from './anonymize';
-import { activityLog, heartbeat, type ActivityDeps } from './deps';
+import { pool } from './concurrency';
+import { activityLog, cancellationSignal, heartbeat, type ActivityDeps } from './deps';
 import { FailureType, permanentFailure, retryableFailure } from './failures';
 import { requireDataset, requireModel } from './lookups';
 import { linesOf, lineWriter, withWorkDir } from './staging';
@@ -77,9 +79,6 @@ const SCORE_SCHEMA = {
   required: ['score', 'reason'],
 } as const;
 
-/** Tokens a judgement may take: the score comes first, so a reason cut short still leaves a score. */
-const JUDGE_MAX_TOKENS = 160;
-
 /** The judge's score in [0, 1] and reason, from its JSON, or from its cut-short start; null when there is none. */
 export function parseJudgement(content: string): { score: number; reason: string } | null {
   try {
@@ -122,7 +121,7 @@ function judgeOf(deps: ActivityDeps, cfg: ScoreConfig, incumbent: IncumbentClien
       model: '',
       messages: judgePrompt(messages, cfg.rubric),
       format: SCORE_SCHEMA,
-      options: { ...GREEDY, num_predict: JUDGE_MAX_TOKENS },
+      options: { ...GREEDY, num_predict: cfg.maxTokens },
     };
     if (judge.provider === 'ollama') {
       const r = await deps.ollama.chat(
@@ -136,13 +135,20 @@ function judgeOf(deps: ActivityDeps, cfg: ScoreConfig, incumbent: IncumbentClien
   };
 }
 
-/** Runs `fn` over `items`, `concurrency` at a time, in order of completion. */
-async function pool<T>(items: readonly T[], concurrency: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+/** A judge's failure on one row that the row itself causes (the provider refuses it): the row stays unscored. */
+function refusedRow(err: unknown): boolean {
+  return (
+    (err instanceof IncumbentError && err.kind === 'refused' && err.status !== 404) ||
+    (err instanceof OllamaError && err.status === 400)
+  );
+}
+
+/** A judge that no retry can bring back: a wrong key, a model that is not there. */
+function judgeMisconfigured(err: unknown): boolean {
+  return (
+    (err instanceof IncumbentError && (err.kind === 'misconfigured' || err.status === 404)) ||
+    (err instanceof OllamaError && err.notFound)
+  );
 }
 
 const BATCH = 64;
@@ -185,7 +191,6 @@ export function createScoreActivities(deps: ActivityDeps) {
           ? `ollama:${cfg.judge.model}`
           : `incumbent:${config.incumbent!.model}`;
       const rubricSha256 = sha256Hex(cfg.rubric);
-      const signal = new AbortController().signal;
       const a = input.anonymized;
 
       const counts: QualityReport['counts'] = {
@@ -201,30 +206,44 @@ export function createScoreActivities(deps: ActivityDeps) {
         judgeInvalid: 0,
       };
 
-      /** Judge scores of a batch of rows, from the cache or the judge; NaN where there is none. */
-      const judgeBatch = async (batch: { line: AnonymizedLine; sha: string }[]): Promise<Float64Array> => {
+      /**
+       * Judge scores of a batch of rows, from the cache or the judge; NaN where there is none (a row with a shape
+       * problem is not judged: `skip`).
+       */
+      const judgeBatch = async (
+        batch: { line: AnonymizedLine; sha: string }[],
+        skip: (i: number) => boolean = () => false,
+      ): Promise<Float64Array> => {
         const out = new Float64Array(batch.length).fill(NaN);
         if (!judge || !judgeName) return out;
+        const wanted = batch.flatMap((b, i) => (skip(i) ? [] : [i]));
         const cached = await cachedScores(
           deps.db,
           judgeName,
           rubricSha256,
-          batch.map((b) => b.sha),
+          wanted.map((i) => batch[i]!.sha),
         );
         const fresh: Parameters<typeof saveScores>[3][number][] = [];
-        const todo = batch.flatMap((b, i) => {
-          const c = cached.get(b.sha);
-          if (c) {
-            out[i] = c.score;
-            return [];
-          }
-          return [i];
+        const todo = wanted.filter((i) => {
+          const c = cached.get(batch[i]!.sha);
+          if (c) out[i] = c.score;
+          return !c;
         });
+        const stop = new AbortController();
+        const cancelled = cancellationSignal();
+        const signal = cancelled ? AbortSignal.any([stop.signal, cancelled]) : stop.signal;
         try {
-          await pool(todo, cfg.concurrency, async (i) => {
+          await pool(todo, cfg.concurrency, stop, async (i) => {
             const b = batch[i]!;
-            const r = await judge(b.line.messages, signal);
+            let r: { score: number; reason: string } | null;
+            try {
+              r = await judge(b.line.messages, signal);
+            } catch (err) {
+              if (!refusedRow(err)) throw err;
+              r = null;
+            }
             counts.judgedNow++;
+            heartbeat({ pass: 1, judgedNow: counts.judgedNow });
             if (!r) {
               counts.judgeInvalid++;
               return;
@@ -235,19 +254,20 @@ export function createScoreActivities(deps: ActivityDeps) {
         } catch (err) {
           // Whatever was judged before the judge failed is kept: the retry does not ask again.
           await saveScores(deps.db, judgeName, rubricSha256, fresh);
-          throw retryableFailure(
-            FailureType.JUDGE_UNAVAILABLE,
-            `the judge ${judgeName} failed: ${(err as Error).message}`,
-          );
+          if (cancelled?.aborted) throw err;
+          const what = `the judge ${judgeName} failed: ${(err as Error).message}`;
+          if (judgeMisconfigured(err)) throw permanentFailure(FailureType.CONFIG_INVALID, what);
+          throw retryableFailure(FailureType.JUDGE_UNAVAILABLE, what);
         }
         await saveScores(deps.db, judgeName, rubricSha256, fresh);
         return out;
       };
 
       /** Streams a redacted rows object, batch by batch. */
-      async function* batchesOf(key: string) {
+      async function* batchesOf(key: string, digest?: DigestStream) {
         let batch: { line: AnonymizedLine; sha: string }[] = [];
-        for await (const text of linesOf(await deps.store.get(key))) {
+        const source = await deps.store.get(key);
+        for await (const text of linesOf(digest ? source.pipe(digest) : source)) {
           if (text === '') continue;
           const line = JSON.parse(text) as AnonymizedLine;
           batch.push({ line, sha: sha256Hex(serializeRow({ messages: line.messages })) });
@@ -259,120 +279,149 @@ export function createScoreActivities(deps: ActivityDeps) {
         if (batch.length) yield batch;
       }
 
-      return withWorkDir(deps, `score-${input.datasetId}`, async (work) => {
-        // ---- pass 1: each row's shape, people's score and the judge's
-        const problems: (DropReason | null)[] = [];
-        const human: number[] = [];
-        const judged: number[] = [];
-        const pairs: { human: number; judge: number }[] = [];
-        const languageOf = (messages: ChatMessage[]) => {
-          if (!cfg.language) return null;
-          const detected = franc(
-            messages
-              .filter((m) => m.role !== 'system')
-              .map((m) => m.content)
-              .join('\n'),
-            { minLength: 20 },
-          );
-          return { expected: cfg.language, detected: detected === 'und' ? null : detected };
-        };
-        let seen = 0;
-        for await (const batch of batchesOf(a.key)) {
-          const scores = await judgeBatch(batch);
-          batch.forEach((b, i) => {
-            const chars = b.line.messages.reduce((n, m) => n + m.content.length, 0);
-            problems.push(shapeProblem(chars, cfg, languageOf(b.line.messages)));
-            human.push(b.line.human ?? NaN);
-            judged.push(scores[i]!);
-            if (b.line.human !== undefined && !Number.isNaN(scores[i]!))
-              pairs.push({ human: b.line.human, judge: scores[i]! });
-          });
-          seen += batch.length;
-          heartbeat({ pass: 1, rows: seen, judgedNow: counts.judgedNow });
-        }
-        // People's thumbs-down rows: judged too, only to see whether the judge agrees.
-        if (judge && a.negatives) {
-          for await (const batch of batchesOf(a.negatives.key)) {
-            const scores = await judgeBatch(batch);
+      const scoreRows = (): Promise<ScoreSummary> =>
+        withWorkDir(deps, `score-${input.datasetId}`, async (work) => {
+          // ---- pass 1: each row's shape, people's score and the judge's
+          const problems: (DropReason | null)[] = [];
+          const human: number[] = [];
+          const judged: number[] = [];
+          const pairs: { human: number; judge: number }[] = [];
+          const languageOf = (messages: ChatMessage[]) => {
+            if (!cfg.language) return null;
+            const detected = franc(
+              messages
+                .filter((m) => m.role !== 'system')
+                .map((m) => m.content)
+                .join('\n'),
+              { minLength: 20 },
+            );
+            return { expected: cfg.language, detected: detected === 'und' ? null : detected };
+          };
+          let seen = 0;
+          const digest = new DigestStream();
+          for await (const batch of batchesOf(a.key, digest)) {
+            const shapes = batch.map((b) =>
+              shapeProblem(
+                b.line.messages.reduce((n, m) => n + m.content.length, 0),
+                cfg,
+                languageOf(b.line.messages),
+              ),
+            );
+            // A row that is left out anyway is not sent to the judge (a row too long for its context would fail).
+            const scores = await judgeBatch(batch, (i) => shapes[i] !== null);
             batch.forEach((b, i) => {
-              if (!Number.isNaN(scores[i]!)) pairs.push({ human: b.line.human ?? 0, judge: scores[i]! });
+              problems.push(shapes[i]!);
+              human.push(b.line.human ?? NaN);
+              judged.push(scores[i]!);
+              if (b.line.human !== undefined && !Number.isNaN(scores[i]!))
+                pairs.push({ human: b.line.human, judge: scores[i]! });
             });
-            heartbeat({ pass: 1, negatives: true, judgedNow: counts.judgedNow });
+            seen += batch.length;
+            heartbeat({ pass: 1, rows: seen, judgedNow: counts.judgedNow });
           }
-        }
-        const calibration = calibrate(pairs, cfg.threshold);
-        const verdict = judge
-          ? judgeMayFilter(calibration, cfg.calibration)
-          : { filter: false, reason: 'no judge configured: only people’s scores filter' };
-
-        // ---- pass 2: the decisions, and the kept rows written for export
-        const out = lineWriter(path.join(work, 'scored.jsonl'));
-        const sources: SourceTally = {};
-        const extremes = new Extremes(5);
-        let corrected = 0;
-        let i = 0;
-        try {
-          for await (const batch of batchesOf(a.key)) {
-            for (const b of batch) {
-              const h = human[i]!;
-              const j = judged[i]!;
-              let drop = problems[i]!;
-              i++;
-              counts.considered++;
-              const score = !Number.isNaN(h) ? h : j;
-              const by = !Number.isNaN(h) ? 'human' : 'judge';
-              if (!Number.isNaN(h)) counts.byHuman++;
-              else if (!Number.isNaN(j)) counts.byJudge++;
-              if (!Number.isNaN(score)) extremes.add({ id: b.line.id, score, by });
-              if (!drop && !Number.isNaN(score) && score < cfg.threshold && (by === 'human' || verdict.filter)) {
-                drop = 'lowScore';
-              }
-              tally(sources, b.line.source, drop);
-              if (drop) {
-                counts[drop]++;
-                continue;
-              }
-              counts.kept++;
-              if (b.line.corrected) corrected++;
-              await out.write(JSON.stringify(b.line));
+          if (digest.result().sha256 !== a.sha256) {
+            throw permanentFailure(
+              FailureType.DATASET_INVALID,
+              `${a.key} does not match the sha256 its stage recorded (${digest.result().sha256} ≠ ${a.sha256})`,
+            );
+          }
+          // People's thumbs-down rows: judged too, only to see whether the judge agrees.
+          if (judge && a.negatives) {
+            for await (const batch of batchesOf(a.negatives.key)) {
+              const scores = await judgeBatch(batch);
+              batch.forEach((b, i) => {
+                if (!Number.isNaN(scores[i]!)) pairs.push({ human: b.line.human ?? 0, judge: scores[i]! });
+              });
+              heartbeat({ pass: 1, negatives: true, judgedNow: counts.judgedNow });
             }
-            heartbeat({ pass: 2, rows: i });
           }
-        } finally {
-          await out.close();
-        }
-        const key = scoredKeyFor(dataset.prefix);
-        const info = await deps.store.put(key, out.read(), { contentType: 'application/jsonl' });
-        const quality: QualityReport = {
-          judge: judgeName,
-          rubricSha256,
-          threshold: cfg.threshold,
-          judgeFiltered: verdict.filter,
-          why: verdict.reason,
-          calibration,
-          counts,
-          sources,
-          histogram: {
-            human: histogram(human.filter((h) => !Number.isNaN(h))),
-            judge: histogram(judged.filter((j) => !Number.isNaN(j))),
-          },
-          examples: extremes.result(),
-        };
-        await saveQualityReport(deps.db, dataset.id, quality);
-        log.info({ counts, judgeFiltered: verdict.filter, why: verdict.reason }, 'scored');
-        return {
-          rows: {
-            ...a,
-            key,
-            sha256: info.sha256,
-            bytes: info.size,
-            rows: out.lines,
-            // What export reports as corrected is what it trains on: the kept rows.
-            corrected,
-          },
-          quality,
-        };
-      });
+          const calibration = calibrate(pairs, cfg.threshold);
+          const verdict = judge
+            ? judgeMayFilter(calibration, cfg.calibration)
+            : { filter: false, reason: 'no judge configured: only people’s scores filter' };
+
+          // ---- pass 2: the decisions, and the kept rows written for export
+          const out = lineWriter(path.join(work, 'scored.jsonl'));
+          const sources: SourceTally = {};
+          const extremes = new Extremes(5);
+          let corrected = 0;
+          let i = 0;
+          try {
+            for await (const batch of batchesOf(a.key)) {
+              for (const b of batch) {
+                if (i >= human.length) {
+                  throw permanentFailure(FailureType.DATASET_INVALID, `${a.key} changed between two reads`);
+                }
+                const h = human[i]!;
+                const j = judged[i]!;
+                let drop = problems[i]!;
+                i++;
+                counts.considered++;
+                const score = !Number.isNaN(h) ? h : j;
+                const by = !Number.isNaN(h) ? 'human' : 'judge';
+                if (!Number.isNaN(h)) counts.byHuman++;
+                else if (!Number.isNaN(j)) counts.byJudge++;
+                if (!Number.isNaN(score)) extremes.add({ id: b.line.id, score, by });
+                if (!drop && !Number.isNaN(score) && score < cfg.threshold && (by === 'human' || verdict.filter)) {
+                  drop = 'lowScore';
+                }
+                tally(sources, b.line.source, drop);
+                if (drop) {
+                  counts[drop]++;
+                  continue;
+                }
+                counts.kept++;
+                if (b.line.corrected) corrected++;
+                await out.write(JSON.stringify(b.line));
+              }
+              heartbeat({ pass: 2, rows: i });
+            }
+          } finally {
+            await out.close();
+          }
+          if (i !== human.length) {
+            throw permanentFailure(
+              FailureType.DATASET_INVALID,
+              `${a.key} changed between two reads (${human.length} → ${i} rows)`,
+            );
+          }
+          const key = scoredKeyFor(dataset.prefix);
+          const info = await deps.store.put(key, out.read(), { contentType: 'application/jsonl' });
+          const quality: QualityReport = {
+            judge: judgeName,
+            rubricSha256,
+            threshold: cfg.threshold,
+            judgeFiltered: verdict.filter,
+            why: verdict.reason,
+            calibration,
+            counts,
+            sources,
+            histogram: {
+              human: histogram(human.filter((h) => !Number.isNaN(h))),
+              judge: histogram(judged.filter((j) => !Number.isNaN(j))),
+            },
+            examples: extremes.result(),
+          };
+          await saveQualityReport(deps.db, dataset.id, quality);
+          log.info({ counts, judgeFiltered: verdict.filter, why: verdict.reason }, 'scored');
+          return {
+            rows: {
+              ...a,
+              key,
+              sha256: info.sha256,
+              bytes: info.size,
+              rows: out.lines,
+              // What export reports as corrected is what it trains on: the kept rows.
+              corrected,
+            },
+            quality,
+          };
+        });
+      try {
+        return await scoreRows();
+      } finally {
+        await incumbent?.close(); // its kept-alive connections
+      }
     },
   };
 }

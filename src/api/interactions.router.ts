@@ -142,6 +142,15 @@ export function createInteractionsRouter({ db }: { db: Db }) {
     const { model } = parse(feedbackQuery, req, 'query');
     const body = parse(feedbackSchema, req, 'body');
     if (model) assertModelAccess(p, model, 'query.model');
+    if (body.correction !== undefined) {
+      // A correction is one answer's replacement: on every turn it would teach each of them the same answer.
+      throw new HttpError(
+        400,
+        'invalid_value',
+        'a correction replaces one answer: give it on that interaction (POST /v1/interactions/:id/feedback)',
+        'body.correction',
+      );
+    }
 
     const { stored, turns } = await db.transaction().execute(async (trx) => {
       const turns = await findConversationTurns(trx, id, { appId: p.appId, models: p.models, model });

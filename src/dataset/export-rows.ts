@@ -30,7 +30,8 @@ export interface DedupOptions {
  * Export's decisions over the anonymized rows, in order: a row whose subject no longer consents is left out; a row
  * whose normalised text (case, width and white space aside) was exported already is a duplicate; a row that is a
  * near duplicate of one exported before (near-dup.ts) is left out too, whichever split either falls in, so that no
- * validation row has a near copy in train; any other row goes to its split (by its interaction id). Keeps the
+ * validation row has a near copy in train; any other row goes to its split (by its interaction id; a synthetic row
+ * to train). Keeps the
  * counts the manifest reports, per source too. Memory: 16 bytes of each kept row's text digest in a set, and the
  * near-duplicate index (about 160 bytes a kept row at a million).
  */
@@ -72,21 +73,28 @@ export class ExportRows {
       return null;
     }
     const source = (this.sources[row.source] ??= { train: 0, validation: 0, duplicates: 0, nearDuplicates: 0 });
-    const plain = row.messages.map((m) => `${m.role}: ${m.content}`).join('\n');
+    // The system prompt leads every row alike: it is left out of both comparisons (with a long prompt, unrelated rows
+    // would look alike). Exact: the whole conversation. Near: the example a row teaches, its last question and answer
+    // (a later turn of the same conversation repeats the earlier ones as its history, and is still another example).
+    const turns = row.messages.filter((m) => m.role !== 'system');
+    const plain = turns.map((m) => `${m.role}: ${m.content}`).join('\n');
+    const lastUser = turns.findLast((m) => m.role === 'user');
+    const example = `${lastUser?.content ?? ''}\n${turns.at(-1)?.content ?? ''}`;
     const dedupKey = createHash('sha256').update(normaliseText(plain)).digest().toString('latin1', 0, 16);
     if (this.seen.has(dedupKey)) {
       this.counts.duplicatesDropped++;
       source.duplicates!++;
       return null;
     }
-    if (this.near && this.near.check(plain) >= 0) {
+    if (this.near && this.near.check(example) >= 0) {
       this.counts.nearDuplicatesDropped!++;
       source.nearDuplicates!++;
       return null;
     }
     this.seen.add(dedupKey);
     const text = serializeRow({ messages: row.messages });
-    const split = splitOf(row.id, this.validationShare);
+    // Evaluation stays on real data: a synthetic row only ever trains.
+    const split = row.source === 'synthetic' ? 'train' : splitOf(row.id, this.validationShare);
     const line = ++this.lines[split];
     this.counts.exported++;
     if (row.corrected) this.counts.corrected++;

@@ -155,6 +155,14 @@ export function lshParams(
   return { bands: best.bands, rows: best.rows };
 }
 
+/**
+ * Rows kept per band bucket (the same band values). Rows of one template can share a band without being near
+ * duplicates (Jaccard 0.6–0.8 shares a band of 9 values a fifth to four fifths of the time); with no cap every
+ * later check would walk and verify all of them: quadratic. Past the cap a bucket takes no more rows, and a check
+ * stops walking it.
+ */
+const BUCKET_CAP = 16;
+
 /** Candidates are chosen for recall (the verification on the signatures gives precision back). */
 const CANDIDATE_WEIGHTS: [number, number] = [0.1, 0.9];
 const MAX_BANDS = 12;
@@ -246,6 +254,8 @@ export class NearDuplicates {
   private readonly tables: BandTable[];
   private readonly sigs: Signatures;
   private readonly bandHashes: Uint32Array;
+  /** Rows found with the checked text's exact band values, per band. */
+  private readonly bucketSizes: Uint32Array;
   /** The text being checked: its signature's values cut to 4 bits, and packed two to a byte. */
   private readonly low: Uint8Array;
   private readonly packed: Uint8Array;
@@ -272,6 +282,7 @@ export class NearDuplicates {
       return t;
     });
     this.bandHashes = new Uint32Array(this.bands);
+    this.bucketSizes = new Uint32Array(this.bands);
     this.low = new Uint8Array(numPerm);
     this.packed = new Uint8Array(numPerm >>> 1);
   }
@@ -284,6 +295,7 @@ export class NearDuplicates {
     for (let i = 0; i < numPerm; i++) this.low[i] = sig[i]! & 0x0f;
     for (let i = 0; i < numPerm >>> 1; i++) this.packed[i] = this.low[2 * i]! | (this.low[2 * i + 1]! << 4);
     this.seen.clear();
+    this.bucketSizes.fill(0);
     for (let b = 0; b < this.bands; b++) {
       const from = b * this.rows;
       const hash = bandHash(this.low, from, this.rows, b);
@@ -291,7 +303,6 @@ export class NearDuplicates {
       const t = this.tables[b]!;
       for (let i = hash & t.mask; t.slots[i] !== 0; i = (i + 1) & t.mask) {
         const row = t.slots[i]! - 1;
-        if (this.seen.has(row)) continue;
         let same = true;
         for (let r = from; r < from + this.rows; r++) {
           if (this.sigs.at(row, r) !== this.low[r]) {
@@ -300,6 +311,9 @@ export class NearDuplicates {
           }
         }
         if (!same) continue;
+        // A full bucket (templated rows alike in a band, not near duplicates) is not searched further.
+        if (++this.bucketSizes[b]! > BUCKET_CAP) break;
+        if (this.seen.has(row)) continue;
         this.seen.add(row);
         this.verified++;
         if (this.estimate(row) >= threshold) {
@@ -311,7 +325,10 @@ export class NearDuplicates {
     }
     const row = this.kept++;
     this.sigs.push(this.low);
-    for (let b = 0; b < this.bands; b++) this.tables[b]!.add(row, this.bandHashes[b]!);
+    for (let b = 0; b < this.bands; b++) {
+      // A bucket holds at most BUCKET_CAP rows: later ones that share the band are found through their other bands.
+      if (this.bucketSizes[b]! < BUCKET_CAP) this.tables[b]!.add(row, this.bandHashes[b]!);
+    }
     return -1;
   }
 

@@ -69,7 +69,12 @@ export function buildRow(interaction: SourceInteraction, systemPrompt: string | 
       systemPrompt,
     );
   if (negative && correction === undefined) {
-    return { kind: 'negative', row: { messages: rowWith(last.content) }, human: humanScore(byTime) ?? 0 };
+    // Left out because of its most negative signal, so that is what it says for calibration (a later 5 does not
+    // make a row left out for a thumbs-down a "keep").
+    const lowest = Math.min(
+      ...byTime.map((f) => (f.rating !== null ? (f.rating - 1) / 4 : f.thumbs === 'down' ? 0 : 1)),
+    );
+    return { kind: 'negative', row: { messages: rowWith(last.content) }, human: lowest };
   }
   return {
     kind: 'sft',

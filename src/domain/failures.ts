@@ -25,6 +25,8 @@ export const FailureType = {
   INVALID_STATE: 'INVALID_STATE',
   /** A judge (an Ollama model or the hosted incumbent) did not answer; retried, and what it judged is kept. */
   JUDGE_UNAVAILABLE: 'JUDGE_UNAVAILABLE',
+  /** The synthesize stage's teacher did not answer; retried, and what it wrote is kept. */
+  TEACHER_UNAVAILABLE: 'TEACHER_UNAVAILABLE',
   /** The worker process that ran an attempt died (see temporal/attempt-journal.ts); the retry starts at once. */
   WORKER_LOST: 'WORKER_LOST',
 } as const;

@@ -272,6 +272,60 @@ export const evaluationConfigSchema = z
   })
   .strict();
 
+/** A teacher or a judge: a model in Ollama, or the app's hosted incumbent. */
+export const providerSchema = z.discriminatedUnion('provider', [
+  z.object({ provider: z.literal('ollama'), model: ollamaModelName }).strict(),
+  z.object({ provider: z.literal('incumbent') }).strict(),
+]);
+
+const slotName = z.string().regex(/^[a-z][a-z0-9_]{0,39}$/, 'lower-case letters, digits and _');
+
+/**
+ * One kind of synthetic conversation: `prompt` asks the teacher for a user's message, its `{slot}`s filled from
+ * `slots` (every combination in turn: category x difficulty x context; character x topic; subject x level x type),
+ * and the teacher then answers that message as the app's assistant would (the model's system prompt, and its
+ * output schema as structured output when it has one).
+ */
+export const synthesisSpecSchema = z
+  .object({
+    name: slug,
+    prompt: z.string().min(10).max(4000),
+    slots: z.record(slotName, z.array(z.string().min(1).max(500)).min(1).max(200)).default({}),
+    /** Conversations to have from this spec (resumed up to it; never more). */
+    count: z.number().int().min(1).max(100_000),
+    temperature: z.number().min(0).max(2).default(0.8),
+  })
+  .strict()
+  .superRefine((spec, ctx) => {
+    const used = [...spec.prompt.matchAll(/\{([a-z][a-z0-9_]*)\}/g)].map((m) => m[1]!);
+    for (const name of used) {
+      if (!(name in spec.slots)) ctx.addIssue({ code: 'custom', path: ['prompt'], message: `{${name}} has no slot` });
+    }
+    for (const name of Object.keys(spec.slots)) {
+      if (!used.includes(name)) ctx.addIssue({ code: 'custom', path: ['slots', name], message: 'not used in prompt' });
+    }
+  });
+export type SynthesisSpec = z.output<typeof synthesisSpecSchema>;
+
+/** The synthesize stage: a teacher writes conversations from specs; they train, never validate. */
+export const synthesizeConfigSchema = z
+  .object({
+    teacher: providerSchema,
+    specs: z.array(synthesisSpecSchema).min(1).max(50),
+    /** Teacher calls in flight at once. */
+    concurrency: z.number().int().min(1).max(32).default(2),
+    /** Tokens of a message or an answer, at most. */
+    maxTokens: z.number().int().min(16).max(8192).default(512),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const names = c.specs.map((s) => s.name);
+    names.forEach((n, i) => {
+      if (names.indexOf(n) !== i) ctx.addIssue({ code: 'custom', path: ['specs', i, 'name'], message: 'used twice' });
+    });
+  });
+export type SynthesizeConfig = z.output<typeof synthesizeConfigSchema>;
+
 /** The rubric our users' plans share: a row is good when its answer does these. */
 export const DEFAULT_RUBRIC =
   'The answer responds to what the user asked rather than something generic; it uses the knowledge of the ' +
@@ -284,12 +338,7 @@ export const DEFAULT_RUBRIC =
 export const scoreConfigSchema = z
   .object({
     /** Who judges: a model in Ollama, or the app's hosted incumbent. No judge: only people's scores filter. */
-    judge: z
-      .discriminatedUnion('provider', [
-        z.object({ provider: z.literal('ollama'), model: ollamaModelName }).strict(),
-        z.object({ provider: z.literal('incumbent') }).strict(),
-      ])
-      .optional(),
+    judge: providerSchema.optional(),
     rubric: z.string().min(10).max(4000).default(DEFAULT_RUBRIC),
     /** Rows scoring under this are left out (when the judge may filter: calibration). */
     threshold: z.number().min(0).max(1).default(0.7),
@@ -314,6 +363,8 @@ export const scoreConfigSchema = z
       .default({ minRows: 20, minKappa: 0.4, whenUncalibrated: 'filter' }),
     /** Judge calls in flight at once. */
     concurrency: z.number().int().min(1).max(32).default(2),
+    /** Tokens of a judgement, at most: the score comes first, so a reason cut short still leaves a score. */
+    maxTokens: z.number().int().min(8).max(1024).default(96),
     /** One judge call's budget. */
     timeoutMs: z.number().int().min(1_000).max(600_000).default(120_000),
   })
@@ -341,6 +392,8 @@ export const pipelineConfigSchema = z
      * its splits (no validation row has a near copy in train).
      */
     dedup: dedupConfigSchema.default(() => dedupConfigSchema.parse({})),
+    /** The synthesize stage; absent: it is skipped. */
+    synthesize: synthesizeConfigSchema.optional(),
     /** The score stage; absent: it is skipped and every row goes to export unscored. */
     score: scoreConfigSchema.optional(),
     stages: z
@@ -391,6 +444,13 @@ export const pipelineConfigSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
+    if (c.synthesize?.teacher.provider === 'incumbent' && !c.incumbent) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['synthesize', 'teacher'],
+        message: 'the incumbent teaches only where the model has one: set incumbent, or teach with an Ollama model',
+      });
+    }
     if (c.score?.judge?.provider === 'incumbent' && !c.incumbent) {
       ctx.addIssue({
         code: 'custom',

@@ -43,5 +43,10 @@ export function text(max = MAX_TEXT_CHARS, opts: { allowEmpty?: boolean } = {}) 
     });
 }
 
+/** Ids that start so are tuneloop's own (the synthesize stage's subject and rows): an app cannot take them. */
+export const RESERVED_ID_PREFIX = 'tuneloop:';
+
 /** An identifier an app chooses (its interaction or feedback id, its user's pseudonymous id). */
-export const externalId = text(200);
+export const externalId = text(200).refine((s) => !s.startsWith(RESERVED_ID_PREFIX), {
+  message: `ids starting with "${RESERVED_ID_PREFIX}" are tuneloop's own`,
+});

@@ -130,7 +130,11 @@ export class IncumbentClient {
     let res: Dispatcher.ResponseData;
     try {
       res = await this.withRetries(budget, () =>
-        this.post({ ...this.params(req), stream: true, stream_options: { include_usage: true } }, budget.signal),
+        this.post(
+          { ...this.params(req), stream: true, stream_options: { include_usage: true } },
+          budget.signal,
+          this.budgetMs, // after the first bytes, no wait between two chunks longer than the budget
+        ),
       );
     } catch (err) {
       budget.end();
@@ -141,9 +145,10 @@ export class IncumbentClient {
     let ended = false;
     try {
       if (!/^text\/event-stream/i.test(String(res.headers['content-type'] ?? ''))) {
-        // A provider that answers a stream request with one JSON answer: its content as one chunk.
-        budget.end();
+        // A provider that answers a stream request with one JSON answer: its content as one chunk, read within the
+        // budget.
         const r = parseCompletion(await res.body.text());
+        budget.end();
         const content = r.choices?.[0]?.message?.content;
         if (content) yield { content, done: false };
         finish = r.choices?.[0]?.finish_reason ?? null;
@@ -191,7 +196,7 @@ export class IncumbentClient {
   }
 
   /** The request; any status but 2xx as a StatusError, no answer as a ConnectionError. */
-  private async post(body: unknown, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+  private async post(body: unknown, signal: AbortSignal, idleMs = 0): Promise<Dispatcher.ResponseData> {
     let res: Dispatcher.ResponseData;
     try {
       res = await this.pool.request({
@@ -200,9 +205,9 @@ export class IncumbentClient {
         headers: this.headers,
         body: JSON.stringify(body),
         signal,
-        // The budget (the signal) bounds the wait; undici's own timeouts stay out of its way.
+        // The budget (the signal) bounds the wait for an answer; a stream's body is bounded by idleMs between chunks.
         headersTimeout: 0,
-        bodyTimeout: 0,
+        bodyTimeout: idleMs,
       });
     } catch (err) {
       if (signal.aborted) throw err;
@@ -310,7 +315,8 @@ function parseJson(text: string): unknown {
   } catch {
     // below
   }
-  throw new ConnectionError(`the incumbent's answer is not OpenAI's format: ${JSON.stringify(text.slice(0, 200))}`);
+  // Its text is the model's words about the conversation: never in an error (logs, histories).
+  throw new ConnectionError(`the incumbent's answer is not OpenAI's format (${text.length} characters)`);
 }
 
 /** An error body's message: OpenAI's `{error: {message}}` (or a list of them, as some providers send), or the text. */
@@ -323,7 +329,7 @@ function errorMessage(text: string): string {
   } catch {
     // not JSON: the text itself
   }
-  return text.trim().slice(0, 300) || '(no message)';
+  return text.trim() ? `(${text.length} characters, not OpenAI's error format)` : '(no message)';
 }
 
 async function readAtMost(body: Dispatcher.ResponseData['body'], max: number): Promise<string> {

@@ -39,17 +39,24 @@ export async function TrainingPipeline(input: PipelineInput): Promise<PipelineRe
       () => datasetIO.anonymize({ ...ids, datasetId }),
       (a) => ({ key: a.key, rows: a.rows, considered: a.considered, entities: a.entities, engine: a.engineVersion }),
     );
-    run.enabled('synthesize', config);
+    const synthesized = run.enabled('synthesize', config)
+      ? await run.stage(
+          'synthesize',
+          () => judging.synthesize({ ...ids, datasetId, anonymized }),
+          (s) => ({ key: s.rows.key, rows: s.rows.rows, teacher: s.teacher, specs: s.specs }),
+        )
+      : null;
+    const candidates = synthesized?.rows ?? anonymized;
     const scored = run.enabled('score', config)
       ? await run.stage(
           'score',
-          () => judging.score({ ...ids, datasetId, anonymized }),
+          () => judging.score({ ...ids, datasetId, anonymized: candidates }),
           (s) => ({ key: s.rows.key, rows: s.rows.rows, ...s.quality }),
         )
       : null;
     const exported = await run.stage(
       'export',
-      () => datasetIO.exportDataset({ ...ids, datasetId, anonymized: scored?.rows ?? anonymized }),
+      () => datasetIO.exportDataset({ ...ids, datasetId, anonymized: scored?.rows ?? candidates }),
       (e) => ({ manifestKey: e.manifestKey, train: e.train.count, validation: e.validation.count, ...e.counts }),
     );
     if (exported.counts.exported < config.minExamples) {

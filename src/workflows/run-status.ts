@@ -17,6 +17,7 @@ import type { PromoteResult } from '../activities/promote';
 import type { RegisterSummary } from '../activities/register';
 import type { RunPlan } from '../activities/run';
 import type { ScoreSummary } from '../activities/score';
+import type { SynthesizeSummary } from '../activities/synthesize';
 import type { TrainSummary } from '../activities/train';
 import type { RunOutcome } from '../domain/failures';
 import type { GateResult } from '../domain/evaluation';
@@ -38,6 +39,7 @@ import { bookkeeping, servingMoves } from './timeouts';
 export interface StageResults {
   collect: CollectSummary;
   anonymize: AnonymizeSummary;
+  synthesize: SynthesizeSummary;
   score: ScoreSummary;
   export: ExportSummary;
   train: TrainSummary;
@@ -55,9 +57,16 @@ const SHADOW_STAGE_PATCH = 'shadow-stage';
 /** Marks runs whose code has the score stage (older histories replay with it skipped). */
 const SCORE_STAGE_PATCH = 'score-stage';
 
+/** Marks runs whose code has the synthesize stage (older histories replay with it skipped). */
+const SYNTHESIZE_STAGE_PATCH = 'synthesize-stage';
+
 /** Stages whose activities do not exist yet. They are reported as skipped with this reason, never pretended. */
-const NOT_BUILT: Partial<Record<StageName, string>> = {
-  synthesize: 'not built yet',
+const NOT_BUILT: Partial<Record<StageName, string>> = {};
+
+/** Stages that run only with their own config, and their patch (runs begun before they existed skip them). */
+const CONFIGURED_STAGES: Partial<Record<StageName, { key: 'score' | 'synthesize'; patch: string }>> = {
+  synthesize: { key: 'synthesize', patch: SYNTHESIZE_STAGE_PATCH },
+  score: { key: 'score', patch: SCORE_STAGE_PATCH },
 };
 
 /** An operator's abort, seen between two stages. */
@@ -158,12 +167,18 @@ export class PipelineRun {
       this.skip(name, notBuilt);
       return false;
     }
-    if (name === 'score') {
-      if (!config.score) {
-        this.skip(name, 'no score config: rows go to export unscored');
+    const configured = CONFIGURED_STAGES[name];
+    if (configured) {
+      if (!config[configured.key]) {
+        this.skip(
+          name,
+          configured.key === 'score'
+            ? 'no score config: rows go to export unscored'
+            : 'no synthesize config: no synthetic rows',
+        );
         return false;
       }
-      if (!patched(SCORE_STAGE_PATCH)) {
+      if (!patched(configured.patch)) {
         this.skip(name, 'not built yet');
         return false;
       }

@@ -370,6 +370,7 @@ describe('the subject and the conversation', () => {
     const refused = [
       await api.call('POST', `/v1/conversations/${conv}/feedback`, appKey, { rating: 9 }),
       await api.call('POST', `/v1/conversations/${conv}/feedback`, appKey, {}),
+      await api.call('POST', `/v1/conversations/${conv}/feedback`, appKey, { correction: 'Do this instead.' }),
       await api.call('POST', `/v1/conversations/not%20an%20id/feedback`, appKey, { thumbs: 'up' }),
       await api.call('POST', `/v1/conversations/${conv}/feedback?model=${uid('m-')}`, appKey, { thumbs: 'up' }),
       await api.call('POST', `/v1/conversations/${uid('conv-')}/feedback`, appKey, { thumbs: 'up' }),
@@ -381,7 +382,8 @@ describe('the subject and the conversation', () => {
     expect(first.json).toMatchObject({ conversation: conv, model: local.id, turns: 3, duplicate: false });
     expect(again.status).toBe(200);
     expect(again.json).toMatchObject({ turns: 3, duplicate: true });
-    expect(refused.map((r) => r.status)).toEqual([400, 400, 400, 403, 404, 404]);
+    expect(refused.map((r) => r.status)).toEqual([400, 400, 400, 400, 403, 404, 404]);
+    expect(refused[2]!.json.error.message).toContain('correction');
     expect(refused[0]!.json.error.message).toContain('rating');
     const stored = await feedbackOf(turns.map((t) => t.id));
     expect(stored.map((f) => f.interaction_id).sort()).toEqual(turns.map((t) => t.id).sort());

@@ -68,7 +68,10 @@ describe('a run that goes through', () => {
       'promote',
       'finishRun',
     ]);
-    expect(stageStatus(result!, 'synthesize')).toMatchObject({ status: 'skipped', reason: 'not built yet' });
+    expect(stageStatus(result!, 'synthesize')).toMatchObject({
+      status: 'skipped',
+      reason: 'no synthesize config: no synthetic rows',
+    });
     expect(recordedOutcome(calls)).toEqual({ status: 'succeeded', error: null });
   });
 
@@ -84,6 +87,27 @@ describe('a run that goes through', () => {
     const exported = calls.find((c) => c.name === 'exportDataset')!.input as { anonymized: { key: string } };
     expect(exported.anonymized.key).toBe('datasets/m/ds-1/work/scored.jsonl');
     expect(stageStatus(result!, 'score')).toMatchObject({ status: 'succeeded' });
+  });
+
+  it('synthesizes before scoring, and scores and exports the real and synthetic rows together', async () => {
+    const calls: Calls = [];
+    const synthesize = {
+      teacher: { provider: 'ollama', model: 't' },
+      specs: [{ name: 'faq', prompt: 'Ask a question about squats.', count: 10 }],
+    };
+    const { result } = await runPipeline(
+      testEnv(),
+      fakeActivities(
+        { stages: { canary: false }, synthesize, score: { judge: { provider: 'ollama', model: 'j' } } },
+        calls,
+      ),
+    );
+
+    expect(result?.status).toBe('succeeded');
+    expect(names(calls).slice(2, 6)).toEqual(['anonymize', 'synthesize', 'score', 'exportDataset']);
+    const scored = calls.find((c) => c.name === 'score')!.input as { anonymized: { key: string } };
+    expect(scored.anonymized.key).toBe('datasets/m/ds-1/work/synthesized.jsonl');
+    expect(stageStatus(result!, 'synthesize')).toMatchObject({ status: 'succeeded' });
   });
 
   it('skips score, saying why, for a model without a score config', async () => {

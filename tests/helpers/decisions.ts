@@ -106,6 +106,11 @@ export function fakeActivities(config: Record<string, unknown> = {}, calls: Call
       entities: {},
       engineVersion: 'test',
     })),
+    synthesize: record('synthesize', (i) => ({
+      rows: { ...i.anonymized, key: 'datasets/m/ds-1/work/synthesized.jsonl', rows: 60, considered: 60 },
+      teacher: 'ollama:teacher',
+      specs: [{ name: 'faq', hash: 'd'.repeat(64), wanted: 10, stored: 10, generated: 10, invalid: 0 }],
+    })),
     score: record('score', (i) => ({
       rows: { ...i.anonymized, key: 'datasets/m/ds-1/work/scored.jsonl', rows: 45 },
       quality: {

@@ -95,6 +95,42 @@ describe('ExportRows', () => {
     expect(rows.counts).toMatchObject({ withdrawnDuringRun: 1, exported: 1, duplicatesDropped: 0 });
   });
 
+  it('compares rows without the system prompt, and a later turn of a conversation by its own last exchange', () => {
+    // Arrange: a long system prompt leads every row; a second turn repeats the first as its history
+    const system = { role: 'system' as const, content: 'You are a coach. '.repeat(200) };
+    const rows = new ExportRows(0, ANONYMIZED);
+    const first = row('a', 'Two minutes between sets.', {
+      messages: [
+        system,
+        ...row('a', '').messages.slice(0, 1),
+        { role: 'assistant', content: 'Two minutes between sets.' },
+      ],
+    });
+    const second: ExportCandidate = {
+      ...first,
+      id: 'b',
+      messages: [
+        ...first.messages,
+        { role: 'user', content: 'And how many sets of deadlifts on a heavy day?' },
+        { role: 'assistant', content: 'Five sets of three, resting three minutes.' },
+      ],
+    };
+    const other = row('c', 'Drink water and sleep eight hours before a race.', {
+      messages: [
+        system,
+        { role: 'user', content: 'What helps before a marathon?' },
+        { role: 'assistant', content: 'Drink water and sleep eight hours before a race.' },
+      ],
+    });
+
+    // Act
+    const kept = [first, second, other].map((r) => rows.add(r, true));
+
+    // Assert
+    expect(kept.every((k) => k !== null)).toBe(true);
+    expect(rows.counts).toMatchObject({ exported: 3, duplicatesDropped: 0, nearDuplicatesDropped: 0 });
+  });
+
   it('numbers lines per split and counts sources per split', () => {
     // Arrange: ids on both sides of a one-half split
     const rows = new ExportRows(0.5, ANONYMIZED, { near: false, threshold: 0.8 });

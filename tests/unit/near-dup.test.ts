@@ -71,6 +71,22 @@ describe('near duplicates', () => {
     expect(nd.kept + nd.found).toBe(rows.length);
   });
 
+  it('checks templated rows, alike but not near duplicates, in bounded work', () => {
+    // Arrange: one template, one slot: rows at Jaccard 0.6–0.8 of each other share bands without being duplicates
+    const words = Array.from({ length: 4000 }, (_, i) => `word${i}`);
+    const nd = new NearDuplicates();
+
+    // Act
+    const flagged = words.map(
+      (w) => nd.check(`What should I do for my training on ${w} this week given my goals and my schedule?`) >= 0,
+    );
+
+    // Assert: verifications grow with rows x bands x the bucket cap, not with rows squared (about 8 million)
+    expect(nd.verified).toBeLessThan(words.length * nd.bands * 16);
+    expect(flagged.filter(Boolean).length).toBe(nd.found);
+    expect(nd.kept + nd.found).toBe(words.length);
+  });
+
   it('takes an exact copy, whatever its case and spacing, as a duplicate; a text with no word never', () => {
     const nd = new NearDuplicates();
     expect(nd.check('How many sets of squats should I do this week?')).toBe(-1);

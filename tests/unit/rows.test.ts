@@ -104,6 +104,11 @@ describe('buildRow', () => {
     });
   });
 
+  it('labels a negative row by its most negative signal, whatever came after it', () => {
+    const decision = buildRow(interaction(exchange, [{ thumbs: 'down' }, { rating: 5 }]), null);
+    expect(decision).toMatchObject({ kind: 'negative', human: 0 });
+  });
+
   it('keeps a rating of 3 in supervised fine-tuning, with what it says', () => {
     // Act
     const decision = buildRow(interaction(exchange, [{ rating: 3 }]), null);

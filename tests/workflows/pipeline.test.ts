@@ -84,10 +84,11 @@ describe('TrainingPipeline on the real Temporal dev server', () => {
     const dbRun = await db.selectFrom('runs').selectAll().where('id', '=', first.runId).executeTakeFirstOrThrow();
     expect(dbRun.status).toBe('succeeded');
 
-    // anonymize ran over every consented row; stages switched off or not built yet say so.
+    // anonymize ran over every consented row; stages switched off, or without their config, say so.
     const byName = Object.fromEntries(first.stages.map((s) => [s.name, s]));
     expect(byName.train).toMatchObject({ status: 'skipped', reason: 'switched off in the model config' });
-    expect(byName.synthesize).toMatchObject({ status: 'skipped', reason: expect.stringContaining('not built yet') });
+    expect(byName.synthesize).toMatchObject({ status: 'skipped', reason: 'no synthesize config: no synthetic rows' });
+    expect(byName.score).toMatchObject({ status: 'skipped', reason: 'no score config: rows go to export unscored' });
     expect(byName.anonymize).toMatchObject({ status: 'succeeded', summary: { rows: 3, considered: 3 } });
     expect(byName.export!.status).toBe('succeeded');
 

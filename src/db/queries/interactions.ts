@@ -256,7 +256,10 @@ export async function committedHighSeq(trx: Trx, model: string): Promise<number>
   return Number(high ?? 0);
 }
 
-/** Interactions of the model in (afterSeq, toSeq]: all, those of consenting subjects, and those subjects. */
+/**
+ * The app's interactions of the model in (afterSeq, toSeq]: all, those of consenting subjects, and those subjects.
+ * Synthetic rows are not the app's: the synthesize stage hands them on itself.
+ */
 export async function rangeCounts(db: Conn, model: string, afterSeq: number, toSeq: number) {
   const counts = await db
     .selectFrom('interactions as i')
@@ -269,6 +272,7 @@ export async function rangeCounts(db: Conn, model: string, afterSeq: number, toS
     .where('i.model_id', '=', model)
     .where('i.seq', '>', afterSeq)
     .where('i.seq', '<=', toSeq)
+    .where('i.source', '!=', 'synthetic')
     .executeTakeFirstOrThrow();
   return {
     interactions: Number(counts.interactions),
@@ -287,7 +291,7 @@ export interface RangeInteraction {
 }
 
 /**
- * The range (afterSeq, toSeq] of the model, consented subjects only, in seq order, with each interaction's feedback,
+ * The range (afterSeq, toSeq] of the model, consented subjects only (synthetic rows are not the app's), in seq order, with each interaction's feedback,
  * `fetch` rows at a time. Read through a server-side cursor: one plan, linear whatever the table statistics say
  * (keyset pages re-planned per page degrade to a sort of the whole remaining range per page on a freshly loaded
  * table).
@@ -316,6 +320,7 @@ export function streamConsentedRange(
     .where('i.model_id', '=', model)
     .where('i.seq', '>', afterSeq)
     .where('i.seq', '<=', toSeq)
+    .where('i.source', '!=', 'synthetic')
     .where('s.training_consent', '=', true)
     .orderBy('i.seq')
     .$castTo<RangeInteraction>()
