@@ -4,8 +4,7 @@ import { streamConsentedRange } from '../db/queries/interactions';
 import type { ChatMessage } from '../domain/conversation';
 import { createRedactor, PII_ENGINE_VERSION } from '../pii';
 import { activityLog, heartbeat, type ActivityDeps } from './deps';
-import { FailureType, permanentFailure } from './failures';
-import { requireDataset, requireModel } from './lookups';
+import { requireCollectedDataset, requireModel } from './lookups';
 import { lineWriter, withWorkDir } from './staging';
 
 export interface AnonymizeInput {
@@ -42,6 +41,19 @@ export interface AnonymizedLine {
 }
 
 export const anonymizedKeyFor = (prefix: string) => `${prefix}work/anonymized.jsonl`;
+
+/**
+ * A redactor for one conversation (`<PERSON_1>` is the same person in every turn of it) that counts what it
+ * redacts, by type, into `entities`.
+ */
+export function redactorCounting(entities: Record<string, number>): (text: string) => string {
+  const redactor = createRedactor();
+  return (text) => {
+    const { text: redacted, entities: found } = redactor.redact(text);
+    for (const e of found) entities[e.type] = (entities[e.type] ?? 0) + 1;
+    return redacted;
+  };
+}
 /** The rows people rated down (kept out of training), redacted the same way: the score stage calibrates on them. */
 export const negativesKeyFor = (prefix: string) => `${prefix}work/negatives.jsonl`;
 
@@ -59,9 +71,7 @@ export function createAnonymizeActivities(deps: ActivityDeps) {
   return {
     async anonymize(input: AnonymizeInput): Promise<AnonymizeSummary> {
       const log = activityLog(deps, { model: input.model, datasetId: input.datasetId });
-      const dataset = await requireDataset(deps.db, input.datasetId);
-      if (dataset.status !== 'collected')
-        throw permanentFailure(FailureType.DATASET_INVALID, `dataset ${input.datasetId} is ${dataset.status}`);
+      const dataset = await requireCollectedDataset(deps.db, input.datasetId);
       const model = await requireModel(deps.db, input.model);
 
       return withWorkDir(deps, `anonymize-${input.datasetId}`, async (dir) => {
@@ -73,12 +83,7 @@ export function createAnonymizeActivities(deps: ActivityDeps) {
           const rows = streamConsentedRange(deps.db, input.model, dataset.from_seq, dataset.to_seq, FETCH);
           for await (const r of rows) {
             counts.considered++;
-            const redactor = createRedactor();
-            const redact = (text: string) => {
-              const { text: redacted, entities: found } = redactor.redact(text);
-              for (const e of found) entities[e.type] = (entities[e.type] ?? 0) + 1;
-              return redacted;
-            };
+            const redact = redactorCounting(entities);
             const decision = buildRow(
               {
                 id: r.id,

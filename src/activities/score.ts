@@ -15,14 +15,14 @@ import {
   type DropReason,
   type SourceTally,
 } from '../domain/score';
-import { IncumbentClient, IncumbentError } from '../llm/incumbent';
+import { IncumbentError, type IncumbentClient } from '../llm/incumbent';
 import { GREEDY, OllamaError } from '../llm/ollama';
 import { DigestStream } from '../storage/blob-store';
 import type { AnonymizedLine, AnonymizeSummary } from './anonymize';
 import { pool } from './concurrency';
 import { activityLog, cancellationSignal, heartbeat, type ActivityDeps } from './deps';
 import { FailureType, permanentFailure, retryableFailure } from './failures';
-import { requireDataset, requireModel } from './lookups';
+import { incumbentFor, requireCollectedDataset, requireModel } from './lookups';
 import { linesOf, lineWriter, withWorkDir } from './staging';
 
 export interface ScoreInput {
@@ -110,10 +110,14 @@ function judgePrompt(messages: ChatMessage[], rubric: string): ChatMessage[] {
   ];
 }
 
-type Judge = (messages: ChatMessage[], signal: AbortSignal) => Promise<{ score: number; reason: string } | null>;
+export type Judge = (messages: ChatMessage[], signal: AbortSignal) => Promise<{ score: number; reason: string } | null>;
 
 /** The judge the config names, as one call: a valid score, or null for an answer that is not one. */
-function judgeOf(deps: ActivityDeps, cfg: ScoreConfig, incumbent: IncumbentClient | null): Judge | null {
+export function judgeOf(
+  deps: Pick<ActivityDeps, 'ollama'>,
+  cfg: ScoreConfig,
+  incumbent: IncumbentClient | null,
+): Judge | null {
   const judge = cfg.judge;
   if (!judge) return null;
   return async (messages, signal) => {
@@ -169,21 +173,12 @@ export function createScoreActivities(deps: ActivityDeps) {
   return {
     async score(input: ScoreInput): Promise<ScoreSummary> {
       const log = activityLog(deps, { model: input.model, datasetId: input.datasetId });
-      const dataset = await requireDataset(deps.db, input.datasetId);
-      if (dataset.status !== 'collected')
-        throw permanentFailure(FailureType.DATASET_INVALID, `dataset ${input.datasetId} is ${dataset.status}`);
+      const dataset = await requireCollectedDataset(deps.db, input.datasetId);
       const model = await requireModel(deps.db, input.model);
       const config = parsePipelineConfig(model.config);
       const cfg = config.score;
       if (!cfg) throw permanentFailure(FailureType.CONFIG_INVALID, `model ${input.model} has no score config`);
-      let incumbent: IncumbentClient | null = null;
-      if (cfg.judge?.provider === 'incumbent') {
-        try {
-          incumbent = new IncumbentClient(config.incumbent!);
-        } catch (err) {
-          throw permanentFailure(FailureType.CONFIG_INVALID, (err as Error).message);
-        }
-      }
+      const incumbent = incumbentFor(cfg.judge?.provider === 'incumbent', config.incumbent);
       const judge = judgeOf(deps, cfg, incumbent);
       const judgeName = !cfg.judge
         ? null

@@ -16,15 +16,14 @@ import {
   SYNTHETIC_SUBJECT,
   userMessagePrompt,
 } from '../domain/synthesis';
-import { IncumbentClient } from '../llm/incumbent';
+import type { IncumbentClient } from '../llm/incumbent';
 import { compileSchema, matchesSchema } from '../llm/json-schema';
 import type { ChatRequest } from '../llm/ollama';
-import { createRedactor } from '../pii';
-import type { AnonymizedLine, AnonymizeSummary } from './anonymize';
+import { redactorCounting, type AnonymizedLine, type AnonymizeSummary } from './anonymize';
 import { pool } from './concurrency';
 import { activityLog, cancellationSignal, heartbeat, type ActivityDeps } from './deps';
 import { FailureType, permanentFailure, retryableFailure } from './failures';
-import { requireDataset, requireModel } from './lookups';
+import { incumbentFor, requireCollectedDataset, requireModel } from './lookups';
 import { linesOf, lineWriter, withWorkDir } from './staging';
 
 export interface SynthesizeInput {
@@ -84,21 +83,12 @@ export function createSynthesizeActivities(deps: ActivityDeps) {
   return {
     async synthesize(input: SynthesizeInput): Promise<SynthesizeSummary> {
       const log = activityLog(deps, { model: input.model, datasetId: input.datasetId });
-      const dataset = await requireDataset(deps.db, input.datasetId);
-      if (dataset.status !== 'collected')
-        throw permanentFailure(FailureType.DATASET_INVALID, `dataset ${input.datasetId} is ${dataset.status}`);
+      const dataset = await requireCollectedDataset(deps.db, input.datasetId);
       const model = await requireModel(deps.db, input.model);
       const config = parsePipelineConfig(model.config);
       const cfg = config.synthesize;
       if (!cfg) throw permanentFailure(FailureType.CONFIG_INVALID, `model ${input.model} has no synthesize config`);
-      let incumbent: IncumbentClient | null = null;
-      if (cfg.teacher.provider === 'incumbent') {
-        try {
-          incumbent = new IncumbentClient(config.incumbent!);
-        } catch (err) {
-          throw permanentFailure(FailureType.CONFIG_INVALID, (err as Error).message);
-        }
-      }
+      const incumbent = incumbentFor(cfg.teacher.provider === 'incumbent', config.incumbent);
       const teacherName =
         cfg.teacher.provider === 'ollama' ? `ollama:${cfg.teacher.model}` : `incumbent:${config.incumbent!.model}`;
       const teach = teacherOf(deps, cfg, incumbent);
@@ -212,12 +202,7 @@ export function createSynthesizeActivities(deps: ActivityDeps) {
             // Never more than the spec's count, whatever an earlier, larger count made.
             const rows = streamSamples(deps.db, input.model, sampleIdPrefix(r.hash), r.wanted);
             for await (const row of rows) {
-              const redactor = createRedactor();
-              const redact = (text: string) => {
-                const { text: redacted, entities: found } = redactor.redact(text);
-                for (const e of found) entities[e.type] = (entities[e.type] ?? 0) + 1;
-                return redacted;
-              };
+              const redact = redactorCounting(entities);
               const decision = buildRow(
                 {
                   id: row.id,

@@ -6,20 +6,7 @@ import { createExportActivities } from '../../src/activities/export';
 import { createScoreActivities } from '../../src/activities/score';
 import { insertFeedback } from '../../src/db/queries/feedback';
 import type { ModelDefinition } from '../../src/domain/model-config';
-import { startOllama, type RunningOllama } from '../../src/embedded/ollama-server';
-import { OllamaClient } from '../../src/llm/ollama';
-import {
-  coachingRows,
-  createTestDb,
-  createTestModel,
-  createTestStore,
-  importTinyBase,
-  seed,
-  testLog,
-  tmpDir,
-  uid,
-} from '../helpers/env';
-import { freePort } from '../helpers/ports';
+import { coachingRows, createTestModel, depsWithOwnOllama, seed, uid } from '../helpers/env';
 
 /**
  * The score stage on the real stack: the real tiny model in Ollama as the judge, PostgreSQL, the store, the stages
@@ -28,28 +15,16 @@ import { freePort } from '../helpers/ports';
  */
 
 let deps: ActivityDeps;
-let drop: () => Promise<void>;
-let judgeTag: string;
-
-let server: RunningOllama;
+let env: Awaited<ReturnType<typeof depsWithOwnOllama>>;
+const judgeTag = `${uid('judge-')}:latest`;
 
 beforeAll(async () => {
-  const { db, drop: dropDb } = await createTestDb();
-  drop = dropDb;
-  // An Ollama of this file's own: the shared one serves every file's copies of the same tiny weights, and switching
-  // between them reloads its runner (slow under the whole suite's load).
-  server = await startOllama({ dir: await tmpDir('ollama-'), port: await freePort(), log: testLog });
-  const ollama = new OllamaClient(server.url, { timeoutMs: 60_000 });
-  deps = { db, store: await createTestStore(), log: testLog, ollama, tmpDir: await tmpDir() };
-  judgeTag = `${uid('judge-')}:latest`;
-  // One thread: two cores run the whole suite, and llama.cpp's threads spin when they outnumber the cores.
-  await importTinyBase(deps.ollama, judgeTag, { num_thread: 1 });
+  env = await depsWithOwnOllama(judgeTag);
+  deps = env.deps;
 }, 180_000);
 
 afterAll(async () => {
-  await deps?.ollama.close();
-  await server?.stop();
-  await drop?.();
+  await env?.close();
 });
 
 const activities = () => ({

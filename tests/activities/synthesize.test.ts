@@ -5,20 +5,7 @@ import type { ActivityDeps } from '../../src/activities/deps';
 import { createExportActivities } from '../../src/activities/export';
 import { createSynthesizeActivities } from '../../src/activities/synthesize';
 import type { ModelDefinition } from '../../src/domain/model-config';
-import { startOllama, type RunningOllama } from '../../src/embedded/ollama-server';
-import { OllamaClient } from '../../src/llm/ollama';
-import {
-  coachingRows,
-  createTestDb,
-  createTestModel,
-  createTestStore,
-  importTinyBase,
-  seed,
-  testLog,
-  tmpDir,
-  uid,
-} from '../helpers/env';
-import { freePort } from '../helpers/ports';
+import { coachingRows, createTestModel, depsWithOwnOllama, seed, uid } from '../helpers/env';
 
 /**
  * The synthesize stage on the real stack: the real tiny model in an Ollama of this file's own as the teacher (what
@@ -26,25 +13,16 @@ import { freePort } from '../helpers/ports';
  */
 
 let deps: ActivityDeps;
-let drop: () => Promise<void>;
-let server: RunningOllama;
-let teacherTag: string;
+let env: Awaited<ReturnType<typeof depsWithOwnOllama>>;
+const teacherTag = `${uid('teacher-')}:latest`;
 
 beforeAll(async () => {
-  const { db, drop: dropDb } = await createTestDb();
-  drop = dropDb;
-  server = await startOllama({ dir: await tmpDir('ollama-'), port: await freePort(), log: testLog });
-  const ollama = new OllamaClient(server.url, { timeoutMs: 60_000 });
-  deps = { db, store: await createTestStore(), log: testLog, ollama, tmpDir: await tmpDir() };
-  teacherTag = `${uid('teacher-')}:latest`;
-  // One thread: two cores run the whole suite, and llama.cpp's threads spin when they outnumber the cores.
-  await importTinyBase(deps.ollama, teacherTag, { num_thread: 1 });
+  env = await depsWithOwnOllama(teacherTag);
+  deps = env.deps;
 }, 180_000);
 
 afterAll(async () => {
-  await deps?.ollama.close();
-  await server?.stop();
-  await drop?.();
+  await env?.close();
 });
 
 const activities = () => ({
@@ -166,7 +144,7 @@ describe('the synthesize stage', () => {
     // Act
     const failure = await running;
     const madeBefore = (await synthetic(model)).length;
-    await importTinyBase(deps.ollama, teacherTag, { num_thread: 1 });
+    await env.reimport();
     const retried = await a.synthesize(input);
 
     // Assert: the first attempt failed as retryable, kept what it made; the retry made the rest, nothing twice

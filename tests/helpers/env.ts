@@ -32,7 +32,9 @@ import { OllamaClient } from '../../src/llm/ollama';
 import { importModel, readImportPlan, type ImportPlan } from '../../src/llm/import';
 import { describeExit, startTrainer } from '../../src/activities/trainer-process';
 import { TINY_BASE_MODEL } from '../../src/embedded/base-models';
+import { startOllama } from '../../src/embedded/ollama-server';
 import { statusQuery } from '../../src/workflows/messages';
+import { freePort } from './ports';
 
 export const testLog = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
 /** A client of the test run's real Ollama server. */
@@ -401,4 +403,29 @@ export function coachingRows(n: number, offset = 0): SeedRow[] {
       assistant: `On ${day}, do ${sets} sets of ${reps} ${ex}, rest 60 seconds between sets, and stop if anything hurts.`,
     };
   });
+}
+
+/**
+ * Activity deps on a fresh database with an Ollama of the caller's own serving the tiny model as `tag` with one
+ * thread: for a file whose stage asks a model many questions (a judge, a teacher). The shared Ollama serves every
+ * file's copies of the same weights, and switching between them reloads its runner; and llama.cpp's threads spin
+ * when they outnumber the two cores the whole suite runs on.
+ */
+export async function depsWithOwnOllama(tag: string) {
+  const { db, drop } = await createTestDb();
+  const server = await startOllama({ dir: await tmpDir('ollama-'), port: await freePort(), log: testLog });
+  const ollama = new OllamaClient(server.url, { timeoutMs: 60_000 });
+  const deps: ActivityDeps = { db, store: await createTestStore(), log: testLog, ollama, tmpDir: await tmpDir() };
+  const reimport = () => importTinyBase(ollama, tag, { num_thread: 1 });
+  await reimport();
+  return {
+    deps,
+    /** Imports the model again (after a test took it away). */
+    reimport,
+    async close() {
+      await ollama.close();
+      await server.stop();
+      await drop();
+    },
+  };
 }
