@@ -1,8 +1,8 @@
 import path from 'node:path';
-import { buildRow } from '../dataset/rows';
+import { redactedRow } from '../dataset/redact';
 import { streamConsentedRange } from '../db/queries/interactions';
 import type { ChatMessage } from '../domain/conversation';
-import { createRedactor, PII_ENGINE_VERSION } from '../pii';
+import { PII_ENGINE_VERSION } from '../pii';
 import { activityLog, heartbeat, type ActivityDeps } from './deps';
 import { requireCollectedDataset, requireModel } from './lookups';
 import { lineWriter, withWorkDir } from './staging';
@@ -42,18 +42,6 @@ export interface AnonymizedLine {
 
 export const anonymizedKeyFor = (prefix: string) => `${prefix}work/anonymized.jsonl`;
 
-/**
- * A redactor for one conversation (`<PERSON_1>` is the same person in every turn of it) that counts what it
- * redacts, by type, into `entities`.
- */
-export function redactorCounting(entities: Record<string, number>): (text: string) => string {
-  const redactor = createRedactor();
-  return (text) => {
-    const { text: redacted, entities: found } = redactor.redact(text);
-    for (const e of found) entities[e.type] = (entities[e.type] ?? 0) + 1;
-    return redacted;
-  };
-}
 /** The rows people rated down (kept out of training), redacted the same way: the score stage calibrates on them. */
 export const negativesKeyFor = (prefix: string) => `${prefix}work/negatives.jsonl`;
 
@@ -62,10 +50,8 @@ const FETCH = 500;
 /**
  * anonymize: the only stage that reads interaction text out of PostgreSQL. It streams the collected range
  * (consented subjects only, feedback joined) through one server-side cursor, applies feedback (a correction
- * replaces the answer; negative feedback without one keeps the row out), redacts every text the app sent —
- * each turn and the correction, one redactor per interaction so `<PERSON_1>` is the same person in every
- * turn — and writes the redacted rows to the dataset's work folder. The model's own system prompt is
- * operator text and is added after redaction. A retry rewrites the same key.
+ * replaces the answer; negative feedback without one keeps the row out), redacts every text the app sent
+ * ({@link redactedRow}) and writes the redacted rows to the dataset's work folder. A retry rewrites the same key.
  */
 export function createAnonymizeActivities(deps: ActivityDeps) {
   return {
@@ -83,20 +69,7 @@ export function createAnonymizeActivities(deps: ActivityDeps) {
           const rows = streamConsentedRange(deps.db, input.model, dataset.from_seq, dataset.to_seq, FETCH);
           for await (const r of rows) {
             counts.considered++;
-            const redact = redactorCounting(entities);
-            const decision = buildRow(
-              {
-                id: r.id,
-                seq: r.seq,
-                source: r.source,
-                messages: r.messages.map((m) => ({ role: m.role, content: redact(m.content) })),
-                feedback: r.feedback.map((f) => ({
-                  ...f,
-                  correction: f.correction === null ? null : redact(f.correction),
-                })),
-              },
-              model.system_prompt,
-            );
+            const decision = redactedRow(r, model.system_prompt, entities);
             if (decision.kind === 'negative') {
               counts.negativeFeedback++;
               const line: AnonymizedLine = {

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { buildRow } from '../dataset/rows';
+import { redactedRow } from '../dataset/redact';
 import { insertInteractions, setConsent, type InteractionToStore } from '../db/queries/interactions';
 import { storedSampleIds, streamSamples, subjectConsents } from '../db/queries/synthetic';
 import type { ChatMessage } from '../domain/conversation';
@@ -19,7 +19,7 @@ import {
 import type { IncumbentClient } from '../llm/incumbent';
 import { compileSchema, matchesSchema } from '../llm/json-schema';
 import type { ChatRequest } from '../llm/ollama';
-import { redactorCounting, type AnonymizedLine, type AnonymizeSummary } from './anonymize';
+import { type AnonymizedLine, type AnonymizeSummary } from './anonymize';
 import { pool } from './concurrency';
 import { activityLog, cancellationSignal, heartbeat, type ActivityDeps } from './deps';
 import { FailureType, permanentFailure, retryableFailure } from './failures';
@@ -202,16 +202,10 @@ export function createSynthesizeActivities(deps: ActivityDeps) {
             // Never more than the spec's count, whatever an earlier, larger count made.
             const rows = streamSamples(deps.db, input.model, sampleIdPrefix(r.hash), r.wanted);
             for await (const row of rows) {
-              const redact = redactorCounting(entities);
-              const decision = buildRow(
-                {
-                  id: row.id,
-                  seq: row.seq,
-                  source: SYNTHETIC_SOURCE,
-                  messages: row.messages.map((m) => ({ role: m.role, content: redact(m.content) })),
-                  feedback: [],
-                },
+              const decision = redactedRow(
+                { id: row.id, seq: row.seq, source: SYNTHETIC_SOURCE, messages: row.messages, feedback: [] },
                 model.system_prompt,
+                entities,
               );
               if (decision.kind !== 'sft') continue;
               const line: AnonymizedLine = {

@@ -8,10 +8,17 @@ import { modelExists } from '../db/queries/models';
 import { getRun, listRuns } from '../db/queries/runs';
 import { slug } from '../domain/model-config';
 import { startPipeline } from '../temporal/pipeline-client';
-import { approveUpdate, PIPELINE_STATUSES, statusQuery, type PipelineStatus } from '../workflows/messages';
+import {
+  approveUpdate,
+  PIPELINE_STATUSES,
+  statusQuery,
+  type PipelineStatus,
+  type StageReport,
+} from '../workflows/messages';
 import { text } from '../ingest/text';
 import { actorOf, assertModelAccess, principalOf, requireRole } from './auth';
 import { HttpError } from './errors';
+import { renderQualityExamples } from './quality-examples';
 import { parse } from './validate';
 
 const startSchema = z.object({ model: slug }).strict();
@@ -111,10 +118,10 @@ export function createRunsRouter({ db, temporal, taskQueue, gpuTaskQueue, gpuHea
       run = (await getRun(db, id)) ?? run;
       live = null;
     }
-    res.json({
-      run: { ...runView(run), ...(live ? { status: live.status, stage: live.stage, stages: live.stages } : {}) },
-      live: live !== null,
-    });
+    const view = { ...runView(run), ...(live ? { status: live.status, stage: live.stage, stages: live.stages } : {}) };
+    // The quality report's examples, rendered now from PostgreSQL and redacted (the report keeps ids only).
+    const stages = await renderQualityExamples(db, view.stages as StageReport[]);
+    res.json({ run: { ...view, stages }, live: live !== null });
   });
 
   router.post('/v1/runs/:id/cancel', requireRole('operator'), async (req, res) => {

@@ -406,17 +406,17 @@ export function coachingRows(n: number, offset = 0): SeedRow[] {
 }
 
 /**
- * Activity deps on a fresh database with an Ollama of the caller's own serving the tiny model as `tag` with one
- * thread: for a file whose stage asks a model many questions (a judge, a teacher). The shared Ollama serves every
+ * Activity deps on a fresh database with an Ollama of the caller's own serving a base of the models folder (the tiny
+ * model unless `base` names another) as `tag` with one thread: for a file whose stage asks a model many questions (a judge, a teacher). The shared Ollama serves every
  * file's copies of the same weights, and switching between them reloads its runner; and llama.cpp's threads spin
  * when they outnumber the two cores the whole suite runs on.
  */
-export async function depsWithOwnOllama(tag: string) {
+export async function depsWithOwnOllama(tag: string, base?: string) {
   const { db, drop } = await createTestDb();
   const server = await startOllama({ dir: await tmpDir('ollama-'), port: await freePort(), log: testLog });
   const ollama = new OllamaClient(server.url, { timeoutMs: 60_000 });
   const deps: ActivityDeps = { db, store: await createTestStore(), log: testLog, ollama, tmpDir: await tmpDir() };
-  const reimport = () => importTinyBase(ollama, tag, { num_thread: 1 });
+  const reimport = () => importBase(ollama, tag, { base, parameters: { num_thread: 1 } });
   await reimport();
   return {
     deps,

@@ -70,6 +70,12 @@ beforeAll(async () => {
       stages: ALL_STAGES,
       training: { maxSteps: 8, epochs: 2, effectiveBatchSize: 4, microBatchSize: 2, maxLength: 256 },
       judge: { model: judge, maxPairs: 6 },
+      // The score stage's judge too (its reasons are tied to the rows they judge); it never filters here.
+      score: {
+        judge: { provider: 'ollama', model: judge },
+        maxTokens: 200,
+        calibration: { minRows: 1000, whenUncalibrated: 'keep' },
+      },
       thresholds: { minWinRateLowerBound: 0, maxLossRegression: 100 },
       canary: { steps: [100], holdSeconds: 1 },
     },
@@ -199,6 +205,11 @@ describe('erasure, searched for the way an auditor would', () => {
     expect(objects).toEqual(expect.arrayContaining([expect.stringMatching(/\/eval\/pairs\.jsonl$/)]));
     expect(await findEverywhere(marker('alpha'))).toEqual([]);
     expect(await findEverywhere(subjectId('alpha'))).toEqual([]);
+    // Nor does the run's view show it: its quality report's examples are the others' rows
+    const view = await api.call('GET', `/v1/runs/${run.runId}`, adminKey);
+    expect(view.status).toBe(200);
+    expect(JSON.stringify(view.json)).not.toContain(marker('alpha'));
+    expect(JSON.stringify(view.json)).toMatch(/qz(bravo|charlie|delta)mkr/);
     const kept = await findEverywhere(marker('bravo'));
     expect(kept).toEqual(
       expect.arrayContaining([

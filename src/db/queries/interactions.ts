@@ -303,7 +303,27 @@ export function streamConsentedRange(
   toSeq: number,
   fetch: number,
 ): AsyncIterableIterator<RangeInteraction> {
-  return db
+  return consentedWithFeedback(db)
+    .where('i.model_id', '=', model)
+    .where('i.seq', '>', afterSeq)
+    .where('i.seq', '<=', toSeq)
+    .where('i.source', '!=', 'synthetic')
+    .orderBy('i.seq')
+    .$castTo<RangeInteraction>()
+    .stream(fetch);
+}
+
+/**
+ * The interactions of `ids` that are still there and whose subject still consents (synthetic ones included), with
+ * their feedback, as anonymize reads them: what a quality report's examples are rendered from.
+ */
+export async function consentedInteractions(db: Conn, ids: readonly string[]): Promise<RangeInteraction[]> {
+  if (ids.length === 0) return [];
+  return consentedWithFeedback(db).where('i.id', 'in', ids).$castTo<RangeInteraction>().execute();
+}
+
+const consentedWithFeedback = (db: Conn) =>
+  db
     .selectFrom('interactions as i')
     .innerJoin('subjects as s', 's.id', 'i.subject_id')
     .select([
@@ -317,15 +337,7 @@ export function streamConsentedRange(
                         order by f.created_at, f.id)
         from feedback f where f.interaction_id = i.id), '[]'::json)`.as('feedback'),
     ])
-    .where('i.model_id', '=', model)
-    .where('i.seq', '>', afterSeq)
-    .where('i.seq', '<=', toSeq)
-    .where('i.source', '!=', 'synthetic')
-    .where('s.training_consent', '=', true)
-    .orderBy('i.seq')
-    .$castTo<RangeInteraction>()
-    .stream(fetch);
-}
+    .where('s.training_consent', '=', true);
 
 /** The ids of `ids` whose interaction still exists and whose subject still consents to training. */
 export async function stillConsented(db: Conn, ids: readonly string[]): Promise<Set<string>> {
