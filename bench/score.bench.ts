@@ -3,6 +3,9 @@
  * scripts/versions.sh), on the same rows in the same run:
  *
  *   npm run bench:score -- [--rows 100000,1000000] [--threshold 0.8] [--perm 128] [--sides tuneloop,datasketch]
+ *                          [--judge-rows 24] [--concurrency 1,2,4] [--parts near-dup,judge]
+ *
+ * Near-duplicate removal:
  *
  * - The rows: distinct chat-like texts with paraphrases of earlier rows planted among them (a tenth of the rows;
  *   some words replaced, a pair swapped, case and spacing changed: bench/lib/dup-corpus.ts), each labelled with the
@@ -14,7 +17,12 @@
  *   at and above the threshold (and at 0.85 and 0.9), paraphrases below 0.7 dropped, distinct rows dropped, and
  *   precision (dropped rows that are paraphrases at or above the threshold).
  *
- * Prints a table and writes bench/results/score.json.
+ *
+ * Judge throughput (bench/lib/judge-run.ts): the score stage's judge against the same requests sent straight to
+ * Ollama, at each concurrency, on SmolLM2-135M-Instruct and the demo sample's conversations: rows per second,
+ * latency, valid ratings.
+ *
+ * Prints a table a part and writes bench/results/score.json.
  */
 import { execFile } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
@@ -26,7 +34,9 @@ import { parseArgs } from 'node:util';
 import { NODE_FLAGS } from '../bin/node-flags.js';
 import { REPO_ROOT } from '../src/config';
 import { pinnedVersion } from '../tests/helpers/versions';
+import { createLogger } from '../src/log';
 import { dupCorpus } from './lib/dup-corpus';
+import { judgeThroughput } from './lib/judge-run';
 import { runBench, writeResults } from './lib/results';
 
 const run = promisify(execFile);
@@ -36,11 +46,15 @@ const { values } = parseArgs({
     threshold: { type: 'string', default: '0.8' },
     perm: { type: 'string', default: '128' },
     sides: { type: 'string', default: 'tuneloop,datasketch' },
+    'judge-rows': { type: 'string', default: '24' },
+    concurrency: { type: 'string', default: '1,2,4' },
+    parts: { type: 'string', default: 'near-dup,judge' },
   },
 });
 const SIZES = values.rows.split(',').map(Number);
 const THRESHOLD = Number(values.threshold);
 const PERM = Number(values.perm);
+const PARTS = values.parts.split(',');
 
 interface Label {
   of: number;
@@ -103,7 +117,7 @@ async function main() {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'tuneloop-bench-score-'));
   try {
     const rows = [];
-    for (const n of SIZES) {
+    for (const n of PARTS.includes('near-dup') ? SIZES : []) {
       const texts = path.join(dir, `texts-${n}.txt`);
       const labels = await writeCorpus(texts, n);
       const sides = [
@@ -146,13 +160,23 @@ async function main() {
       }
       await rm(texts, { force: true });
     }
-    console.table(rows);
+    if (rows.length) console.table(rows);
+    const judge = PARTS.includes('judge')
+      ? await judgeThroughput({
+          rows: Number(values['judge-rows']),
+          concurrency: values.concurrency.split(',').map(Number),
+          log: createLogger('warn'),
+          onResult: (f) => console.error(JSON.stringify(f)),
+        })
+      : [];
+    if (judge.length) console.table(judge);
     await writeResults('score', {
       bench: 'score',
       at: new Date().toISOString(),
       machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version },
       settings: { threshold: THRESHOLD, numPerm: PERM, datasketch: pinnedVersion('DATASKETCH_VERSION') },
       rows,
+      judge,
     });
   } finally {
     await rm(dir, { recursive: true, force: true });

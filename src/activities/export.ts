@@ -38,7 +38,7 @@ const BATCH = 500;
  * per batch, so a withdrawal or erasure since anonymize is honoured; an erasure that lands while this commits
  * makes the lineage insert fail on its foreign key, and the retry exports without the erased rows. Keys derive
  * from the dataset id, so a retry after a crash rewrites the same objects and leaves exactly one dataset behind.
- * Memory is bounded by the dedup set (16 bytes a row); rows and lineage are staged on local disk.
+ * Memory is bounded by export-rows.ts's indexes (about 200 bytes a row); rows and lineage are staged on local disk.
  */
 export function createExportActivities(deps: ActivityDeps) {
   return {
@@ -87,27 +87,35 @@ export function createExportActivities(deps: ActivityDeps) {
           heartbeat({ rows: rows.decided });
         };
 
-        const digest = new DigestStream();
-        try {
+        // Two passes over the rows: the validation split's first, then train's, so that no train row is kept as a
+        // near copy of a validation row that comes after it (export-rows.ts). Each pass checks the bytes it read.
+        const pass = async (split: 'train' | 'validation') => {
+          const digest = new DigestStream();
           const source = (await deps.store.get(a.key)).pipe(digest);
           let batch: AnonymizedLine[] = [];
           for await (const line of linesOf(source)) {
             if (line === '') continue;
-            batch.push(JSON.parse(line) as AnonymizedLine);
+            const r = JSON.parse(line) as AnonymizedLine;
+            if (rows.splitFor(r) !== split) continue;
+            batch.push(r);
             if (batch.length === BATCH) {
               await flush(batch);
               batch = [];
             }
           }
           if (batch.length) await flush(batch);
+          if (digest.result().sha256 !== a.sha256) {
+            throw permanentFailure(
+              FailureType.DATASET_INVALID,
+              `${a.key} does not match the sha256 anonymize recorded (${digest.result().sha256} ≠ ${a.sha256})`,
+            );
+          }
+        };
+        try {
+          if (config.validationShare > 0) await pass('validation');
+          await pass('train');
         } finally {
           await Promise.all([out.train.close(), out.validation.close(), lineage.close()]);
-        }
-        if (digest.result().sha256 !== a.sha256) {
-          throw permanentFailure(
-            FailureType.DATASET_INVALID,
-            `${a.key} does not match the sha256 anonymize recorded (${digest.result().sha256} ≠ ${a.sha256})`,
-          );
         }
 
         // Objects first, manifest last: a dataset without its manifest does not exist.

@@ -112,6 +112,15 @@ function judgePrompt(messages: ChatMessage[], rubric: string): ChatMessage[] {
 
 export type Judge = (messages: ChatMessage[], signal: AbortSignal) => Promise<{ score: number; reason: string } | null>;
 
+/** What the judge is asked about one row (the model left to the provider): the rubric, the row, the schema. */
+export function judgeRequest(messages: ChatMessage[], cfg: ScoreConfig) {
+  return {
+    messages: judgePrompt(messages, cfg.rubric),
+    format: SCORE_SCHEMA,
+    options: { ...GREEDY, num_predict: cfg.maxTokens },
+  };
+}
+
 /** The judge the config names, as one call: a valid score, or null for an answer that is not one. */
 export function judgeOf(
   deps: Pick<ActivityDeps, 'ollama'>,
@@ -121,12 +130,7 @@ export function judgeOf(
   const judge = cfg.judge;
   if (!judge) return null;
   return async (messages, signal) => {
-    const req = {
-      model: '',
-      messages: judgePrompt(messages, cfg.rubric),
-      format: SCORE_SCHEMA,
-      options: { ...GREEDY, num_predict: cfg.maxTokens },
-    };
+    const req = judgeRequest(messages, cfg);
     if (judge.provider === 'ollama') {
       const r = await deps.ollama.chat(
         { ...req, model: judge.model },
@@ -134,7 +138,7 @@ export function judgeOf(
       );
       return parseJudgement(r.content);
     }
-    const r = await incumbent!.chat(req, signal);
+    const r = await incumbent!.chat({ ...req, model: '' }, signal);
     return parseJudgement(r.content);
   };
 }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { ChatMessage } from '../domain/conversation';
 import type { ExportCounts, SourceCounts } from './manifest';
+import { LeakGuard } from './leak-guard';
 import { NearDuplicates, normaliseText } from './near-dup';
 import { serializeRow, splitOf } from './rows';
 
@@ -29,11 +30,15 @@ export interface DedupOptions {
 /**
  * Export's decisions over the anonymized rows, in order: a row whose subject no longer consents is left out; a row
  * whose normalised text (case, width and white space aside) was exported already is a duplicate; a row that is a
- * near duplicate of one exported before (near-dup.ts) is left out too, whichever split either falls in, so that no
- * validation row has a near copy in train; any other row goes to its split (by its interaction id; a synthetic row
- * to train). Keeps the
- * counts the manifest reports, per source too. Memory: 16 bytes of each kept row's text digest in a set, and the
- * near-duplicate index (about 160 bytes a kept row at a million).
+ * near duplicate of one exported before (near-dup.ts) is left out too, whichever split either falls in; any other
+ * row goes to its split ({@link splitFor}: by its interaction id; a synthetic row to train). Keeps the counts the
+ * manifest reports, per source too.
+ *
+ * No train row is a near copy of a validation row (leak-guard.ts, on exact similarity): the caller hands every
+ * validation row over before the first train row (a validation row after it is refused), and a train row within the
+ * threshold of a validation row is left out as a near duplicate. Memory: 16 bytes of each kept row's text digest in
+ * a set, the near-duplicate index (about 160 bytes a kept row at a million) and the guard's (about 400 bytes a
+ * validation row).
  */
 export class ExportRows {
   readonly counts: ExportCounts;
@@ -41,6 +46,8 @@ export class ExportRows {
   private readonly seen = new Set<string>();
   private readonly lines = { train: 0, validation: 0 };
   private readonly near: NearDuplicates | null;
+  private readonly guard: LeakGuard | null;
+  private trainStarted = false;
 
   constructor(
     private readonly validationShare: number,
@@ -58,6 +65,12 @@ export class ExportRows {
       withdrawnDuringRun: 0,
     };
     this.near = dedup.near ? new NearDuplicates({ threshold: dedup.threshold }) : null;
+    this.guard = dedup.near && validationShare > 0 ? new LeakGuard(dedup.threshold) : null;
+  }
+
+  /** The split a row goes to if it is kept. Evaluation stays on real data: a synthetic row only ever trains. */
+  splitFor(row: Pick<ExportCandidate, 'id' | 'source'>): 'train' | 'validation' {
+    return row.source === 'synthetic' ? 'train' : splitOf(row.id, this.validationShare);
   }
 
   /** Rows decided so far, whichever way. */
@@ -80,21 +93,25 @@ export class ExportRows {
     const plain = turns.map((m) => `${m.role}: ${m.content}`).join('\n');
     const lastUser = turns.findLast((m) => m.role === 'user');
     const example = `${lastUser?.content ?? ''}\n${turns.at(-1)?.content ?? ''}`;
+    const split = this.splitFor(row);
+    if (split === 'train') this.trainStarted = true;
+    else if (this.trainStarted)
+      throw new Error('ExportRows: every validation row must come before the first train row');
     const dedupKey = createHash('sha256').update(normaliseText(plain)).digest().toString('latin1', 0, 16);
     if (this.seen.has(dedupKey)) {
       this.counts.duplicatesDropped++;
       source.duplicates!++;
       return null;
     }
-    if (this.near && this.near.check(example) >= 0) {
+    // A train row near a validation row first (asking the guard keeps nothing), then near any row kept before.
+    if ((split === 'train' && this.guard?.leaks(example)) || (this.near && this.near.check(example) >= 0)) {
       this.counts.nearDuplicatesDropped!++;
       source.nearDuplicates!++;
       return null;
     }
     this.seen.add(dedupKey);
+    if (split === 'validation') this.guard?.add(example);
     const text = serializeRow({ messages: row.messages });
-    // Evaluation stays on real data: a synthetic row only ever trains.
-    const split = row.source === 'synthetic' ? 'train' : splitOf(row.id, this.validationShare);
     const line = ++this.lines[split];
     this.counts.exported++;
     if (row.corrected) this.counts.corrected++;

@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ExportRows, type ExportCandidate } from '../../src/dataset/export-rows';
+import { exactJaccard } from '../../src/dataset/near-dup';
 import { serializeRow, splitOf } from '../../src/dataset/rows';
+import { dupCorpus } from '../../bench/lib/dup-corpus';
 
 const ANONYMIZED = { considered: 10, negativeFeedback: 2, invalid: 1 };
 
@@ -136,8 +138,11 @@ describe('ExportRows', () => {
     const rows = new ExportRows(0.5, ANONYMIZED, { near: false, threshold: 0.8 });
     const ids = Array.from({ length: 40 }, (_, i) => `interaction-${i}`);
 
-    // Act
-    const kept = ids.map((id, i) => rows.add(row(id, `answer ${i}`), true)!);
+    // Act: the validation split's rows first, as export hands them over
+    const order = [...ids].sort(
+      (a, b) => Number(splitOf(b, 0.5) === 'validation') - Number(splitOf(a, 0.5) === 'validation'),
+    );
+    const kept = order.map((id) => rows.add(row(id, `answer ${ids.indexOf(id)}`), true)!);
 
     // Assert
     for (const split of ['train', 'validation'] as const) {
@@ -145,7 +150,7 @@ describe('ExportRows', () => {
       expect(lines).toEqual(lines.map((_, i) => i + 1));
       expect(rows.sources.api![split]).toBe(lines.length);
     }
-    expect(kept.map((k) => k.split)).toEqual(ids.map((id) => splitOf(id, 0.5)));
+    expect(kept.map((k) => k.split)).toEqual(order.map((id) => splitOf(id, 0.5)));
     expect(new Set(kept.map((k) => k.split))).toEqual(new Set(['train', 'validation']));
   });
 
@@ -171,5 +176,78 @@ describe('ExportRows', () => {
       withdrawnDuringRun: 1,
     });
     expect(rows.decided).toBe(4);
+  });
+
+  it('refuses a validation row after the first train row', () => {
+    // Arrange
+    const rows = new ExportRows(0.5, ANONYMIZED);
+    const ids = Array.from({ length: 40 }, (_, i) => `i-${i}`);
+    rows.add(
+      row(
+        ids.find((id) => splitOf(id, 0.5) === 'train')!,
+        'Two minutes.',
+      ),
+      true,
+    );
+
+    // Act
+    const late = () =>
+      rows.add(
+        row(
+          ids.find((id) => splitOf(id, 0.5) === 'validation')!,
+          'Three minutes.',
+        ),
+        true,
+      );
+
+    // Assert
+    expect(late).toThrow(/every validation row must come before the first train row/);
+  });
+
+  it('keeps no train row that is a near copy of a validation row, on a labelled set with pairs around the threshold', () => {
+    // Arrange: 3 000 rows, a fifth of them paraphrases of earlier ones, their similarity spread around 0.8 (planted
+    // rows and their sources form families; rows of different families share almost no shingle)
+    const corpus = [...dupCorpus({ seed: 7, rows: 3_000, planted: 0.2, editsPer100: [0, 30], shingleWords: 3 })];
+    const family = corpus.map((_, i) => i);
+    const root = (i: number): number => (family[i] === i ? i : (family[i] = root(family[i]!)));
+    corpus.forEach((r, i) => r.of !== undefined && (family[root(i)] = root(r.of)));
+    const asRow = (i: number): ExportCandidate => {
+      const words = corpus[i]!.text.split(' ');
+      const half = Math.ceil(words.length / 2);
+      return row(`row-${i}`, words.slice(half).join(' '), {
+        messages: [
+          { role: 'user', content: words.slice(0, half).join(' ') },
+          { role: 'assistant', content: words.slice(half).join(' ') },
+        ],
+      });
+    };
+    const rows = new ExportRows(0.5, ANONYMIZED);
+    const inSplit = (split: string) => corpus.map((_, i) => i).filter((i) => rows.splitFor(asRow(i)) === split);
+
+    // Act: validation first, as export hands them over
+    const kept = new Map<number, string>();
+    for (const i of [...inSplit('validation'), ...inSplit('train')]) {
+      const k = rows.add(asRow(i), true);
+      if (k) kept.set(i, k.split);
+    }
+
+    // Assert: across the splits, no kept pair of a family at exact Jaccard 0.8 or more
+    const byFamily = new Map<number, number[]>();
+    for (const i of kept.keys()) byFamily.set(root(i), [...(byFamily.get(root(i)) ?? []), i]);
+    const leaks: string[] = [];
+    let crossPairsNearThreshold = 0;
+    for (const members of byFamily.values()) {
+      for (const v of members.filter((i) => kept.get(i) === 'validation')) {
+        for (const t of members.filter((i) => kept.get(i) === 'train')) {
+          const j = exactJaccard(corpus[v]!.text, corpus[t]!.text, 3);
+          if (j >= 0.8) leaks.push(`${v}/${t}: ${j.toFixed(3)}`);
+          if (j >= 0.7) crossPairsNearThreshold++;
+        }
+      }
+    }
+    expect(leaks).toEqual([]);
+    // Pairs just under the threshold stay, whichever split: the guard is exact, not merely strict
+    expect(crossPairsNearThreshold).toBeGreaterThan(0);
+    expect(rows.counts.nearDuplicatesDropped).toBeGreaterThan(0);
   });
 });
