@@ -3,6 +3,7 @@
 # search attributes operators filter runs by in the Temporal UI:
 #   temporal operator search-attribute create --name TuneloopModel --type Keyword
 #   temporal operator search-attribute create --name TuneloopStage --type Keyword
+#   temporal operator search-attribute create --name TuneloopOutcome --type Keyword
 # Runs in the `temporal-admin` one-shot; idempotent, so it runs on every `docker compose up`.
 #
 # Env: TEMPORAL_ADDRESS (also read by the CLI), TEMPORAL_NAMESPACE, TEMPORAL_RETENTION, WAIT_ATTEMPTS.
@@ -51,7 +52,7 @@ else
   echo "temporal-admin: created namespace $ns (retention $retention)"
 fi
 
-for attribute in TuneloopModel TuneloopStage; do
+for attribute in TuneloopModel TuneloopStage TuneloopOutcome; do
   retry "search attribute $attribute" ensure_attribute "$attribute"
   echo "temporal-admin: search attribute $attribute (Keyword) is registered in $ns"
 done

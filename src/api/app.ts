@@ -4,7 +4,7 @@ import { pinoHttp } from 'pino-http';
 import type { Db } from '../db/pool';
 import type { Logger } from '../log';
 import type { BlobStore } from '../storage/blob-store';
-import { authenticate } from './auth';
+import { authenticate, requireRole } from './auth';
 import { jsonBody, strictUrlEncoding } from './body';
 import { errorMiddleware, notFound } from './errors';
 import { createHealthRouter } from './health.router';
@@ -13,6 +13,8 @@ import { createRunsRouter } from './runs.router';
 import { createSubjectsRouter } from './subjects.router';
 import { createChatRouter } from './chat.router';
 import { createModelsRouter } from './models.router';
+import { createSchedulesRouter } from './schedules.router';
+import { Metrics } from './metrics';
 import { createOpenAiRouter, OPENAI_BASE } from './openai.router';
 import { DEFAULT_LIMITS, FairUse, type FairUseLimits } from './fair-use';
 import { ShadowRunner } from './shadow';
@@ -67,6 +69,8 @@ export function createApp(deps: ApiDeps): express.Express {
         err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'debug',
     }),
   );
+  const metrics = new Metrics(deps.db);
+  app.use(metrics.middleware);
   app.use(createHealthRouter(deps));
   const cache = deps.cache ?? new ServingCache(deps.db);
   const recorder = deps.recorder ?? new ServingRecorder(deps.db, deps.log);
@@ -83,6 +87,17 @@ export function createApp(deps: ApiDeps): express.Express {
     shadow: deps.shadow ?? new ShadowRunner(deps.db, deps.canaryOllama ?? deps.ollama, recorder, deps.log),
   };
   app.locals.shadow = chat.shadow;
+  recorder.observers.push((r) => metrics.served(r));
+  chat.shadow.dropObservers.push((model) => metrics.shadowDrop(model));
+  // For Prometheus, with an operator key (`Authorization: Bearer`, which Prometheus's scrape config can send).
+  app.get(
+    '/metrics',
+    authenticate(deps.db, { cacheMs: deps.authCacheMs }),
+    requireRole('operator'),
+    async (_req, res) => {
+      res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+    },
+  );
   // The OpenAI-compatible surface answers everything, errors included, in OpenAI's shape: it has its own stack.
   app.use(
     OPENAI_BASE,
@@ -105,6 +120,15 @@ export function createApp(deps: ApiDeps): express.Express {
   );
   app.use(createChatRouter(chat));
   app.use(createModelsRouter({ db: deps.db, temporal: deps.temporal, taskQueue: deps.taskQueue, cache }));
+  app.use(
+    createSchedulesRouter({
+      db: deps.db,
+      temporal: deps.temporal,
+      taskQueue: deps.taskQueue,
+      gpuTaskQueue: deps.gpuTaskQueue,
+      gpuHeartbeatTimeoutS: deps.gpuHeartbeatTimeoutS,
+    }),
+  );
   app.use(notFound);
   app.use(errorMiddleware(deps.log));
   return app;

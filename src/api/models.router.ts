@@ -5,10 +5,12 @@ import type { Db } from '../db/pool';
 import { audit } from '../db/queries/audit';
 import { listModels, getModel, modelExists } from '../db/queries/models';
 import { migrationReport } from '../db/queries/migration';
+import { listRuns, runFacts } from '../db/queries/runs';
 import { aliasHistory, aliasVersions, listAliases, listVersions } from '../db/queries/registry';
 import { slug } from '../domain/model-config';
 import { text } from '../ingest/text';
 import { RollbackRefused, rollbackModel } from '../temporal/rollback-client';
+import { getSchedule } from '../temporal/schedule-client';
 import { actorOf, assertModelAccess, principalOf, requireRole } from './auth';
 import { HttpError } from './errors';
 import type { ServingCache } from './serving';
@@ -16,6 +18,7 @@ import { parse } from './validate';
 
 const modelParams = z.object({ model: slug }).strict();
 const rollbackBody = z.object({ reason: text(2000).optional() }).strict();
+const statusQuery = z.object({ model: slug }).strict();
 const migrationQuery = z.object({ days: z.coerce.number().int().min(1).max(366).default(30) }).strict();
 
 export interface ModelsRouterDeps {
@@ -104,6 +107,64 @@ export function createModelsRouter({ db, temporal, taskQueue, cache }: ModelsRou
    * locally vs by the incumbent per day, fallbacks, each side's latency, tokens and (with the incumbent's prices)
    * what the incumbent cost and what the local share saved, and the canary verdicts of recent runs.
    */
+  /**
+   * What apps ask of their training loop, in the shape they already use (`trained`, `total_runs`, `last_run`,
+   * `last_trained_id`, `recent_runs`), with what serves now (production, canary, the share answered by our versions
+   * against the hosted incumbent over the last 7 days) and the next scheduled run.
+   */
+  router.get('/v1/training-status', requireRole('app', 'operator'), async (req, res) => {
+    const p = principalOf(req);
+    const { model } = parse(statusQuery, req, 'query');
+    assertModelAccess(p, model, 'query.model');
+    const m = await getModel(db, model);
+    if (!m || (p.appId && m.app_id !== p.appId))
+      throw new HttpError(404, 'model_not_found', `model ${model} not found`);
+    const [facts, recent, migration, schedule] = await Promise.all([
+      runFacts(db, model),
+      listRuns(db, { model, limit: 5 }),
+      migrationReport(db, m, 7),
+      getSchedule(temporal, model).catch((err: unknown) => {
+        req.log?.warn({ err }, 'schedule lookup failed; training status without it');
+        return undefined;
+      }),
+    ]);
+    res.json({
+      model,
+      trained: facts.lastTrained !== null,
+      total_runs: facts.totalRuns,
+      last_run: facts.lastRunAt?.toISOString() ?? null,
+      last_trained_id: m.watermark_seq,
+      last_trained_version: facts.lastTrained
+        ? { version: facts.lastTrained.version, status: facts.lastTrained.status, runId: facts.lastTrained.run_id }
+        : null,
+      recent_runs: recent.map((r) => ({
+        id: r.id,
+        status: r.status,
+        trigger: r.trigger,
+        started_at: r.started_at.toISOString(),
+        ended_at: r.ended_at?.toISOString() ?? null,
+        error: r.error,
+      })),
+      production: migration.serving.production,
+      canary: migration.serving.canary,
+      served_last_7_days: {
+        calls: migration.totals.calls,
+        local: migration.totals.answeredLocally,
+        incumbent: migration.totals.answeredByIncumbent,
+        local_share: migration.totals.localShare,
+      },
+      // undefined: Temporal did not answer (the rest is still true); null: no schedule.
+      next_run:
+        schedule === undefined
+          ? { unknown: true }
+          : schedule && !schedule.paused
+            ? { at: schedule.nextRuns[0] ?? null, schedule: schedule.id }
+            : schedule
+              ? { at: null, schedule: schedule.id, paused: schedule.note }
+              : null,
+    });
+  });
+
   router.get('/v1/models/:model/migration', requireRole('app', 'operator'), async (req, res) => {
     const p = principalOf(req);
     const { model } = parse(modelParams, req, 'params');

@@ -8,6 +8,7 @@ import { modelExists } from '../db/queries/models';
 import { getRun, listRuns } from '../db/queries/runs';
 import { slug } from '../domain/model-config';
 import { startPipeline } from '../temporal/pipeline-client';
+import { trainingProgress, type TrainingProgress } from '../temporal/training-progress';
 import {
   approveUpdate,
   PIPELINE_STATUSES,
@@ -118,7 +119,19 @@ export function createRunsRouter({ db, temporal, taskQueue, gpuTaskQueue, gpuHea
       run = (await getRun(db, id)) ?? run;
       live = null;
     }
-    const view = { ...runView(run), ...(live ? { status: live.status, stage: live.stage, stages: live.stages } : {}) };
+    let training: TrainingProgress | null = null;
+    if (live?.stage === 'train') {
+      training = await trainingProgress(temporal, run.workflow_id, run.id).catch((err: unknown) => {
+        req.log?.warn({ err }, 'training progress unavailable');
+        return null;
+      });
+    }
+    const view = {
+      ...runView(run),
+      ...(live ? { status: live.status, stage: live.stage, stages: live.stages } : {}),
+      // Live from the train activity's heartbeats: step, total, loss, tokens/s, ETA.
+      ...(training ? { training } : {}),
+    };
     // The quality report's examples, rendered now from PostgreSQL and redacted (the report keeps ids only).
     const stages = await renderQualityExamples(db, view.stages as StageReport[]);
     res.json({ run: { ...view, stages }, live: live !== null });

@@ -108,7 +108,11 @@ export class ServingRecorder {
     private readonly batch = 200,
   ) {}
 
+  /** Told of every call recorded, as it is (the API's metrics). */
+  readonly observers: ((r: ServedRecord) => void)[] = [];
+
   record(r: ServedRecord) {
+    for (const observe of this.observers) observe(r);
     if (this.queue.length >= ServingRecorder.MAX_QUEUE) {
       this.queue.shift();
       this.dropped++;

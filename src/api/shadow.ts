@@ -43,10 +43,14 @@ export class ShadowRunner {
     private readonly log: Logger,
   ) {}
 
+  /** Told of each call dropped (the API's metrics). */
+  readonly dropObservers: ((model: string) => void)[] = [];
+
   offer(job: ShadowJob): void {
     if (this.closed) return;
     const n = this.inFlight.get(job.model) ?? 0;
     if (n >= job.maxInFlight) {
+      for (const observe of this.dropObservers) observe(job.model);
       this.track(
         insertDroppedShadow(this.db, job.model, job.versionId).catch((err: unknown) =>
           this.log.warn({ model: job.model, err: (err as Error).message }, 'a dropped shadow call was not counted'),

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import type { Client } from '@temporalio/client';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, loadConfig, type Config } from '../config';
 import { createLogger, type Logger } from '../log';
@@ -14,6 +15,19 @@ import { MAX_BATCH } from '../ingest/interaction';
 import { startPipeline } from '../temporal/pipeline-client';
 import { RollbackRefused, rollbackModel } from '../temporal/rollback-client';
 import {
+  backfillSchedule,
+  deleteSchedule,
+  describeSchedule,
+  listSchedules,
+  pauseSchedule,
+  resumeSchedule,
+  ScheduleMissing,
+  scheduleSettingsSchema,
+  setSchedule,
+  triggerSchedule,
+  type ScheduleView,
+} from '../temporal/schedule-client';
+import {
   openDb,
   openStore,
   openTemporalClient,
@@ -28,6 +42,7 @@ import {
 } from '../embedded/stack';
 import { anonymizeStream } from './anonymize';
 import { runDemo } from './demo';
+import { followRun } from './follow';
 import { ensureDemoBaseModel } from '../embedded/base-models';
 import { checkImportArguments, importInteractions, ImportRefused } from './import';
 import { describeInvalidUtf8, invalidUtf8InJson } from '../ingest/utf8';
@@ -62,6 +77,17 @@ const slugArg = (v: string) => {
   const r = slug.safeParse(v);
   if (!r.success) throw new InvalidArgumentError(r.error.issues[0]!.message);
   return v;
+};
+
+const dateArg = (v: string) => {
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(v) || Number.isNaN(Date.parse(v)))
+    throw new InvalidArgumentError('expected an ISO 8601 time with its offset, such as 2026-12-01T02:00:00Z');
+  return new Date(v);
+};
+
+/** After --follow: a run that failed, was cancelled or aborted exits 1. */
+const exitWith = (status: string) => {
+  if (status === 'failed' || status === 'cancelled' || status === 'aborted') process.exitCode = 1;
 };
 
 const intArg = (min: number, max: number) => (v: string) => {
@@ -234,7 +260,8 @@ export function buildProgram(): Command {
     .description('start (or join) the training pipeline for a model')
     .requiredOption('--model <id>', 'the model', slugArg)
     .option('--wait', 'wait for the run to finish and print its result')
-    .action((opts: { model: string; wait?: boolean }) =>
+    .option('--follow', 'print each stage as it ends, and training progress, until the run ends')
+    .action((opts: { model: string; wait?: boolean; follow?: boolean }) =>
       oneShot(async ({ config, log, stack }) => {
         const db = await openDb(config, stack, log, { migrate: false });
         const client = await openTemporalClient(config, stack);
@@ -248,7 +275,112 @@ export function buildProgram(): Command {
           requestedBy: 'cli',
         });
         console.log(`run ${started.runId} (workflow ${started.workflowId})`);
-        if (opts.wait) console.log(JSON.stringify(await started.result(), null, 2));
+        if (opts.follow) exitWith(await followRun(client, db, started, process.stdout));
+        else if (opts.wait) console.log(JSON.stringify(await started.result(), null, 2));
+      }),
+    );
+
+  const schedule = program.command('schedule').description("manage each model's nightly run (a Temporal Schedule)");
+  const onSchedule = (
+    fn: (ctx: { client: Client; actor: string; config: Config }) => Promise<ScheduleView | ScheduleView[] | null>,
+  ) =>
+    oneShot(async ({ config, stack }) => {
+      const client = await openTemporalClient(config, stack);
+      try {
+        const view = await fn({ client, config, actor: `cli:${process.env.USER ?? 'unknown'}` });
+        for (const v of Array.isArray(view) ? view : view ? [view] : []) console.log(describeSchedule(v));
+        if (Array.isArray(view) && !view.length) console.log('no schedules');
+      } catch (err) {
+        if (err instanceof ScheduleMissing) throw new UsageError(err.message);
+        throw err;
+      }
+    });
+  const existingModel = async (model: string) =>
+    oneShot(async ({ config, log, stack }) => {
+      const db = await openDb(config, stack, log, { migrate: false });
+      if (!(await modelExists(db, model))) throw new UsageError(`model ${model} does not exist`);
+    });
+  schedule
+    .command('set')
+    .description("create or change a model's nightly run (skipped while a run is still going)")
+    .requiredOption('--model <id>', 'the model', slugArg)
+    .option('--at <HH:MM>', 'time of day, 24-hour', '02:00')
+    .option('--timezone <zone>', 'an IANA time zone, such as Europe/Berlin', 'UTC')
+    .option(
+      '--catchup-minutes <n>',
+      'after downtime, make up a run missed this long ago or less',
+      intArg(1, 10_080),
+      360,
+    )
+    .action(async (opts: { model: string; at: string; timezone: string; catchupMinutes: number }) => {
+      const settings = scheduleSettingsSchema.safeParse({
+        at: opts.at,
+        timezone: opts.timezone,
+        catchupWindowMinutes: opts.catchupMinutes,
+      });
+      if (!settings.success) {
+        const i = settings.error.issues[0]!;
+        throw new UsageError(`${i.path.join('.')}: ${i.message}`);
+      }
+      await existingModel(opts.model);
+      await onSchedule(({ client, actor, config }) =>
+        setSchedule(client, {
+          model: opts.model,
+          settings: settings.data,
+          target: {
+            taskQueue: config.taskQueue,
+            gpuTaskQueue: config.gpuTaskQueue,
+            gpuHeartbeatTimeoutS: config.gpuHeartbeatTimeoutS,
+          },
+          actor,
+        }),
+      );
+    });
+  schedule
+    .command('list')
+    .description('every model’s schedule: time, zone, paused or not and why, next and recent runs')
+    .action(() => onSchedule(({ client }) => listSchedules(client)));
+  schedule
+    .command('pause')
+    .description('pause a model’s nightly run, saying why (shown to the next operator and in the Temporal UI)')
+    .requiredOption('--model <id>', 'the model', slugArg)
+    .requiredOption('--reason <text>', 'why')
+    .action((opts: { model: string; reason: string }) =>
+      onSchedule(({ client, actor }) => pauseSchedule(client, opts.model, actor, opts.reason)),
+    );
+  schedule
+    .command('resume')
+    .description('resume a paused nightly run')
+    .requiredOption('--model <id>', 'the model', slugArg)
+    .option('--reason <text>', 'why')
+    .action((opts: { model: string; reason?: string }) =>
+      onSchedule(({ client, actor }) => resumeSchedule(client, opts.model, actor, opts.reason ?? null)),
+    );
+  schedule
+    .command('trigger')
+    .description('start the nightly run now (skipped if a run of the model is going)')
+    .requiredOption('--model <id>', 'the model', slugArg)
+    .action((opts: { model: string }) => onSchedule(({ client }) => triggerSchedule(client, opts.model)));
+  schedule
+    .command('backfill')
+    .description('take the runs the schedule missed between two times (one runs; the others skip behind it)')
+    .requiredOption('--model <id>', 'the model', slugArg)
+    .requiredOption('--from <time>', 'ISO 8601, such as 2026-12-01T00:00:00Z', dateArg)
+    .requiredOption('--to <time>', 'ISO 8601, in the past', dateArg)
+    .action((opts: { model: string; from: Date; to: Date }) => {
+      if (opts.from >= opts.to) throw new UsageError('--from must be before --to');
+      if (opts.to.getTime() > Date.now()) throw new UsageError('--to must be in the past: a backfill takes past runs');
+      return onSchedule(({ client }) => backfillSchedule(client, opts.model, opts.from, opts.to));
+    });
+  schedule
+    .command('delete')
+    .description('delete a model’s schedule (a run it started goes on)')
+    .requiredOption('--model <id>', 'the model', slugArg)
+    .action((opts: { model: string }) =>
+      onSchedule(async ({ client }) => {
+        if (!(await deleteSchedule(client, opts.model))) throw new ScheduleMissing(opts.model);
+        console.log(`${opts.model}: schedule deleted`);
+        return null;
       }),
     );
 
@@ -284,12 +416,19 @@ export function buildProgram(): Command {
     .command('status [run]')
     .description('list recent runs, or show one run; with --model, the migration off its incumbent first')
     .option('--model <id>', 'only this model', slugArg)
-    .action((runId: string | undefined, opts: { model?: string }) =>
+    .option('--follow', 'with RUN: print each stage as it ends, and training progress, until the run ends')
+    .action((runId: string | undefined, opts: { model?: string; follow?: boolean }) =>
       oneShot(async ({ config, log, stack }) => {
         const db = await openDb(config, stack, log, { migrate: false });
+        if (opts.follow && !runId) throw new UsageError('--follow needs a RUN');
         if (runId) {
           const run = await getRun(db, runId);
           if (!run) throw new UsageError(`run ${runId} not found`);
+          if (opts.follow) {
+            const client = await openTemporalClient(config, stack);
+            exitWith(await followRun(client, db, { workflowId: run.workflow_id, runId: run.id }, process.stdout));
+            return;
+          }
           console.log(JSON.stringify(run, null, 2));
           return;
         }

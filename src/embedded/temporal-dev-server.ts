@@ -8,7 +8,11 @@ import { spawnServer, waitUntilReady, type ServerProcess } from './server-proces
 import { REPO_ROOT } from '../config';
 
 export { REPO_ROOT };
-export const SEARCH_ATTRIBUTES = { TuneloopModel: 'Keyword', TuneloopStage: 'Keyword' } as const;
+export const SEARCH_ATTRIBUTES = {
+  TuneloopModel: 'Keyword',
+  TuneloopStage: 'Keyword',
+  TuneloopOutcome: 'Keyword',
+} as const;
 
 export interface RunningTemporal {
   address: string;

@@ -48,6 +48,8 @@ export async function startPipeline(
     workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
     workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
     typedSearchAttributes: new TypedSearchAttributes([{ key: MODEL_SEARCH_ATTRIBUTE, value: opts.model }]),
+    // The Temporal UI's summary of the run; its current details follow the stage (run-status.ts).
+    staticSummary: `${opts.model} · ${opts.trigger} · requested by ${opts.requestedBy ?? 'unknown'}`,
   });
   const runId = handle.firstExecutionRunId;
   // Recorded here too, so the run is listed before the worker picks it up. Fields come from the workflow.

@@ -12,6 +12,8 @@ export const pipelineWorkflowId = (model: string) => `pipeline:${model}`;
 
 export const MODEL_SEARCH_ATTRIBUTE = defineSearchAttributeKey('TuneloopModel', SearchAttributeType.KEYWORD);
 export const STAGE_SEARCH_ATTRIBUTE = defineSearchAttributeKey('TuneloopStage', SearchAttributeType.KEYWORD);
+/** How a run ended (succeeded, rejected, rolled_back, insufficient_data…): set once, when it ends. */
+export const OUTCOME_SEARCH_ATTRIBUTE = defineSearchAttributeKey('TuneloopOutcome', SearchAttributeType.KEYWORD);
 
 export interface PipelineInput {
   model: string;
@@ -101,3 +103,23 @@ export const rollbackWorkflowId = (model: string) => `rollback:${model}`;
 export const ERASURE_WORKFLOW_TYPE = 'EraseSubject';
 /** One erasure workflow per erasure record; starting it twice joins the first. */
 export const erasureWorkflowId = (erasureId: string) => `erasure:${erasureId}`;
+
+export const SCHEDULED_RUN_WORKFLOW_TYPE = 'ScheduledRun';
+
+/** The model's nightly schedule (one per model). */
+export const scheduleId = (model: string) => `nightly/${model}`;
+
+export interface ScheduledRunInput {
+  model: string;
+  /** The schedule that started it: who asked, in the run's record. */
+  schedule: string;
+  gpuTaskQueue?: string;
+  gpuHeartbeatTimeoutS?: number;
+}
+
+export interface ScheduledRunResult {
+  /** The pipeline run it started and waited for; null when one of the model's runs was going already. */
+  runId: string | null;
+  status: PipelineStatusValue | 'skipped';
+  reason: string | null;
+}

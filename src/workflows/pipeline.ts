@@ -61,7 +61,11 @@ export async function TrainingPipeline(input: PipelineInput): Promise<PipelineRe
     );
     if (exported.counts.exported < config.minExamples) {
       log.info('not enough examples to go on', { exported: exported.counts.exported, min: config.minExamples });
-      return await run.finish('insufficient_data', null);
+      const n = exported.counts.exported;
+      return await run.finish(
+        'insufficient_data',
+        `${n} new example${n === 1 ? '' : 's'} since the last successful run, fewer than the model's minimum of ${config.minExamples}`,
+      );
     }
 
     const split = { train: exported.train, validation: exported.validation };

@@ -5,6 +5,7 @@ import {
   log,
   patched,
   setHandler,
+  setCurrentDetails,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -26,6 +27,7 @@ import {
   abortSignal,
   approveUpdate,
   MODEL_SEARCH_ATTRIBUTE,
+  OUTCOME_SEARCH_ATTRIBUTE,
   STAGE_SEARCH_ATTRIBUTE,
   statusQuery,
   type PipelineInput,
@@ -53,6 +55,9 @@ const TRAIN_STAGES_PATCH = 'train-evaluate-stages';
 
 /** Marks runs whose code has the shadow stage (older histories replay with it skipped). */
 const SHADOW_STAGE_PATCH = 'shadow-stage';
+
+/** Marks runs that record their outcome in the TuneloopOutcome search attribute. */
+const OUTCOME_PATCH = 'outcome-search-attribute';
 
 /** Marks runs whose code has the score stage (older histories replay with it skipped). */
 const SCORE_STAGE_PATCH = 'score-stage';
@@ -223,6 +228,7 @@ export class PipelineRun {
     r.status = 'running';
     r.startedAt = now();
     upsertSearchAttributes([{ key: STAGE_SEARCH_ATTRIBUTE, value: name }]);
+    setCurrentDetails(`stage **${name}** since ${r.startedAt}`);
     try {
       this.scope = new CancellationScope();
       const out = await this.scope.run(fn);
@@ -305,7 +311,13 @@ export class PipelineRun {
     this.state.stage = null;
     for (const s of this.state.stages) if (s.status === 'pending') s.status = 'skipped';
     for (const s of this.state.stages) if (s.status === 'skipped' && !s.reason) s.reason = `run ended as ${status}`;
-    upsertSearchAttributes([{ key: STAGE_SEARCH_ATTRIBUTE, value: status }]);
+    // The outcome as a column of its own (a rejected run is "Completed" to Temporal, as a promotion is); in the same
+    // upsert, so histories from before it replay unchanged.
+    upsertSearchAttributes([
+      { key: STAGE_SEARCH_ATTRIBUTE, value: status },
+      ...(patched(OUTCOME_PATCH) ? [{ key: OUTCOME_SEARCH_ATTRIBUTE, value: status }] : []),
+    ]);
+    setCurrentDetails(`**${status}**${error ? ` — ${error}` : ''} (ended ${now()})`);
     const dataset: PipelineResult['dataset'] = exported
       ? {
           id: exported.datasetId,

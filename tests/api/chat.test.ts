@@ -305,3 +305,43 @@ describe('POST /v1/chat', () => {
     expect(anonymous.status).toBe(401);
   });
 });
+
+describe('GET /metrics', () => {
+  it('counts inference by model, alias, version and who answered, and API latency by route, for operators only', async () => {
+    // Arrange
+    const { key: operator } = await createApiKey(db, { name: 'ops', role: 'operator', appId: null, models: [] });
+    const scrape = async () =>
+      (await fetch(`${api.baseUrl}/metrics`, { headers: { authorization: `Bearer ${operator}` } })).text();
+    const served = (text: string) =>
+      Number(
+        new RegExp(
+          `^tuneloop_inference_calls_total\\{model="${model.id}",alias="production",provider="local",outcome="ok"\\} (\\d+)`,
+          'm',
+        ).exec(text)?.[1] ?? 0,
+      );
+    const before = served(await scrape());
+
+    // Act
+    for (const q of ['Lunges?', 'Planks?']) {
+      expect((await api.call('POST', '/v1/chat', appKey, ask(q))).status).toBe(200);
+    }
+    const text = await scrape();
+    const asApp = await fetch(`${api.baseUrl}/metrics`, { headers: { authorization: `Bearer ${appKey}` } });
+    const anonymous = await fetch(`${api.baseUrl}/metrics`);
+
+    // Assert
+    expect(served(text) - before).toBe(2);
+    expect(text).toMatch(
+      new RegExp(
+        `^tuneloop_inference_duration_seconds_count\\{model="${model.id}",alias="production",version="${production.id}",provider="local"\\} \\d+`,
+        'm',
+      ),
+    );
+    expect(text).toMatch(
+      /^tuneloop_http_request_duration_seconds_count\{method="POST",route="\/v1\/chat",status="200"\} \d+/m,
+    );
+    expect(text).toContain('# HELP tuneloop_runs Pipeline runs by model and status');
+    expect(asApp.status).toBe(403);
+    expect(anonymous.status).toBe(401);
+  });
+});

@@ -64,6 +64,7 @@ describe('tuneloop CLI', () => {
       'api',
       'import',
       'anonymize',
+      'schedule',
     ]) {
       expect(r.stdout).toMatch(new RegExp(`^  ${command}\\b`, 'm'));
     }
@@ -94,6 +95,33 @@ describe('tuneloop CLI', () => {
     ]);
     expect(bad).toMatchObject({ line: 2, error: expect.stringContaining('line 2') });
     expect(missing).toMatchObject({ line: 3 });
+  });
+
+  it('schedule set and backfill refuse bad times and zones before reaching any server, exit 2', async () => {
+    // Act
+    const time = await tuneloop(['schedule', 'set', '--model', 'coach', '--at', '25:00']);
+    const zone = await tuneloop(['schedule', 'set', '--model', 'coach', '--timezone', 'Mars/Olympus_Mons']);
+    const future = await tuneloop([
+      'schedule',
+      'backfill',
+      '--model',
+      'coach',
+      '--from',
+      '2026-01-01T00:00:00Z',
+      '--to',
+      '2999-01-01T00:00:00Z',
+    ]);
+    const notATime = await tuneloop(['schedule', 'backfill', '--model', 'coach', '--from', 'yesterday', '--to', 'now']);
+
+    // Assert
+    expect(time.code).toBe(2);
+    expect(time.stderr).toMatch(/at: expected a time of day as HH:MM/);
+    expect(zone.code).toBe(2);
+    expect(zone.stderr).toMatch(/timezone: expected an IANA time zone/);
+    expect(future.code).toBe(2);
+    expect(future.stderr).toContain('--to must be in the past');
+    expect(notATime.code).toBe(2);
+    expect(notATime.stderr).toContain('expected an ISO 8601 time');
   });
 
   it('rejects an unknown command with a usage error', async () => {

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SEARCH_ATTRIBUTES } from '../../src/embedded/temporal-dev-server';
 
 /**
  * docker-compose.yml is checked without a Docker engine: `config` interpolates, merges and validates the file the
@@ -320,7 +321,7 @@ describe('docker-compose.yml', () => {
     expect(canary.environment).toMatchObject({ OLLAMA_MODELS: '/models/models', OLLAMA_NOPRUNE: '1' });
   });
 
-  it('registers the TuneloopModel and TuneloopStage search attributes and creates the tuneloop bucket', () => {
+  it('registers every search attribute the workflows set (the dev server’s) and creates the tuneloop bucket', () => {
     const script = (name: string) => {
       const file = asList(service(name).entrypoint).find((arg) => arg.startsWith('/deploy/'));
       if (!file) throw new Error(`${name} does not run a script from deploy/`);
@@ -331,7 +332,8 @@ describe('docker-compose.yml', () => {
     const minioSetup = script('minio-setup');
 
     expect(register).toContain('temporal operator search-attribute create');
-    expect(register).toMatch(/for attribute in TuneloopModel TuneloopStage\b/);
+    const registered = /for attribute in ([A-Za-z ]+); do/.exec(register)?.[1]?.split(' ');
+    expect(registered?.sort()).toEqual(Object.keys(SEARCH_ATTRIBUTES).sort());
     expect(register).toContain('--type Keyword');
     expect(service('temporal-admin').environment).toMatchObject({ TEMPORAL_NAMESPACE: 'default' });
     expect(minioSetup).toContain('mc mb --ignore-existing "store/$bucket"');

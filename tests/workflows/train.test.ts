@@ -4,10 +4,8 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { WorkflowHandle } from '@temporalio/client';
-import { defaultPayloadConverter } from '@temporalio/common';
 import { listStoredCheckpoints } from '../../src/activities/checkpoints';
-import type { TrainProgress } from '../../src/activities/train';
+import { createApiKey } from '../../src/api/auth';
 import type { Db } from '../../src/db/pool';
 import { REPO_ROOT } from '../../src/config';
 import { startPipeline } from '../../src/temporal/pipeline-client';
@@ -19,6 +17,7 @@ import {
   createTestDb,
   createTestModel,
   seed,
+  startTestApi,
   startTestWorker,
   startTestWorkers,
   temporalClient,
@@ -152,10 +151,30 @@ describe('train and evaluate in the pipeline', () => {
         requestedBy: 'test',
       });
       const handle = client.client.workflow.getHandle(run.workflowId, run.runId);
-      // Training, as its heartbeats show in the Temporal UI.
-      await expect
-        .poll(async () => (await trainHeartbeat(handle))?.step ?? 0, { timeout: 120_000, interval: 500 })
-        .toBeGreaterThanOrEqual(2);
+      // Training, as its heartbeats show in GET /v1/runs/:id (and the Temporal UI).
+      const api = await startTestApi({ db, temporal: client.client, store, taskQueue: workers.taskQueue });
+      const { key } = await createApiKey(db, { name: 'ops', role: 'operator', appId: null, models: [] });
+      let training: Record<string, unknown> | undefined;
+      try {
+        await expect
+          .poll(
+            async () => {
+              training = (await api.call('GET', `/v1/runs/${run.runId}`, key)).json.run.training;
+              return (training?.step as number | undefined) ?? 0;
+            },
+            { timeout: 120_000, interval: 500 },
+          )
+          .toBeGreaterThanOrEqual(2);
+      } finally {
+        await api.close();
+      }
+      expect(training).toMatchObject({
+        totalSteps: expect.any(Number),
+        loss: expect.any(Number),
+        tokensPerS: expect.any(Number),
+        attempt: 1,
+        lastHeartbeatAt: expect.stringMatching(/^\d{4}-/),
+      });
       await handle.cancel();
       await expect(run.result()).rejects.toThrow();
 
@@ -297,14 +316,6 @@ describe('train and evaluate in the pipeline', () => {
     }
   });
 });
-
-/** The train activity's latest heartbeat details, as the Temporal UI shows them. */
-async function trainHeartbeat(handle: WorkflowHandle): Promise<TrainProgress | null> {
-  const d = await handle.describe();
-  const train = d.raw.pendingActivities?.find((a) => a.activityType?.name === 'train');
-  const payload = train?.heartbeatDetails?.payloads?.[0];
-  return payload ? defaultPayloadConverter.fromPayload<TrainProgress>(payload) : null;
-}
 
 /** Alive and not a zombie (in a container nobody may reap the orphan once it exits). */
 function alive(pid: number): boolean {

@@ -87,3 +87,25 @@ export async function runningRunIds(db: Conn, ids: readonly string[]): Promise<S
     .execute();
   return new Set(rows.map((r) => r.id));
 }
+
+/**
+ * A model's run counts for its training status: runs in all, the newest run's start, and the newest version a run
+ * trained (whatever became of it) and when.
+ */
+export async function runFacts(db: Conn, model: string) {
+  const [runs, trained] = await Promise.all([
+    db
+      .selectFrom('runs')
+      .select((eb) => [eb.fn.countAll<string>().as('total'), eb.fn.max('started_at').as('last')])
+      .where('model_id', '=', model)
+      .executeTakeFirstOrThrow(),
+    db
+      .selectFrom('model_versions')
+      .select(['version', 'status', 'created_at', 'run_id'])
+      .where('model_id', '=', model)
+      .orderBy('created_at', 'desc')
+      .limit(1)
+      .executeTakeFirst(),
+  ]);
+  return { totalRuns: Number(runs.total), lastRunAt: runs.last as Date | null, lastTrained: trained ?? null };
+}

@@ -1,0 +1,330 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApiKey } from '../../src/api/auth';
+import type { ActivityDeps } from '../../src/activities/deps';
+import { followRun } from '../../src/cli/follow';
+import { listRuns } from '../../src/db/queries/runs';
+import { STAGES } from '../../src/domain/model-config';
+import { startPipeline } from '../../src/temporal/pipeline-client';
+import type { ModelDefinition } from '../../src/domain/model-config';
+import { scheduleId, type ScheduledRunResult } from '../../src/workflows/messages';
+import {
+  coachingRows,
+  createTestDb,
+  createTestModel,
+  createTestStore,
+  seed,
+  startRunHeldAtExport,
+  startTestApi,
+  startTestWorker,
+  temporalClient,
+  testLog,
+  testOllama,
+  tmpDir,
+} from '../helpers/env';
+import { COACHING_CONSENT } from '../helpers/stages';
+
+/**
+ * The nightly schedule on the real Temporal dev server: set through the API at a time of day in a time zone,
+ * triggered (a scheduled run on what is new since the last successful run, ending as insufficient_data with the
+ * reason when that is too little), skipped while one of the model's runs is going, paused and resumed with who and
+ * why, backfilled; and the training status apps read.
+ */
+
+let deps: ActivityDeps;
+let drop: () => Promise<void>;
+let temporal: Awaited<ReturnType<typeof temporalClient>>;
+let worker: Awaited<ReturnType<typeof startTestWorker>>;
+let api: Awaited<ReturnType<typeof startTestApi>>;
+let operator: string;
+let appKey: string;
+let model: ModelDefinition;
+const cleanup: (() => Promise<unknown>)[] = [];
+
+beforeAll(async () => {
+  const test = await createTestDb();
+  drop = test.drop;
+  deps = { db: test.db, store: await createTestStore(), log: testLog, ollama: testOllama(), tmpDir: await tmpDir() };
+  temporal = await temporalClient();
+  worker = await startTestWorker({ deps });
+  api = await startTestApi({ db: deps.db, temporal: temporal.client, store: deps.store, taskQueue: worker.taskQueue });
+  ({ key: operator } = await createApiKey(deps.db, { name: 'ops', role: 'operator', appId: null, models: [] }));
+  model = await createTestModel(deps.db, { config: { minExamples: 50 } });
+  ({ key: appKey } = await createApiKey(deps.db, { name: 'app', role: 'app', appId: model.app, models: [model.id] }));
+});
+
+afterAll(async () => {
+  for (const c of cleanup) await c().catch(() => undefined);
+  await api?.close();
+  await worker?.stop();
+  await temporal?.close();
+  await drop?.();
+});
+
+const path = (m: string, action = '') => `/v1/models/${m}/schedule${action}`;
+
+/** The schedule's newest ScheduledRun once it has one newer than `after` runs, and its result. */
+async function nextScheduledRun(m: string, after: number): Promise<ScheduledRunResult> {
+  let workflow: { workflowId: string; runId: string } | undefined;
+  await expect
+    .poll(
+      async () => {
+        const r = await api.call('GET', path(m), operator);
+        workflow = r.json.schedule.recentRuns.length > after ? r.json.schedule.recentRuns[0] : undefined;
+        return workflow !== undefined;
+      },
+      { timeout: 30_000, interval: 250 },
+    )
+    .toBe(true);
+  return (await temporal.client.workflow
+    .getHandle(workflow!.workflowId, workflow!.runId)
+    .result()) as ScheduledRunResult;
+}
+
+describe('the nightly schedule', () => {
+  it('runs at a time of day in the model’s time zone, and is listed', async () => {
+    // Act
+    const set = await api.call('PUT', path(model.id), operator, { at: '02:00', timezone: 'Europe/Berlin' });
+
+    // Assert: the next run is at 02:00 in Berlin, within a day
+    expect(set.status).toBe(200);
+    expect(set.json.schedule).toMatchObject({
+      id: scheduleId(model.id),
+      at: '02:00',
+      timezone: 'Europe/Berlin',
+      paused: false,
+      catchupWindowMinutes: 360,
+    });
+    const next = new Date(set.json.schedule.nextRuns[0]);
+    const berlin = new Intl.DateTimeFormat('en-GB', {
+      timeZone: 'Europe/Berlin',
+      hour: '2-digit',
+      minute: '2-digit',
+      hourCycle: 'h23',
+    });
+    expect(berlin.format(next)).toBe('02:00');
+    expect(next.getTime() - Date.now()).toBeGreaterThan(0);
+    expect(next.getTime() - Date.now()).toBeLessThanOrEqual(25 * 3600_000);
+    await expect
+      .poll(
+        async () =>
+          (await api.call('GET', '/v1/schedules', operator)).json.schedules.map((s: { model: string }) => s.model),
+        {
+          timeout: 15_000,
+        },
+      )
+      .toContain(model.id);
+    // Setting it again changes it in place
+    const moved = await api.call('PUT', path(model.id), operator, {
+      at: '03:30',
+      timezone: 'UTC',
+      catchupWindowMinutes: 60,
+    });
+    expect(moved.json.schedule).toMatchObject({ at: '03:30', timezone: 'UTC', catchupWindowMinutes: 60 });
+    expect(new Date(moved.json.schedule.nextRuns[0]).toISOString()).toMatch(/T03:30:00/);
+  });
+
+  it('trains on what is new since the last run, and says why when that is too little', async () => {
+    // Arrange: 20 new rows, under the model's minimum of 50
+    await seed(deps.db, model, coachingRows(20), COACHING_CONSENT);
+    await api.call('PUT', path(model.id), operator, {});
+    const before = (await api.call('GET', path(model.id), operator)).json.schedule.recentRuns.length;
+
+    // Act
+    const triggered = await api.call('POST', path(model.id, '/trigger'), operator);
+    const result = await nextScheduledRun(model.id, before);
+
+    // Assert
+    expect(triggered.status).toBe(202);
+    expect(result.status).toBe('insufficient_data');
+    const [run] = await listRuns(deps.db, { model: model.id, limit: 1 });
+    expect(run).toMatchObject({
+      id: result.runId,
+      trigger: 'schedule',
+      requested_by: `schedule:${scheduleId(model.id)}`,
+      status: 'insufficient_data',
+    });
+    expect(run!.error).toBe("20 new examples since the last successful run, fewer than the model's minimum of 50");
+    // In the Temporal UI: found by its outcome (not just "Completed"), with a summary and details saying how it ended
+    const pipeline = temporal.client.workflow.getHandle(run!.workflow_id, run!.id);
+    expect(await (await pipeline.describe()).staticSummary()).toBe(`${model.id} · schedule · ${scheduleId(model.id)}`);
+    const metadata = (await pipeline.query('__temporal_workflow_metadata')) as { currentDetails?: string };
+    expect(metadata.currentDetails).toMatch(/^\*\*insufficient_data\*\* — 20 new examples/);
+    await expect
+      .poll(
+        async () => {
+          const ids: string[] = [];
+          const query = `TuneloopModel = "${model.id}" AND TuneloopOutcome = "insufficient_data"`;
+          for await (const w of temporal.client.workflow.list({ query })) ids.push(w.runId);
+          return ids;
+        },
+        { timeout: 15_000 },
+      )
+      .toContain(run!.id);
+  });
+
+  it('skips a run while one of the model’s runs is going', async () => {
+    // Arrange: a run held in its export stage
+    const busy = await createTestModel(deps.db);
+    const held = await startRunHeldAtExport(temporal.client, deps.db, deps, busy.id);
+    cleanup.push(async () => {
+      held.held.release();
+      await held.handle.result();
+      await held.held.stop();
+    });
+    await api.call('PUT', path(busy.id), operator, {});
+
+    // Act
+    await api.call('POST', path(busy.id, '/trigger'), operator);
+    const result = await nextScheduledRun(busy.id, 0);
+
+    // Assert: skipped, and the held run goes on
+    expect(result).toEqual({ runId: null, status: 'skipped', reason: `a run of ${busy.id} was going already` });
+    held.held.release();
+    expect((await held.handle.result()).status).toBe('insufficient_data');
+  });
+
+  it('pauses and resumes saying who and why, and refuses a pause without a reason', async () => {
+    // Arrange
+    const m = await createTestModel(deps.db);
+    await api.call('PUT', path(m.id), operator, {});
+
+    // Act
+    const noReason = await api.call('POST', path(m.id, '/pause'), operator, {});
+    const paused = await api.call('POST', path(m.id, '/pause'), operator, { reason: 'base model upgrade' });
+    const resumed = await api.call('POST', path(m.id, '/resume'), operator, {});
+
+    // Assert
+    expect(noReason.status).toBe(400);
+    expect(noReason.json.error.field).toBe('body.reason');
+    expect(paused.json.schedule).toMatchObject({
+      paused: true,
+      note: expect.stringMatching(/^paused by .+: base model upgrade$/),
+    });
+    expect(resumed.json.schedule).toMatchObject({ paused: false, note: expect.stringMatching(/^resumed by /) });
+    const audit = await deps.db
+      .selectFrom('audit_log')
+      .select('action')
+      .where('target_id', '=', m.id)
+      .orderBy('id')
+      .execute();
+    expect(audit.map((a) => a.action)).toEqual(['schedule.set', 'schedule.pause', 'schedule.resume']);
+  });
+
+  it('backfills missed runs: one runs, the rest skip behind it', async () => {
+    // Arrange: a schedule every day at 00:00 UTC, and three days missed
+    const m = await createTestModel(deps.db);
+    await api.call('PUT', path(m.id), operator, { at: '00:00', timezone: 'UTC' });
+    const to = new Date(Date.now() - 60_000);
+    const from = new Date(to.getTime() - 3 * 24 * 3600_000);
+
+    // Act
+    const r = await api.call('POST', path(m.id, '/backfill'), operator, {
+      from: from.toISOString(),
+      to: to.toISOString(),
+    });
+    const result = await nextScheduledRun(m.id, 0);
+
+    // Assert
+    expect(r.status).toBe(202);
+    expect(['insufficient_data', 'skipped']).toContain(result.status);
+    await expect
+      .poll(async () => (await listRuns(deps.db, { model: m.id, limit: 10 })).length, { timeout: 30_000 })
+      .toBeGreaterThan(0);
+  });
+
+  it('refuses bad settings, unknown models and app keys, and changes nothing', async () => {
+    // Arrange
+    const m = await createTestModel(deps.db);
+
+    // Act
+    const badTime = await api.call('PUT', path(m.id), operator, { at: '25:00' });
+    const badZone = await api.call('PUT', path(m.id), operator, { timezone: 'Mars/Olympus_Mons' });
+    const extra = await api.call('PUT', path(m.id), operator, { at: '02:00', cron: '* * * * *' });
+    const unknown = await api.call('PUT', path('no-such-model'), operator, {});
+    const asApp = await api.call('PUT', path(model.id), appKey, {});
+    const future = await api.call('POST', path(model.id, '/backfill'), operator, {
+      from: new Date().toISOString(),
+      to: new Date(Date.now() + 86_400_000).toISOString(),
+    });
+    const none = await api.call('POST', path(m.id, '/trigger'), operator);
+
+    // Assert
+    expect(badTime.status).toBe(400);
+    expect(badTime.json.error.field).toBe('body.at');
+    expect(badZone.status).toBe(400);
+    expect(badZone.json.error.field).toBe('body.timezone');
+    expect(extra.status).toBe(400);
+    expect(unknown.status).toBe(404);
+    expect(asApp.status).toBe(403);
+    expect(future.status).toBe(400);
+    expect(none.status).toBe(404);
+    expect((await api.call('GET', path(m.id), operator)).status).toBe(404);
+  });
+});
+
+describe('tuneloop run --follow', () => {
+  it('prints a line per stage as it ends and how the run ended, as plain lines off a terminal', async () => {
+    // Arrange
+    const m = await createTestModel(deps.db);
+    await seed(deps.db, m, coachingRows(12), COACHING_CONSENT);
+    const written: string[] = [];
+    const out = { isTTY: false, write: (s: string) => written.push(s) > 0 };
+
+    // Act
+    const started = await startPipeline(temporal.client, deps.db, {
+      model: m.id,
+      taskQueue: worker.taskQueue,
+      trigger: 'test',
+      requestedBy: 'test',
+    });
+    const status = await followRun(temporal.client, deps.db, started, out, { intervalMs: 100 });
+
+    // Assert: every stage once, in order, then the end
+    const lines = written.join('').trimEnd().split('\n');
+    expect(status).toBe('succeeded');
+    expect(lines.map((l) => /^(?:[✓✗?-] )?(\S+)/.exec(l)?.[1])).toEqual([...STAGES, 'run']);
+    expect(lines[0]).toMatch(/^✓ collect +\d+\.\d s {2}/);
+    expect(lines.find((l) => l.includes('synthesize'))).toBe(
+      '- synthesize skipped: no synthesize config: no synthetic rows',
+    );
+    expect(lines.at(-1)).toBe(`run ${started.runId} ended succeeded`);
+  });
+});
+
+describe('GET /v1/training-status', () => {
+  it('answers in the shape apps use, with what serves and the next run', async () => {
+    // Act
+    const r = await api.call('GET', `/v1/training-status?model=${model.id}`, appKey);
+    const schedule = (await api.call('GET', path(model.id), operator)).json.schedule;
+
+    // Assert
+    expect(r.status).toBe(200);
+    expect(r.json).toMatchObject({
+      model: model.id,
+      trained: false,
+      total_runs: expect.any(Number),
+      last_run: expect.stringMatching(/^\d{4}-/),
+      last_trained_id: 0,
+      production: null,
+      canary: null,
+      served_last_7_days: { calls: 0, local: 0, incumbent: 0, local_share: 0 },
+      next_run: { at: schedule.nextRuns[0], schedule: scheduleId(model.id) },
+    });
+    expect(r.json.total_runs).toBeGreaterThanOrEqual(1);
+    expect(r.json.recent_runs[0]).toMatchObject({ trigger: 'schedule', status: 'insufficient_data' });
+  });
+
+  it('refuses a missing model and another app’s model', async () => {
+    // Arrange
+    const other = await createTestModel(deps.db);
+
+    // Act
+    const missing = await api.call('GET', '/v1/training-status', appKey);
+    const theirs = await api.call('GET', `/v1/training-status?model=${other.id}`, appKey);
+
+    // Assert
+    expect(missing.status).toBe(400);
+    expect(missing.json.error.field).toBe('query.model');
+    expect([403, 404]).toContain(theirs.status);
+  });
+});
