@@ -110,13 +110,14 @@ export class Metrics {
     next();
   };
 
-  /** One served inference call (the recorder's record). */
+  /** One served inference call (the recorder's record): who answered, and the version that did (not the one asked). */
   served(r: ServedRecord): void {
     const provider = r.call.answeredBy ?? 'none';
     const labels = { model: r.model, alias: r.call.alias };
-    this.calls.inc({ ...labels, provider, outcome: r.answeredBy ? 'ok' : 'error' });
-    if (r.answeredBy) {
-      this.inference.observe({ ...labels, version: r.call.versionId ?? 'incumbent', provider }, r.latencyMs / 1000);
+    this.calls.inc({ ...labels, provider, outcome: r.call.answeredBy ? 'ok' : 'error' });
+    if (r.call.answeredBy) {
+      const version = r.call.answeredBy === 'incumbent' ? 'incumbent' : (r.answeredBy ?? 'unknown');
+      this.inference.observe({ ...labels, version, provider }, r.latencyMs / 1000);
     }
     if (r.call.fellBack) this.fallbacks.inc({ model: r.model });
   }

@@ -10,7 +10,7 @@ import { aliasHistory, aliasVersions, listAliases, listVersions } from '../db/qu
 import { slug } from '../domain/model-config';
 import { text } from '../ingest/text';
 import { RollbackRefused, rollbackModel } from '../temporal/rollback-client';
-import { getSchedule } from '../temporal/schedule-client';
+import { Schedules } from '../temporal/schedule-client';
 import { actorOf, assertModelAccess, principalOf, requireRole } from './auth';
 import { HttpError } from './errors';
 import type { ServingCache } from './serving';
@@ -31,6 +31,7 @@ export interface ModelsRouterDeps {
 /** The registry, read (`GET /v1/models`, `/v1/models/:model`) and rolled back (`POST .../rollback`). */
 export function createModelsRouter({ db, temporal, taskQueue, cache }: ModelsRouterDeps) {
   const router = Router();
+  const schedules = new Schedules(temporal, db, { taskQueue });
 
   router.get('/v1/models', requireRole('app', 'operator'), async (req, res) => {
     const p = principalOf(req);
@@ -123,7 +124,7 @@ export function createModelsRouter({ db, temporal, taskQueue, cache }: ModelsRou
       runFacts(db, model),
       listRuns(db, { model, limit: 5 }),
       migrationReport(db, m, 7),
-      getSchedule(temporal, model).catch((err: unknown) => {
+      schedules.get(model).catch((err: unknown) => {
         req.log?.warn({ err }, 'schedule lookup failed; training status without it');
         return undefined;
       }),
@@ -160,7 +161,7 @@ export function createModelsRouter({ db, temporal, taskQueue, cache }: ModelsRou
           : schedule && !schedule.paused
             ? { at: schedule.nextRuns[0] ?? null, schedule: schedule.id }
             : schedule
-              ? { at: null, schedule: schedule.id, paused: schedule.note }
+              ? { at: null, schedule: schedule.id, paused: true } // the note is the operators' (who, why)
               : null,
     });
   });

@@ -2,21 +2,17 @@ import type { Client } from '@temporalio/client';
 import { Router, type Request } from 'express';
 import { z } from 'zod';
 import type { Db } from '../db/pool';
-import { audit } from '../db/queries/audit';
 import { modelExists } from '../db/queries/models';
 import { slug } from '../domain/model-config';
-import { text } from '../ingest/text';
 import {
-  backfillSchedule,
-  deleteSchedule,
-  getSchedule,
-  listSchedules,
-  pauseSchedule,
-  resumeSchedule,
+  backfillSchema,
+  pauseSchema,
+  resumeSchema,
   ScheduleMissing,
+  SchedulePaused,
+  Schedules,
   scheduleSettingsSchema,
-  setSchedule,
-  triggerSchedule,
+  triggerSchema,
   type ScheduleTarget,
 } from '../temporal/schedule-client';
 import { actorOf, principalOf, requireRole } from './auth';
@@ -24,18 +20,6 @@ import { HttpError } from './errors';
 import { parse } from './validate';
 
 const modelParams = z.object({ model: slug }).strict();
-const pauseBody = z.object({ reason: text(500).min(1, 'say why: the note is what the next operator reads') }).strict();
-const resumeBody = z.object({ reason: text(500).optional() }).strict();
-const emptyBody = z.object({}).strict();
-const backfillBody = z
-  .object({ from: z.iso.datetime({ offset: true }), to: z.iso.datetime({ offset: true }) })
-  .strict()
-  .refine((b) => Date.parse(b.from) < Date.parse(b.to), { message: 'from must be before to', path: ['to'] })
-  .refine((b) => Date.parse(b.to) <= Date.now(), { message: 'a backfill takes past runs only', path: ['to'] })
-  .refine((b) => Date.parse(b.to) - Date.parse(b.from) <= 31 * 24 * 3600_000, {
-    message: 'at most 31 days at once',
-    path: ['from'],
-  });
 
 export interface SchedulesRouterDeps extends ScheduleTarget {
   db: Db;
@@ -48,31 +32,34 @@ export interface SchedulesRouterDeps extends ScheduleTarget {
  */
 export function createSchedulesRouter({ db, temporal, ...target }: SchedulesRouterDeps) {
   const router = Router();
+  const schedules = new Schedules(temporal, db, target);
 
   const modelOf = async (req: Request) => {
     const { model } = parse(modelParams, req, 'params');
     if (!(await modelExists(db, model))) throw new HttpError(404, 'model_not_found', `model ${model} does not exist`);
     return model;
   };
-  const audited = async (req: Request, model: string, action: string, details: Record<string, unknown> = {}) =>
-    audit(db, { actor: actorOf(principalOf(req)), action, targetType: 'schedule', targetId: model, details });
-  /** Runs a change of an existing schedule; a 404 when the model has none. */
-  const change = async <T>(model: string, fn: () => Promise<T>) => {
+  /** A body that may be left out (then `{}`), validated when sent. */
+  const optionalBody = <T extends z.ZodType>(schema: T, req: Request): z.output<T> =>
+    req.is('application/json') ? parse(schema, req, 'body') : schema.parse({});
+  const answer = async (fn: () => Promise<unknown>) => {
     try {
-      return await fn();
+      return { schedule: await fn() };
     } catch (err) {
       if (err instanceof ScheduleMissing) throw new HttpError(404, 'schedule_not_found', err.message);
+      if (err instanceof SchedulePaused) throw new HttpError(409, 'schedule_paused', err.message, 'body.force');
       throw err;
     }
   };
+  const actor = (req: Request) => actorOf(principalOf(req));
 
   router.get('/v1/schedules', requireRole('operator'), async (_req, res) => {
-    res.json({ schedules: await listSchedules(temporal) });
+    res.json({ schedules: await schedules.list() });
   });
 
   router.get('/v1/models/:model/schedule', requireRole('operator'), async (req, res) => {
     const model = await modelOf(req);
-    const view = await getSchedule(temporal, model);
+    const view = await schedules.get(model);
     if (!view) throw new HttpError(404, 'schedule_not_found', `model ${model} has no schedule`);
     res.json({ schedule: view });
   });
@@ -80,51 +67,37 @@ export function createSchedulesRouter({ db, temporal, ...target }: SchedulesRout
   router.put('/v1/models/:model/schedule', requireRole('operator'), async (req, res) => {
     const model = await modelOf(req);
     const settings = parse(scheduleSettingsSchema, req, 'body');
-    const actor = actorOf(principalOf(req));
-    const view = await setSchedule(temporal, { model, settings, target, actor });
-    await audited(req, model, 'schedule.set', settings);
-    res.json({ schedule: view });
+    res.json(await answer(() => schedules.set(model, settings, actor(req))));
   });
 
   router.delete('/v1/models/:model/schedule', requireRole('operator'), async (req, res) => {
     const model = await modelOf(req);
-    if (!(await deleteSchedule(temporal, model))) {
-      throw new HttpError(404, 'schedule_not_found', `model ${model} has no schedule`);
-    }
-    await audited(req, model, 'schedule.delete');
+    await answer(() => schedules.delete(model, actor(req)));
     res.status(204).end();
   });
 
   router.post('/v1/models/:model/schedule/pause', requireRole('operator'), async (req, res) => {
     const model = await modelOf(req);
-    const { reason } = parse(pauseBody, req, 'body');
-    const view = await change(model, () => pauseSchedule(temporal, model, actorOf(principalOf(req)), reason));
-    await audited(req, model, 'schedule.pause', { reason });
-    res.json({ schedule: view });
+    const body = parse(pauseSchema, req, 'body');
+    res.json(await answer(() => schedules.pause(model, body, actor(req))));
   });
 
   router.post('/v1/models/:model/schedule/resume', requireRole('operator'), async (req, res) => {
     const model = await modelOf(req);
-    const { reason } = parse(resumeBody, req, 'body');
-    const view = await change(model, () => resumeSchedule(temporal, model, actorOf(principalOf(req)), reason ?? null));
-    await audited(req, model, 'schedule.resume', { reason: reason ?? null });
-    res.json({ schedule: view });
+    const body = optionalBody(resumeSchema, req);
+    res.json(await answer(() => schedules.resume(model, body, actor(req))));
   });
 
   router.post('/v1/models/:model/schedule/trigger', requireRole('operator'), async (req, res) => {
     const model = await modelOf(req);
-    if (req.is('application/json')) parse(emptyBody, req, 'body'); // nothing to send; anything sent is refused
-    const view = await change(model, () => triggerSchedule(temporal, model));
-    await audited(req, model, 'schedule.trigger');
-    res.status(202).json({ schedule: view });
+    const body = optionalBody(triggerSchema, req);
+    res.status(202).json(await answer(() => schedules.trigger(model, body, actor(req))));
   });
 
   router.post('/v1/models/:model/schedule/backfill', requireRole('operator'), async (req, res) => {
     const model = await modelOf(req);
-    const { from, to } = parse(backfillBody, req, 'body');
-    const view = await change(model, () => backfillSchedule(temporal, model, new Date(from), new Date(to)));
-    await audited(req, model, 'schedule.backfill', { from, to });
-    res.status(202).json({ schedule: view });
+    const body = parse(backfillSchema, req, 'body');
+    res.status(202).json(await answer(() => schedules.backfill(model, body, actor(req))));
   });
 
   return router;

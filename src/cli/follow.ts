@@ -23,6 +23,7 @@ export async function followRun(
   const printed = new Set<string>();
   let bar = false;
   let lastPlain = 0;
+  let unanswered = false;
   const handle = temporal.workflow.getHandle(run.workflowId, run.runId);
   const line = (text: string) => {
     if (bar) out.write('\r\x1b[2K');
@@ -44,10 +45,25 @@ export async function followRun(
       line(`run ${run.runId} ended ${stored.status}${stored.error ? `: ${stored.error}` : ''}`);
       return stored.status as PipelineStatusValue;
     }
-    const live = await handle.query(statusQuery).catch(() => null);
-    if (live) {
+    const live = await handle.query(statusQuery).catch((err: unknown) => err as Error);
+    if (live instanceof Error) {
+      // No answer: no worker is up, or the workflow has ended without its run being recorded (terminated, timed
+      // out). Said once; a closed workflow ends the follow.
+      const closed = await handle.describe().then(
+        (d) => (d.status.name === 'RUNNING' ? null : d.status.name),
+        () => null,
+      );
+      if (closed) {
+        line(`run ${run.runId}: its workflow is ${closed.toLowerCase()} and recorded no outcome`);
+        return 'failed';
+      }
+      if (!unanswered) line(`(the run does not answer its status query: ${live.message}; still watching)`);
+      unanswered = true;
+    } else {
+      unanswered = false;
       printEnded(live.stages);
-      const training = live.stage === 'train' ? await trainingProgress(temporal, run.workflowId, run.runId) : null;
+      const training =
+        live.stage === 'train' ? await trainingProgress(temporal, run.workflowId, run.runId).catch(() => null) : null;
       if (training && out.isTTY) {
         out.write(`\r\x1b[2K${progressBar(training, Math.min(out.columns ?? 80, 100))}`);
         bar = true;

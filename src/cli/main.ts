@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import type { Client } from '@temporalio/client';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { z } from 'zod';
 import { ConfigError, loadConfig, type Config } from '../config';
 import { createLogger, type Logger } from '../log';
 import { migrateToLatest } from '../db/migrate';
@@ -15,16 +15,15 @@ import { MAX_BATCH } from '../ingest/interaction';
 import { startPipeline } from '../temporal/pipeline-client';
 import { RollbackRefused, rollbackModel } from '../temporal/rollback-client';
 import {
-  backfillSchedule,
-  deleteSchedule,
+  backfillSchema,
   describeSchedule,
-  listSchedules,
-  pauseSchedule,
-  resumeSchedule,
+  pauseSchema,
+  resumeSchema,
   ScheduleMissing,
+  SchedulePaused,
+  Schedules,
   scheduleSettingsSchema,
-  setSchedule,
-  triggerSchedule,
+  triggerSchema,
   type ScheduleView,
 } from '../temporal/schedule-client';
 import {
@@ -77,12 +76,6 @@ const slugArg = (v: string) => {
   const r = slug.safeParse(v);
   if (!r.success) throw new InvalidArgumentError(r.error.issues[0]!.message);
   return v;
-};
-
-const dateArg = (v: string) => {
-  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(v) || Number.isNaN(Date.parse(v)))
-    throw new InvalidArgumentError('expected an ISO 8601 time with its offset, such as 2026-12-01T02:00:00Z');
-  return new Date(v);
 };
 
 /** After --follow: a run that failed, was cancelled or aborted exits 1. */
@@ -281,72 +274,64 @@ export function buildProgram(): Command {
     );
 
   const schedule = program.command('schedule').description("manage each model's nightly run (a Temporal Schedule)");
-  const onSchedule = (
-    fn: (ctx: { client: Client; actor: string; config: Config }) => Promise<ScheduleView | ScheduleView[] | null>,
-  ) =>
-    oneShot(async ({ config, stack }) => {
-      const client = await openTemporalClient(config, stack);
+  /** Validates with the API's schema (exit 2 naming the field), then runs `fn` on the schedules, printing views. */
+  const onSchedule = <S extends z.ZodType>(
+    schema: S,
+    input: unknown,
+    model: string | null,
+    fn: (s: Schedules, valid: z.output<S>, actor: string) => Promise<ScheduleView | ScheduleView[] | null>,
+  ) => {
+    const valid = schema.safeParse(input);
+    if (!valid.success) {
+      const i = valid.error.issues[0]!;
+      throw new UsageError(`${i.path.join('.') || 'arguments'}: ${i.message}`);
+    }
+    return oneShot(async ({ config, log, stack }) => {
+      const db = await openDb(config, stack, log, { migrate: false });
+      if (model && !(await modelExists(db, model))) throw new UsageError(`model ${model} does not exist`);
+      const schedules = new Schedules(await openTemporalClient(config, stack), db, {
+        taskQueue: config.taskQueue,
+        gpuTaskQueue: config.gpuTaskQueue,
+        gpuHeartbeatTimeoutS: config.gpuHeartbeatTimeoutS,
+      });
       try {
-        const view = await fn({ client, config, actor: `cli:${process.env.USER ?? 'unknown'}` });
+        const view = await fn(schedules, valid.data, `cli:${process.env.USER ?? 'unknown'}`);
         for (const v of Array.isArray(view) ? view : view ? [view] : []) console.log(describeSchedule(v));
         if (Array.isArray(view) && !view.length) console.log('no schedules');
       } catch (err) {
-        if (err instanceof ScheduleMissing) throw new UsageError(err.message);
+        if (err instanceof ScheduleMissing || err instanceof SchedulePaused) throw new UsageError(err.message);
         throw err;
       }
     });
-  const existingModel = async (model: string) =>
-    oneShot(async ({ config, log, stack }) => {
-      const db = await openDb(config, stack, log, { migrate: false });
-      if (!(await modelExists(db, model))) throw new UsageError(`model ${model} does not exist`);
-    });
+  };
   schedule
     .command('set')
-    .description("create or change a model's nightly run (skipped while a run is still going)")
+    .description("create or change a model's nightly run (what is left out keeps its value; skipped while a run goes)")
     .requiredOption('--model <id>', 'the model', slugArg)
-    .option('--at <HH:MM>', 'time of day, 24-hour', '02:00')
-    .option('--timezone <zone>', 'an IANA time zone, such as Europe/Berlin', 'UTC')
-    .option(
-      '--catchup-minutes <n>',
-      'after downtime, make up a run missed this long ago or less',
-      intArg(1, 10_080),
-      360,
-    )
-    .action(async (opts: { model: string; at: string; timezone: string; catchupMinutes: number }) => {
-      const settings = scheduleSettingsSchema.safeParse({
-        at: opts.at,
-        timezone: opts.timezone,
-        catchupWindowMinutes: opts.catchupMinutes,
-      });
-      if (!settings.success) {
-        const i = settings.error.issues[0]!;
-        throw new UsageError(`${i.path.join('.')}: ${i.message}`);
-      }
-      await existingModel(opts.model);
-      await onSchedule(({ client, actor, config }) =>
-        setSchedule(client, {
-          model: opts.model,
-          settings: settings.data,
-          target: {
-            taskQueue: config.taskQueue,
-            gpuTaskQueue: config.gpuTaskQueue,
-            gpuHeartbeatTimeoutS: config.gpuHeartbeatTimeoutS,
-          },
-          actor,
-        }),
-      );
-    });
+    .option('--at <HH:MM>', 'time of day, 24-hour (new schedules: 02:00)')
+    .option('--timezone <zone>', 'an IANA time zone, such as Europe/Berlin (new schedules: UTC)')
+    .option('--catchup-minutes <n>', 'after downtime, make up a run missed this long ago or less', intArg(1, 10_080))
+    .action((opts: { model: string; at?: string; timezone?: string; catchupMinutes?: number }) =>
+      onSchedule(
+        scheduleSettingsSchema,
+        { at: opts.at, timezone: opts.timezone, catchupWindowMinutes: opts.catchupMinutes },
+        opts.model,
+        (s, settings, actor) => s.set(opts.model, settings, actor),
+      ),
+    );
   schedule
     .command('list')
     .description('every model’s schedule: time, zone, paused or not and why, next and recent runs')
-    .action(() => onSchedule(({ client }) => listSchedules(client)));
+    .action(() => onSchedule(z.object({}), {}, null, (s) => s.list()));
   schedule
     .command('pause')
     .description('pause a model’s nightly run, saying why (shown to the next operator and in the Temporal UI)')
     .requiredOption('--model <id>', 'the model', slugArg)
     .requiredOption('--reason <text>', 'why')
     .action((opts: { model: string; reason: string }) =>
-      onSchedule(({ client, actor }) => pauseSchedule(client, opts.model, actor, opts.reason)),
+      onSchedule(pauseSchema, { reason: opts.reason }, opts.model, (s, body, actor) =>
+        s.pause(opts.model, body, actor),
+      ),
     );
   schedule
     .command('resume')
@@ -354,31 +339,42 @@ export function buildProgram(): Command {
     .requiredOption('--model <id>', 'the model', slugArg)
     .option('--reason <text>', 'why')
     .action((opts: { model: string; reason?: string }) =>
-      onSchedule(({ client, actor }) => resumeSchedule(client, opts.model, actor, opts.reason ?? null)),
+      onSchedule(resumeSchema, { reason: opts.reason }, opts.model, (s, body, actor) =>
+        s.resume(opts.model, body, actor),
+      ),
     );
   schedule
     .command('trigger')
-    .description('start the nightly run now (skipped if a run of the model is going)')
+    .description('start the nightly run now (skipped if a run of the model is going; refused while paused)')
     .requiredOption('--model <id>', 'the model', slugArg)
-    .action((opts: { model: string }) => onSchedule(({ client }) => triggerSchedule(client, opts.model)));
+    .option('--force', 'run even though the schedule is paused')
+    .action((opts: { model: string; force?: boolean }) =>
+      onSchedule(triggerSchema, { force: opts.force ?? false }, opts.model, (s, body, actor) =>
+        s.trigger(opts.model, body, actor),
+      ),
+    );
   schedule
     .command('backfill')
-    .description('take the runs the schedule missed between two times (one runs; the others skip behind it)')
+    .description('take the runs missed between two past times, at most 31 days (one runs; the others skip behind it)')
     .requiredOption('--model <id>', 'the model', slugArg)
-    .requiredOption('--from <time>', 'ISO 8601, such as 2026-12-01T00:00:00Z', dateArg)
-    .requiredOption('--to <time>', 'ISO 8601, in the past', dateArg)
-    .action((opts: { model: string; from: Date; to: Date }) => {
-      if (opts.from >= opts.to) throw new UsageError('--from must be before --to');
-      if (opts.to.getTime() > Date.now()) throw new UsageError('--to must be in the past: a backfill takes past runs');
-      return onSchedule(({ client }) => backfillSchedule(client, opts.model, opts.from, opts.to));
-    });
+    .requiredOption('--from <time>', 'ISO 8601 with its offset, such as 2026-12-01T00:00:00Z')
+    .requiredOption('--to <time>', 'ISO 8601 with its offset, in the past')
+    .option('--force', 'run even though the schedule is paused')
+    .action((opts: { model: string; from: string; to: string; force?: boolean }) =>
+      onSchedule(
+        backfillSchema,
+        { from: opts.from, to: opts.to, force: opts.force ?? false },
+        opts.model,
+        (s, b, actor) => s.backfill(opts.model, b, actor),
+      ),
+    );
   schedule
     .command('delete')
     .description('delete a model’s schedule (a run it started goes on)')
     .requiredOption('--model <id>', 'the model', slugArg)
     .action((opts: { model: string }) =>
-      onSchedule(async ({ client }) => {
-        if (!(await deleteSchedule(client, opts.model))) throw new ScheduleMissing(opts.model);
+      onSchedule(z.object({}), {}, opts.model, async (s, _none, actor) => {
+        await s.delete(opts.model, actor);
         console.log(`${opts.model}: schedule deleted`);
         return null;
       }),

@@ -1,5 +1,4 @@
 import {
-  ScheduleAlreadyRunning,
   ScheduleNotFoundError,
   ScheduleOverlapPolicy,
   type Client,
@@ -8,6 +7,10 @@ import {
 } from '@temporalio/client';
 import { TypedSearchAttributes } from '@temporalio/common';
 import { z } from 'zod';
+import type { Db } from '../db/pool';
+import { withAdvisoryLock } from '../db/locks';
+import { audit } from '../db/queries/audit';
+import { text } from '../ingest/text';
 import {
   MODEL_SEARCH_ATTRIBUTE,
   SCHEDULED_RUN_WORKFLOW_TYPE,
@@ -24,38 +27,69 @@ import type { ScheduledRun } from '../workflows/scheduled';
  * the Temporal UI shows.
  */
 
-const isTimeZone = (tz: string) => {
+/** The canonical name of an IANA time zone (`europe/berlin` → `Europe/Berlin`: Temporal's server is case-sensitive). */
+const canonicalZone = (tz: string): string | null => {
   try {
-    new Intl.DateTimeFormat('en', { timeZone: tz });
-    return true;
+    return new Intl.DateTimeFormat('en', { timeZone: tz }).resolvedOptions().timeZone;
   } catch {
-    return false;
+    return null;
   }
 };
 
+export const SCHEDULE_DEFAULTS = { at: '02:00', timezone: 'UTC', catchupWindowMinutes: 6 * 60 } as const;
+
+/** A schedule's settings as given: what is left out keeps its current value (or the default, for a new one). */
 export const scheduleSettingsSchema = z
   .object({
     /** Time of day, 24-hour. */
     at: z
       .string()
       .regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'expected a time of day as HH:MM (24-hour), such as 02:00')
-      .default('02:00'),
+      .optional(),
     /** An IANA time zone. */
     timezone: z
       .string()
       .max(64)
-      .refine(isTimeZone, 'expected an IANA time zone, such as Europe/Berlin or UTC')
-      .default('UTC'),
+      .transform((tz, ctx) => {
+        const zone = canonicalZone(tz);
+        if (!zone) {
+          ctx.addIssue({ code: 'custom', message: 'expected an IANA time zone, such as Europe/Berlin or UTC' });
+          return z.NEVER;
+        }
+        return zone;
+      })
+      .optional(),
     /** After downtime, runs missed this many minutes ago or less are made up (one of them). */
     catchupWindowMinutes: z
       .number()
       .int()
       .min(1)
       .max(7 * 24 * 60)
-      .default(6 * 60),
+      .optional(),
   })
   .strict();
-export type ScheduleSettings = z.output<typeof scheduleSettingsSchema>;
+export type ScheduleSettingsInput = z.output<typeof scheduleSettingsSchema>;
+export type ScheduleSettings = Required<ScheduleSettingsInput>;
+
+export const pauseSchema = z
+  .object({ reason: text(500).refine((r) => r.trim() !== '', 'say why: the note is what the next operator reads') })
+  .strict();
+export const resumeSchema = z.object({ reason: text(500).optional() }).strict();
+/** `force`: run even though the schedule is paused (the pause is there for a reason; the bypass is audited). */
+export const triggerSchema = z.object({ force: z.boolean().default(false) }).strict();
+export const backfillSchema = z
+  .object({
+    from: z.iso.datetime({ offset: true }),
+    to: z.iso.datetime({ offset: true }),
+    force: z.boolean().default(false),
+  })
+  .strict()
+  .refine((b) => Date.parse(b.from) < Date.parse(b.to), { message: 'from must be before to', path: ['to'] })
+  .refine((b) => Date.parse(b.to) <= Date.now(), { message: 'a backfill takes past runs only', path: ['to'] })
+  .refine((b) => Date.parse(b.to) - Date.parse(b.from) <= 31 * 24 * 3600_000, {
+    message: 'at most 31 days at once',
+    path: ['from'],
+  });
 
 export interface ScheduleView {
   id: string;
@@ -68,7 +102,10 @@ export interface ScheduleView {
   note: string | null;
   /** The next times it will start a run, ISO 8601 (up to three). */
   nextRuns: string[];
-  /** The runs it started most recently, newest first: when each was due and the workflow it started. */
+  /**
+   * The runs it started most recently, newest first: when each was due, and the ScheduledRun workflow it started
+   * (whose result names the pipeline run, or says it was skipped).
+   */
   recentRuns: { scheduledAt: string; startedAt: string; workflowId: string; runId: string }[];
 }
 
@@ -114,97 +151,155 @@ const policiesOf = (s: ScheduleSettings) => ({
   pauseOnFailure: false,
 });
 
-/** Creates the model's schedule, or changes its time, zone and catch-up window (a paused one stays paused). */
-export async function setSchedule(
-  temporal: Client,
-  opts: { model: string; settings: ScheduleSettings; target: ScheduleTarget; actor: string },
-): Promise<ScheduleView> {
-  const handle = temporal.schedule.getHandle(scheduleId(opts.model));
-  try {
-    await handle.update((prev) => ({
-      ...prev,
-      spec: specOf(opts.settings),
-      action: action(opts.model, opts.target),
-      policies: policiesOf(opts.settings),
-    }));
-  } catch (err) {
-    if (!(err instanceof ScheduleNotFoundError)) throw err;
-    await temporal.schedule
-      .create({
-        scheduleId: scheduleId(opts.model),
-        spec: specOf(opts.settings),
-        action: action(opts.model, opts.target),
-        policies: policiesOf(opts.settings),
-        state: { note: `set by ${opts.actor}` },
-        typedSearchAttributes: new TypedSearchAttributes([{ key: MODEL_SEARCH_ATTRIBUTE, value: opts.model }]),
-      })
-      .catch(async (e: unknown) => {
-        // Two sets at once: the other one created it; ours updates it.
-        if (!(e instanceof ScheduleAlreadyRunning)) throw e;
-        await handle.update((prev) => ({ ...prev, spec: specOf(opts.settings), policies: policiesOf(opts.settings) }));
+export class SchedulePaused extends Error {
+  override readonly name = 'SchedulePaused';
+  constructor(
+    readonly model: string,
+    readonly note: string | null,
+  ) {
+    super(`the schedule of ${model} is paused (${note ?? 'no note'}): ask with force to run it anyway`);
+  }
+}
+
+/**
+ * The schedules, as the API and the command line change them: one way, so both validate alike (the schemas above),
+ * take the model's lock (a pause cannot be lost to a concurrent set, which writes the whole schedule back), and
+ * audit every change with who asked.
+ */
+export class Schedules {
+  constructor(
+    private readonly temporal: Client,
+    private readonly db: Db,
+    private readonly target: ScheduleTarget,
+  ) {}
+
+  private handle(model: string) {
+    return this.temporal.schedule.getHandle(scheduleId(model));
+  }
+
+  /** Runs `fn` under the model's schedule lock, then audits `action`; ScheduleMissing when it has no schedule. */
+  private async change<T>(
+    model: string,
+    actor: string,
+    action: string,
+    details: Record<string, unknown>,
+    fn: () => Promise<T>,
+  ): Promise<T> {
+    const done = await withAdvisoryLock(this.db, `schedule:${model}`, { waitMs: 30_000 }, async () => {
+      try {
+        return await fn();
+      } catch (err) {
+        if (err instanceof ScheduleNotFoundError) throw new ScheduleMissing(model);
+        throw err;
+      }
+    });
+    if (!done.ran) throw new Error(`the schedule of ${model} is locked`); // unreachable with waitMs
+    await audit(this.db, { actor, action, targetType: 'schedule', targetId: model, details });
+    return done.value;
+  }
+
+  /**
+   * Creates the model's schedule, or changes it: what `given` leaves out keeps its value (the default, for a new
+   * one); a paused schedule stays paused. The task queues are today's (set it again after moving them).
+   */
+  set(model: string, given: ScheduleSettingsInput, actor: string): Promise<ScheduleView> {
+    return this.change(model, actor, 'schedule.set', { ...given }, async () => {
+      const handle = this.handle(model);
+      const current = await handle.describe().then(
+        (d) => viewOf(model, d),
+        (err: unknown) => {
+          if (err instanceof ScheduleNotFoundError) return null;
+          throw err;
+        },
+      );
+      const settings: ScheduleSettings = {
+        ...SCHEDULE_DEFAULTS,
+        ...(current
+          ? { at: current.at, timezone: current.timezone, catchupWindowMinutes: current.catchupWindowMinutes }
+          : {}),
+        ...Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)),
+      };
+      const parts = { spec: specOf(settings), action: action(model, this.target), policies: policiesOf(settings) };
+      if (current) {
+        await handle.update((prev) => ({ ...prev, ...parts }));
+      } else {
+        await this.temporal.schedule.create({
+          scheduleId: scheduleId(model),
+          ...parts,
+          state: { note: `set by ${actor}` },
+          typedSearchAttributes: new TypedSearchAttributes([{ key: MODEL_SEARCH_ATTRIBUTE, value: model }]),
+        });
+      }
+      return viewOf(model, await handle.describe());
+    });
+  }
+
+  /** The model's schedule, or null when it has none. */
+  async get(model: string): Promise<ScheduleView | null> {
+    try {
+      return viewOf(model, await this.handle(model).describe());
+    } catch (err) {
+      if (err instanceof ScheduleNotFoundError) return null;
+      throw err;
+    }
+  }
+
+  /** Every model's schedule (from Temporal's visibility store, which may lag a change by a moment). */
+  async list(): Promise<ScheduleView[]> {
+    const out: ScheduleView[] = [];
+    for await (const s of this.temporal.schedule.list()) {
+      if (!s.scheduleId.startsWith('nightly/')) continue;
+      const view = await this.get(s.scheduleId.slice('nightly/'.length));
+      if (view) out.push(view);
+    }
+    return out.sort((a, b) => a.model.localeCompare(b.model));
+  }
+
+  pause(model: string, { reason }: z.output<typeof pauseSchema>, actor: string): Promise<ScheduleView> {
+    return this.change(model, actor, 'schedule.pause', { reason }, async () => {
+      await this.handle(model).pause(`paused by ${actor}: ${reason}`);
+      return viewOf(model, await this.handle(model).describe());
+    });
+  }
+
+  resume(model: string, { reason }: z.output<typeof resumeSchema>, actor: string): Promise<ScheduleView> {
+    return this.change(model, actor, 'schedule.resume', { reason: reason ?? null }, async () => {
+      await this.handle(model).unpause(`resumed by ${actor}${reason ? `: ${reason}` : ''}`);
+      return viewOf(model, await this.handle(model).describe());
+    });
+  }
+
+  /** Starts a run now, as the schedule would (skipped if one of the model's runs is going). */
+  trigger(model: string, { force }: z.output<typeof triggerSchema>, actor: string): Promise<ScheduleView> {
+    return this.change(model, actor, 'schedule.trigger', { force }, async () => {
+      await this.refuseIfPaused(model, force);
+      await this.handle(model).trigger(ScheduleOverlapPolicy.SKIP);
+      return viewOf(model, await this.handle(model).describe());
+    });
+  }
+
+  /** Takes the runs the schedule would have started between `from` and `to` (one; the others skip behind it). */
+  backfill(model: string, b: z.output<typeof backfillSchema>, actor: string): Promise<ScheduleView> {
+    return this.change(model, actor, 'schedule.backfill', { ...b }, async () => {
+      await this.refuseIfPaused(model, b.force);
+      await this.handle(model).backfill({
+        start: new Date(b.from),
+        end: new Date(b.to),
+        overlap: ScheduleOverlapPolicy.SKIP,
       });
+      return viewOf(model, await this.handle(model).describe());
+    });
   }
-  return viewOf(opts.model, await handle.describe());
-}
 
-/** The model's schedule, or null when it has none. */
-export async function getSchedule(temporal: Client, model: string): Promise<ScheduleView | null> {
-  try {
-    return viewOf(model, await temporal.schedule.getHandle(scheduleId(model)).describe());
-  } catch (err) {
-    if (err instanceof ScheduleNotFoundError) return null;
-    throw err;
+  /** Deletes the model's schedule (a run it started goes on). */
+  delete(model: string, actor: string): Promise<void> {
+    return this.change(model, actor, 'schedule.delete', {}, () => this.handle(model).delete());
   }
-}
 
-/** Every model's schedule (from Temporal's visibility store, which may lag a change by a moment). */
-export async function listSchedules(temporal: Client): Promise<ScheduleView[]> {
-  const out: ScheduleView[] = [];
-  for await (const s of temporal.schedule.list()) {
-    if (!s.scheduleId.startsWith('nightly/')) continue;
-    const view = await getSchedule(temporal, s.scheduleId.slice('nightly/'.length));
-    if (view) out.push(view);
-  }
-  return out.sort((a, b) => a.model.localeCompare(b.model));
-}
-
-/** Runs `fn` on the model's schedule; ScheduleMissing when it has none. */
-async function onSchedule<T>(
-  temporal: Client,
-  model: string,
-  fn: (h: ReturnType<Client['schedule']['getHandle']>) => Promise<T>,
-) {
-  const handle = temporal.schedule.getHandle(scheduleId(model));
-  try {
-    await fn(handle);
-  } catch (err) {
-    if (err instanceof ScheduleNotFoundError) throw new ScheduleMissing(model);
-    throw err;
-  }
-  return viewOf(model, await handle.describe());
-}
-
-export const pauseSchedule = (temporal: Client, model: string, actor: string, reason: string) =>
-  onSchedule(temporal, model, (h) => h.pause(`paused by ${actor}: ${reason}`));
-
-export const resumeSchedule = (temporal: Client, model: string, actor: string, reason: string | null) =>
-  onSchedule(temporal, model, (h) => h.unpause(`resumed by ${actor}${reason ? `: ${reason}` : ''}`));
-
-/** Starts a run now, as the schedule would (skipped if one of the model's runs is going). */
-export const triggerSchedule = (temporal: Client, model: string) =>
-  onSchedule(temporal, model, (h) => h.trigger(ScheduleOverlapPolicy.SKIP));
-
-/** Takes the runs the schedule would have started between `from` and `to` (one; the others skip behind it). */
-export const backfillSchedule = (temporal: Client, model: string, from: Date, to: Date) =>
-  onSchedule(temporal, model, (h) => h.backfill({ start: from, end: to, overlap: ScheduleOverlapPolicy.SKIP }));
-
-export async function deleteSchedule(temporal: Client, model: string): Promise<boolean> {
-  try {
-    await temporal.schedule.getHandle(scheduleId(model)).delete();
-    return true;
-  } catch (err) {
-    if (err instanceof ScheduleNotFoundError) return false;
-    throw err;
+  /** Temporal runs a trigger or a backfill of a paused schedule: the pause is honoured here unless forced. */
+  private async refuseIfPaused(model: string, force: boolean) {
+    const d = await this.handle(model).describe();
+    if (d.state.paused && !force) throw new SchedulePaused(model, d.state.note || null);
   }
 }
 

@@ -12,7 +12,8 @@ import { TrainingPipeline } from './pipeline';
  * What a model's Temporal Schedule starts: the model's pipeline under its one workflow id (so a scheduled run and a
  * run someone asked for can never go at once), then waits for it, so that the schedule's overlap policy (skip)
  * sees the run as going until it ends. When one of the model's runs is going already, this run is skipped and
- * says so. The pipeline is abandoned, not ended, if this workflow is: deleting a schedule does not stop a run.
+ * says so. The pipeline is abandoned, not ended, if this workflow is terminated (deleting a schedule does not stop a
+ * run); cancelling this workflow cancels the pipeline too, as cancellation reaches the child it waits for.
  */
 export async function ScheduledRun(input: ScheduledRunInput): Promise<ScheduledRunResult> {
   let child;

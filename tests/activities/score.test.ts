@@ -40,9 +40,10 @@ let offset = 0;
  * A model scored by the tiny judge, with 12 coaching rows, 6 of them rated by people, and one row in French. Each
  * model's rows are its own (scores are cached by a row's bytes, whichever model it came from).
  */
-async function setUp(score: Record<string, unknown>): Promise<ModelDefinition> {
+async function setUp(score: Record<string, unknown>, extra: Record<string, unknown> = {}): Promise<ModelDefinition> {
   const model = await createTestModel(deps.db, {
     config: {
+      ...extra,
       validationShare: 0,
       // The tiny model pads its JSON with runs of tabs (the grammar allows any white space): room for them.
       score: { judge: { provider: 'ollama', model: judgeTag }, language: 'eng', maxTokens: 200, ...score },
@@ -179,5 +180,25 @@ describe('the score stage', () => {
     expect(await judgedScores(model)).toEqual([]);
     const left = await deps.db.selectFrom('row_scores').select('interaction_id').execute();
     expect(left.every((r) => !before.some((b) => b.interaction_id === r.interaction_id))).toBe(true);
+  }, 300_000);
+
+  it('judges through the incumbent too: the hosted model behind its OpenAI-compatible surface', async () => {
+    // Arrange: the incumbent is this file's Ollama, through its /v1 (OpenAI's wire format, structured output)
+    const model = await setUp(
+      { judge: { provider: 'incumbent' }, calibration: { minRows: 1000, whenUncalibrated: 'keep' } },
+      { incumbent: { baseUrl: `${env.url}/v1`, model: judgeTag, timeoutMs: 60_000 } },
+    );
+
+    // Act
+    const { scored } = await runScore(model);
+
+    // Assert: every row people did not rate is judged by the incumbent, each a valid rating
+    const q = scored.quality;
+    expect(q.judge).toBe(`incumbent:${judgeTag}`);
+    expect(q.counts.judgeInvalid).toBe(0);
+    expect(q.counts.byJudge + q.counts.byHuman).toBe(10);
+    const cached = await judgedScores(model);
+    expect(cached.length).toBe(q.counts.judgedNow);
+    expect(cached.every((s) => s.judge === `incumbent:${judgeTag}` && s.score >= 0 && s.score <= 1)).toBe(true);
   }, 300_000);
 });

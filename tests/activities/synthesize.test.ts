@@ -32,12 +32,14 @@ const activities = () => ({
   ...createExportActivities(deps),
 });
 
-async function modelWith(count: number, concurrency = 2): Promise<ModelDefinition> {
+async function modelWith(count: number, concurrency = 2, viaIncumbent = false): Promise<ModelDefinition> {
   const model = await createTestModel(deps.db, {
     config: {
       validationShare: 0.5,
+      // The incumbent, when asked for: this file's Ollama through its OpenAI-compatible surface.
+      ...(viaIncumbent ? { incumbent: { baseUrl: `${env.url}/v1`, model: teacherTag, timeoutMs: 60_000 } } : {}),
       synthesize: {
-        teacher: { provider: 'ollama', model: teacherTag },
+        teacher: viaIncumbent ? { provider: 'incumbent' } : { provider: 'ollama', model: teacherTag },
         specs: [
           {
             name: 'quiz',
@@ -155,5 +157,22 @@ describe('the synthesize stage', () => {
     expect(new Set(rows.map((r) => r.external_id)).size).toBe(rows.length);
     expect(rows.length).toBe(madeBefore + retried.specs[0]!.generated);
     expect(rows.length + retried.specs[0]!.invalid).toBe(24);
+  }, 300_000);
+
+  it('is taught by the incumbent too: the hosted model behind its OpenAI-compatible surface', async () => {
+    // Arrange
+    const model = await modelWith(4, 2, true);
+    const { a, input } = await begin(model);
+
+    // Act
+    const done = await a.synthesize(input);
+
+    // Assert: each sample made or counted, the made ones stored as the incumbent's
+    const spec = done.specs[0]!;
+    expect(done.teacher).toBe(`incumbent:${teacherTag}`);
+    expect(spec.generated + spec.invalid).toBe(4);
+    const rows = await synthetic(model);
+    expect(rows).toHaveLength(spec.generated);
+    for (const r of rows) expect(r.metadata).toMatchObject({ synthetic: { teacher: `incumbent:${teacherTag}` } });
   }, 300_000);
 });

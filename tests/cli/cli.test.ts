@@ -97,7 +97,7 @@ describe('tuneloop CLI', () => {
     expect(missing).toMatchObject({ line: 3 });
   });
 
-  it('schedule set and backfill refuse bad times and zones before reaching any server, exit 2', async () => {
+  it('schedule set, pause and backfill refuse bad input with the API’s rules before reaching any server, exit 2', async () => {
     // Act
     const time = await tuneloop(['schedule', 'set', '--model', 'coach', '--at', '25:00']);
     const zone = await tuneloop(['schedule', 'set', '--model', 'coach', '--timezone', 'Mars/Olympus_Mons']);
@@ -112,6 +112,7 @@ describe('tuneloop CLI', () => {
       '2999-01-01T00:00:00Z',
     ]);
     const notATime = await tuneloop(['schedule', 'backfill', '--model', 'coach', '--from', 'yesterday', '--to', 'now']);
+    const blankReason = await tuneloop(['schedule', 'pause', '--model', 'coach', '--reason', '  ']);
 
     // Assert
     expect(time.code).toBe(2);
@@ -119,9 +120,11 @@ describe('tuneloop CLI', () => {
     expect(zone.code).toBe(2);
     expect(zone.stderr).toMatch(/timezone: expected an IANA time zone/);
     expect(future.code).toBe(2);
-    expect(future.stderr).toContain('--to must be in the past');
+    expect(future.stderr).toContain('to: a backfill takes past runs only');
     expect(notATime.code).toBe(2);
-    expect(notATime.stderr).toContain('expected an ISO 8601 time');
+    expect(notATime.stderr).toMatch(/from: /);
+    expect(blankReason.code).toBe(2);
+    expect(blankReason.stderr).toMatch(/reason: /);
   });
 
   it('rejects an unknown command with a usage error', async () => {

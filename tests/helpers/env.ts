@@ -420,6 +420,8 @@ export async function depsWithOwnOllama(tag: string, base?: string) {
   await reimport();
   return {
     deps,
+    /** The server's URL (its OpenAI-compatible surface is under /v1: an incumbent for tests). */
+    url: server.url,
     /** Imports the model again (after a test took it away). */
     reimport,
     async close() {

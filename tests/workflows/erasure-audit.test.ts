@@ -4,6 +4,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createApiKey } from '../../src/api/auth';
 import type { Db } from '../../src/db/pool';
+import { insertFeedback } from '../../src/db/queries/feedback';
 import { upsertModel } from '../../src/db/queries/models';
 import { modelDefinitionSchema, type ModelDefinition } from '../../src/domain/model-config';
 import { startPipeline } from '../../src/temporal/pipeline-client';
@@ -70,10 +71,12 @@ beforeAll(async () => {
       stages: ALL_STAGES,
       training: { maxSteps: 8, epochs: 2, effectiveBatchSize: 4, microBatchSize: 2, maxLength: 256 },
       judge: { model: judge, maxPairs: 6 },
-      // The score stage's judge too (its reasons are tied to the rows they judge); it never filters here.
+      // The score stage's judge too (its reasons are tied to the rows they judge); it never filters here. Short,
+      // one call at a time: the judge is the shared test Ollama, which other files' calls wait on.
       score: {
         judge: { provider: 'ollama', model: judge },
-        maxTokens: 200,
+        maxTokens: 8,
+        concurrency: 1,
         calibration: { minRows: 1000, whenUncalibrated: 'keep' },
       },
       thresholds: { minWinRateLowerBound: 0, maxLossRegression: 100 },
@@ -152,7 +155,20 @@ describe('erasure, searched for the way an auditor would', () => {
         assistant: `For ${marker(s)}: 3 sets of 10 squats on day ${i + k}, resting 60 seconds.`,
       })),
     );
-    await seed(db, model, rows, Object.fromEntries(SUBJECTS.map((s) => [subjectId(s), true])));
+    const ids = await seed(db, model, rows, Object.fromEntries(SUBJECTS.map((s) => [subjectId(s), true])));
+    // People rated a row of alpha's and one of bravo's: the quality report's best rows, shown in the run's view
+    await db.transaction().execute(async (trx) => {
+      for (const i of [0, 10]) {
+        await insertFeedback(trx, {
+          interactionId: ids[i]!,
+          externalId: null,
+          thumbs: null,
+          rating: 5,
+          correction: null,
+          comment: null,
+        });
+      }
+    });
     const run = await startPipeline(temporal.client, db, {
       model: model.id,
       taskQueue: workers.taskQueue,
@@ -209,7 +225,7 @@ describe('erasure, searched for the way an auditor would', () => {
     const view = await api.call('GET', `/v1/runs/${run.runId}`, adminKey);
     expect(view.status).toBe(200);
     expect(JSON.stringify(view.json)).not.toContain(marker('alpha'));
-    expect(JSON.stringify(view.json)).toMatch(/qz(bravo|charlie|delta)mkr/);
+    expect(JSON.stringify(view.json)).toContain(marker('bravo'));
     const kept = await findEverywhere(marker('bravo'));
     expect(kept).toEqual(
       expect.arrayContaining([

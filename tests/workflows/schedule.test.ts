@@ -113,14 +113,12 @@ describe('the nightly schedule', () => {
         },
       )
       .toContain(model.id);
-    // Setting it again changes it in place
-    const moved = await api.call('PUT', path(model.id), operator, {
-      at: '03:30',
-      timezone: 'UTC',
-      catchupWindowMinutes: 60,
-    });
-    expect(moved.json.schedule).toMatchObject({ at: '03:30', timezone: 'UTC', catchupWindowMinutes: 60 });
-    expect(new Date(moved.json.schedule.nextRuns[0]).toISOString()).toMatch(/T03:30:00/);
+    // Setting it again changes what is given, in place, and keeps the rest; a zone in any case is Temporal's name
+    const moved = await api.call('PUT', path(model.id), operator, { at: '03:30', catchupWindowMinutes: 60 });
+    expect(moved.json.schedule).toMatchObject({ at: '03:30', timezone: 'Europe/Berlin', catchupWindowMinutes: 60 });
+    const utc = await api.call('PUT', path(model.id), operator, { timezone: 'utc' });
+    expect(utc.json.schedule).toMatchObject({ at: '03:30', timezone: 'UTC' });
+    expect(new Date(utc.json.schedule.nextRuns[0]).toISOString()).toMatch(/T03:30:00/);
   });
 
   it('trains on what is new since the last run, and says why when that is too little', async () => {
@@ -183,7 +181,7 @@ describe('the nightly schedule', () => {
     expect((await held.handle.result()).status).toBe('insufficient_data');
   });
 
-  it('pauses and resumes saying who and why, and refuses a pause without a reason', async () => {
+  it('pauses and resumes saying who and why, refuses a pause without a reason, and a run while paused unless forced', async () => {
     // Arrange
     const m = await createTestModel(deps.db);
     await api.call('PUT', path(m.id), operator, {});
@@ -191,7 +189,9 @@ describe('the nightly schedule', () => {
     // Act
     const noReason = await api.call('POST', path(m.id, '/pause'), operator, {});
     const paused = await api.call('POST', path(m.id, '/pause'), operator, { reason: 'base model upgrade' });
-    const resumed = await api.call('POST', path(m.id, '/resume'), operator, {});
+    const refused = await api.call('POST', path(m.id, '/trigger'), operator);
+    const forced = await api.call('POST', path(m.id, '/trigger'), operator, { force: true });
+    const resumed = await api.call('POST', path(m.id, '/resume'), operator);
 
     // Assert
     expect(noReason.status).toBe(400);
@@ -207,7 +207,16 @@ describe('the nightly schedule', () => {
       .where('target_id', '=', m.id)
       .orderBy('id')
       .execute();
-    expect(audit.map((a) => a.action)).toEqual(['schedule.set', 'schedule.pause', 'schedule.resume']);
+    expect(refused.status).toBe(409);
+    expect(refused.json.error).toMatchObject({ code: 'schedule_paused', field: 'body.force' });
+    expect(refused.json.error.message).toContain('base model upgrade');
+    expect(forced.status).toBe(202);
+    expect(audit.map((a) => a.action)).toEqual([
+      'schedule.set',
+      'schedule.pause',
+      'schedule.trigger',
+      'schedule.resume',
+    ]);
   });
 
   it('backfills missed runs: one runs, the rest skip behind it', async () => {
