@@ -13,7 +13,8 @@
 #   - with --clients, the official Python `openai` client (PyPI) in a small venv, for the gateway's smoke test
 #   - with --litellm, the LiteLLM proxy (PyPI) in a venv of its own, the peer `npm run bench:gateway` compares with
 #   - with --datasketch, datasketch (PyPI) in a venv of its own, the peer `npm run bench:score` compares with
-# Usage: scripts/setup.sh [--minio] [--compose] [--test-server] [--clients] [--litellm] [--datasketch]
+#   - with --browser, Debian's chromium, the headless browser the operator pages' tests drive (playwright-core)
+# Usage: scripts/setup.sh [--minio] [--compose] [--test-server] [--clients] [--litellm] [--datasketch] [--browser]
 #        (quiet when nothing to do)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,7 +22,7 @@ cd "$root"
 # shellcheck source=scripts/versions.sh
 source scripts/versions.sh
 
-want_minio=0 want_compose=0 want_test_server=0 want_clients=0 want_litellm=0 want_datasketch=0
+want_minio=0 want_compose=0 want_test_server=0 want_clients=0 want_litellm=0 want_datasketch=0 want_browser=0
 for a in "$@"; do
   case "$a" in
     --minio) want_minio=1 ;;
@@ -30,6 +31,7 @@ for a in "$@"; do
     --clients) want_clients=1 ;;
     --litellm) want_litellm=1 ;;
     --datasketch) want_datasketch=1 ;;
+    --browser) want_browser=1 ;;
     *) echo "setup: unknown option $a" >&2; exit 2 ;;
   esac
 done
@@ -162,6 +164,21 @@ if [ "$want_compose" = 1 ]; then
       (apt-get install -y -qq docker-compose >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq docker-compose >/dev/null; }) >&2
     else
       say "no docker compose found and cannot apt-get install it: install the compose plugin or docker-compose"
+      exit 1
+    fi
+  fi
+fi
+
+# ---- a headless browser (the operator pages' tests) ---------------------------------------------------------
+# playwright-core (an npm dependency) drives it; its own browser downloads come from a CDN this project never uses.
+if [ "$want_browser" = 1 ]; then
+  browser="${TUNELOOP_CHROMIUM:-/usr/bin/chromium}"
+  if [ ! -x "$browser" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      say "installing Debian's chromium (the operator pages' tests drive it headless)"
+      (apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null; }) >&2
+    else
+      say "no chromium at $browser and cannot apt-get install it: install Debian's chromium or set TUNELOOP_CHROMIUM"
       exit 1
     fi
   fi

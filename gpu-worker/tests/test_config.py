@@ -97,6 +97,7 @@ BAD_FIELDS = [
     ("keep_checkpoints", {"keep_checkpoints": 0}, "integer >= 1"),
     ("log_every_steps", {"log_every_steps": 0}, "integer >= 1"),
     ("eval_at_end", {"eval_at_end": 1}, "true or false"),
+    ("eval_every_steps", {"eval_every_steps": 1.5}, "integer >= 0"),
     ("replay_fraction", {"replay_fraction": 1.5}, "[0, 1]"),
     ("run_id", {"run_id": ""}, "non-empty string"),
     ("base_model", {"base_model": "/nonexistent/model"}, "no such directory"),

@@ -113,6 +113,19 @@ def test_a_run_reports_start_progress_checkpoints_eval_and_done(reference):
     assert math.isclose(evaluation["perplexity"], math.exp(evaluation["loss"]))
 
 
+def test_eval_every_steps_draws_the_validation_curve_without_changing_the_training(reference, tmp_path):
+    config = write_config(str(tmp_path), reference.cfg.base_model, eval_every_steps=5)
+    done, events = run_in_process(config)
+
+    evals = [e for e in events if e["event"] == "eval"]
+    assert [e["step"] for e in evals] == [*range(5, reference.total, 5), reference.total]
+    assert all(e["loss"] > 0 and e["rows"] == 8 for e in evals)
+    # No dropout in eval mode, so no RNG drawn: every step's loss is the uninterrupted run's, to the bit.
+    losses = lambda evs: [e["loss"] for e in evs if e["event"] == "progress"]  # noqa: E731
+    assert losses(events) == losses(reference.events)
+    assert done["metrics"]["eval_loss"] == reference.done["metrics"]["eval_loss"]
+
+
 def test_packed_rows_do_not_attend_to_each_other(reference):
     import torch
 

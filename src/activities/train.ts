@@ -8,6 +8,7 @@ import { withAdvisoryLock } from '../db/locks';
 import type { Db } from '../db/pool';
 import { getRun } from '../db/queries/runs';
 import { insertCandidateVersion, productionVersion } from '../db/queries/registry';
+import { recordTrainLog, type TrainLogPoint } from '../db/queries/train-log';
 import { adapterFitsBase } from '../domain/base-fit';
 import { parsePipelineConfig, type TrainingConfig } from '../domain/model-config';
 import { versionName } from '../domain/versions';
@@ -152,6 +153,7 @@ function trainerConfig(o: {
     max_steps: o.t.maxSteps ?? null,
     checkpoint_every_steps: o.t.checkpointEverySteps,
     checkpoint_every_minutes: o.t.checkpointEveryMinutes,
+    eval_every_steps: o.t.evalEverySteps,
     seed: o.t.seed,
   };
 }
@@ -259,8 +261,38 @@ export function createTrainActivities(deps: GpuActivityDeps) {
         let uploads: Promise<void> = Promise.resolve();
         let uploadError: unknown = null;
         const startStep = resume?.step ?? 0;
+        // The curves go to PostgreSQL a batch at a time beside the training, like the uploads: a crash loses at
+        // most the points since the last write, and the resumed attempt reports those steps again.
+        const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+        let pending: TrainLogPoint[] = [];
+        let logWrites: Promise<void> = Promise.resolve();
+        let lastLogWrite = 0;
+        const flushLog = (force = false) => {
+          if (pending.length === 0 || (!force && Date.now() - lastLogWrite < 5_000)) return logWrites;
+          const batch = pending;
+          pending = [];
+          lastLogWrite = Date.now();
+          logWrites = logWrites.then(() =>
+            recordTrainLog(deps.db, input.runId, batch).catch((err: unknown) => {
+              // The curve is for people; training goes on without it.
+              log.warn({ err, points: batch.length }, 'could not record the training curve');
+            }),
+          );
+          return logWrites;
+        };
         const onEvent = (e: TrainerEvent) => {
-          if (e.event === 'progress') {
+          if (e.event === 'eval') {
+            pending.push({ kind: 'validation', step: Number(e.step), loss: num(e.loss), lr: null, tokensPerS: null });
+            void flushLog();
+          } else if (e.event === 'progress') {
+            pending.push({
+              kind: 'train',
+              step: Number(e.step),
+              loss: num(e.loss),
+              lr: num(e.lr),
+              tokensPerS: num(e.tokens_per_s),
+            });
+            void flushLog();
             progress.step = Number(e.step);
             progress.totalSteps = Number(e.total);
             progress.loss = typeof e.loss === 'number' ? e.loss : null;
@@ -305,6 +337,7 @@ export function createTrainActivities(deps: GpuActivityDeps) {
           heartbeat: { everyMs: HEARTBEAT_EVERY_MS, details: () => progress },
           started: (pid) => writeFile(pidFile, String(pid)),
           afterExit: async () => {
+            await flushLog(true);
             await uploads;
             progress.stepsExecuted += Math.max(0, progress.step - startStep);
             beat();

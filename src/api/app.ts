@@ -8,6 +8,8 @@ import { authenticate, requireRole } from './auth';
 import { jsonBody, strictUrlEncoding } from './body';
 import { errorMiddleware, notFound } from './errors';
 import { createHealthRouter } from './health.router';
+import { createDocsRouter } from './docs.router';
+import { createPagesRouter } from './pages/pages.router';
 import { createInteractionsRouter } from './interactions.router';
 import { createRunsRouter } from './runs.router';
 import { createSubjectsRouter } from './subjects.router';
@@ -72,6 +74,9 @@ export function createApp(deps: ApiDeps): express.Express {
   const metrics = new Metrics(deps.db);
   app.use(metrics.middleware);
   app.use(createHealthRouter(deps));
+  app.use(createDocsRouter()); // GET /openapi.json and /docs: no key needed
+  // The operator pages, with their own login (a session cookie) and their own error pages.
+  app.use(createPagesRouter({ db: deps.db, temporal: deps.temporal, store: deps.store, taskQueue: deps.taskQueue }));
   const cache = deps.cache ?? new ServingCache(deps.db);
   const recorder = deps.recorder ?? new ServingRecorder(deps.db, deps.log);
   app.locals.recorder = recorder;

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { RequestHandler } from 'express';
 import type { Db } from '../db/pool';
-import type { Role } from '../db/database';
+import type { ApiKey, Role } from '../db/database';
 import { getApiKey, insertApiKey } from '../db/queries/api-keys';
 import { HttpError } from './errors';
 
@@ -43,6 +43,27 @@ export async function createApiKey(
   return { id, key: `tl_${id}_${secret}` };
 }
 
+/** The key's principal, or null when it is malformed, unknown, revoked or its secret does not match. */
+export async function verifyKey(db: Db, token: string): Promise<Principal | null> {
+  const m = KEY_RE.exec(token);
+  if (!m) return null;
+  const row = await getApiKey(db, m[1]!);
+  const ok =
+    row && !row.revoked_at && timingSafeEqual(Buffer.from(row.secret_sha256, 'hex'), Buffer.from(sha256(m[2]!), 'hex'));
+  if (!ok) return null;
+  return principalOfKey(row);
+}
+
+export function principalOfKey(row: ApiKey): Principal {
+  return {
+    keyId: row.id,
+    name: row.name,
+    role: row.role,
+    appId: row.app_id,
+    models: row.role === 'app' ? row.models : null,
+  };
+}
+
 /**
  * Checks the bearer key. A key that checked out is remembered for `cacheMs` (by a hash of it, never the key
  * itself), so a busy app's calls cost no database round trip; a revoked key stops working within that time.
@@ -61,21 +82,9 @@ export function authenticate(db: Db, opts: { cacheMs?: number } = {}): RequestHa
         req.principal = hit.principal;
         return next();
       }
-      const m = KEY_RE.exec(token);
-      if (!m) throw new HttpError(401, 'unauthenticated', 'invalid API key');
-      const row = await getApiKey(db, m[1]!);
-      const ok =
-        row &&
-        !row.revoked_at &&
-        timingSafeEqual(Buffer.from(row.secret_sha256, 'hex'), Buffer.from(sha256(m[2]!), 'hex'));
-      if (!ok) throw new HttpError(401, 'unauthenticated', 'invalid API key');
-      req.principal = {
-        keyId: row.id,
-        name: row.name,
-        role: row.role,
-        appId: row.app_id,
-        models: row.role === 'app' ? row.models : null,
-      };
+      const principal = await verifyKey(db, token);
+      if (!principal) throw new HttpError(401, 'unauthenticated', 'invalid API key');
+      req.principal = principal;
       if (cacheMs > 0) {
         if (known.size >= 10_000) known.delete(known.keys().next().value!);
         known.set(cacheKey, { principal: req.principal, at: Date.now() });

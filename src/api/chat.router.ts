@@ -65,6 +65,9 @@ const chatSchema = z
   })
   .strict();
 
+/** What this router validates with: the OpenAPI document (openapi.ts) is generated from these very objects. */
+export const chatSchemas = { chat: chatSchema };
+
 export type ChatRouterDeps = ChatServiceDeps;
 
 /** POST /v1/chat (see chat.service.ts): a plain JSON answer, or with `stream: true` server-sent events. */

@@ -1,5 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
-import { ZodError } from 'zod';
+import { z, ZodError } from 'zod';
 import { isTransientDbError } from '../db/pool';
 import type { Logger } from '../log';
 
@@ -16,9 +16,20 @@ export class HttpError extends Error {
   }
 }
 
-export interface ErrorBody {
-  error: { code: string; message: string; field?: string; issues?: { field: string; message: string }[] };
-}
+/** Every error tuneloop's own routes answer (the OpenAI surface has its own shape): the OpenAPI `Error` schema. */
+export const errorBodySchema = z
+  .object({
+    error: z
+      .object({
+        code: z.string().meta({ description: 'What went wrong, for programs: invalid_request, not_found, …' }),
+        message: z.string().meta({ description: 'What went wrong, for people.' }),
+        field: z.string().optional().meta({ description: 'The field at fault: body.messages.1.role, query.model…' }),
+        issues: z.array(z.object({ field: z.string(), message: z.string() }).strict()).optional(),
+      })
+      .strict(),
+  })
+  .strict();
+export type ErrorBody = z.output<typeof errorBodySchema>;
 
 function fieldOf(path: PropertyKey[], where: string): string {
   return [where, ...path.map(String)].join('.');

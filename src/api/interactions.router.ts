@@ -31,6 +31,17 @@ const feedbackParams = z.object({ id: externalId }).strict();
 const feedbackQuery = z.object({ model: slug.optional() }).strict();
 const conversationParams = z.object({ id: conversationIdSchema }).strict();
 
+/** What this router validates with: the OpenAPI document (openapi.ts) is generated from these very objects. */
+export const interactionsSchemas = {
+  /** POST /v1/interactions takes either; bodySchemaFor chooses. */
+  interaction: interactionSchema,
+  batch: batchSchema,
+  feedbackParams,
+  feedbackQuery,
+  feedback: feedbackSchema,
+  conversationParams,
+};
+
 /** A stored feedback as the API shows it. */
 const feedbackView = (f: Feedback, model: string) => ({
   id: f.id,

@@ -21,6 +21,9 @@ const rollbackBody = z.object({ reason: text(2000).optional() }).strict();
 const statusQuery = z.object({ model: slug }).strict();
 const migrationQuery = z.object({ days: z.coerce.number().int().min(1).max(366).default(30) }).strict();
 
+/** What this router validates with: the OpenAPI document (openapi.ts) is generated from these very objects. */
+export const modelsSchemas = { modelParams, rollback: rollbackBody, trainingStatusQuery: statusQuery, migrationQuery };
+
 export interface ModelsRouterDeps {
   db: Db;
   temporal: Client;

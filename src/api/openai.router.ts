@@ -39,7 +39,7 @@ import { parse } from './validate';
 export const OPENAI_BASE = '/openai/v1';
 
 /** Parameters OpenAI defines that tuneloop cannot honour, with what to do instead. */
-const UNSUPPORTED: Record<string, string> = {
+const UNSUPPORTED = {
   tools: 'tool calling is not supported',
   tool_choice: 'tool calling is not supported',
   parallel_tool_calls: 'tool calling is not supported',
@@ -58,7 +58,9 @@ const UNSUPPORTED: Record<string, string> = {
   verbosity: 'verbosity is not supported',
   prompt_cache_key: 'prompt_cache_key is not supported',
   safety_identifier: 'safety_identifier is not supported: the end user goes in `user`',
-};
+} as const satisfies Record<string, string>;
+type Unsupported = keyof typeof UNSUPPORTED;
+const isUnsupported = (key: string): key is Unsupported => Object.hasOwn(UNSUPPORTED, key);
 
 /** A neutral value of an unsupported parameter (n: 1, logprobs: false...) is accepted: it asks for nothing. */
 const NEUTRAL: Record<string, (v: unknown) => boolean> = {
@@ -100,6 +102,20 @@ const responseFormat = z.discriminatedUnion('type', [
     .strict(),
 ]);
 
+/**
+ * Every unsupported parameter may be sent as null, which asks for nothing (parseCompletion refuses any other value
+ * first, naming it); the neutral values of those below are in the schema itself.
+ */
+const unsupportedAsNull = Object.fromEntries(
+  Object.entries(UNSUPPORTED).map(([key, why]) => [
+    key,
+    z
+      .null()
+      .optional()
+      .meta({ description: `${why}: only null (the same as leaving it out) is accepted` }),
+  ]),
+) as { [K in Unsupported]: z.ZodOptional<z.ZodNull> };
+
 const metadata = z
   .record(z.string().min(1).max(64), z.string().max(512))
   .refine((m) => Object.keys(m).length <= 16, { message: 'at most 16 keys' });
@@ -134,10 +150,33 @@ const completionRequest = z
     response_format: responseFormat.optional(),
     user: externalId.optional(),
     metadata: metadata.nullable().optional(),
-    n: z.unknown().optional(),
-    logprobs: z.unknown().optional(),
-    store: z.unknown().optional(),
-    modalities: z.unknown().optional(),
+    ...unsupportedAsNull,
+    // The neutral values of parameters we cannot honour (see NEUTRAL).
+    n: z.literal(1).optional(),
+    logprobs: z.literal(false).nullable().optional(),
+    store: z.literal(false).nullable().optional(),
+    modalities: z
+      .tuple([z.literal('text')])
+      .nullable()
+      .optional(),
+  })
+  .strict();
+const modelParams = z.object({ model: z.string().max(200) }).strict();
+
+/** What this router validates with: the OpenAPI document (openapi.ts) is generated from these very objects. */
+export const openAiSchemas = { completion: completionRequest, modelParams };
+
+/** An error as OpenAI answers it (and its SDKs read it), with the status tuneloop's own routes give. */
+export const openAiErrorSchema = z
+  .object({
+    error: z
+      .object({
+        message: z.string(),
+        type: z.string().meta({ description: 'invalid_request_error, authentication_error, … by status' }),
+        param: z.string().nullable().meta({ description: 'The parameter at fault: messages[2].content…' }),
+        code: z.string(),
+      })
+      .strict(),
   })
   .strict();
 type CompletionRequest = z.output<typeof completionRequest>;
@@ -205,7 +244,7 @@ export function createOpenAiRouter(deps: OpenAiRouterDeps) {
 
   router.get('/models/:model', requireRole('app', 'operator'), async (req, res) => {
     const p = principalOf(req);
-    const { model } = parse(z.object({ model: z.string().max(200) }).strict(), req, 'params');
+    const { model } = parse(modelParams, req, 'params');
     const found = (await visibleModels(deps.db, p)).find((m) => m.id === model);
     if (!found) throw new HttpError(404, 'model_not_found', `The model '${model}' does not exist`, 'model');
     res.json(modelObject(found));
@@ -233,10 +272,10 @@ function parseCompletion(raw: unknown, isJson: string | false | null): Completio
     throw new HttpError(415, 'unsupported_media_type', 'send the body as a JSON object (application/json)', 'body');
   }
   for (const [key, value] of Object.entries(raw)) {
-    if (value === null && key in UNSUPPORTED) continue;
+    if (value === null && isUnsupported(key)) continue;
     if (key in NEUTRAL && NEUTRAL[key]!(value)) continue;
-    if (key in UNSUPPORTED || key === 'n') {
-      const why = key === 'n' ? 'only one choice per call is supported (n: 1)' : UNSUPPORTED[key];
+    if (isUnsupported(key) || key === 'n') {
+      const why = key === 'n' ? 'only one choice per call is supported (n: 1)' : UNSUPPORTED[key as Unsupported];
       throw new HttpError(400, 'unsupported_parameter', `Unsupported parameter: '${key}': ${why}`, key);
     }
   }
@@ -436,6 +475,9 @@ export function openAiErrors(log: Logger): ErrorRequestHandler {
     }
     const type = TYPES[status] ?? (status >= 500 ? 'server_error' : 'invalid_request_error');
     const param = body.error.field ? body.error.field.replace(/^(body|query|params)\./, '') : null;
-    res.status(status).json({ error: { message: body.error.message, type, param, code: body.error.code } });
+    const answer: z.output<typeof openAiErrorSchema> = {
+      error: { message: body.error.message, type, param, code: body.error.code },
+    };
+    res.status(status).json(answer);
   };
 }

@@ -6,6 +6,7 @@ import type { Run } from '../db/database';
 import { audit } from '../db/queries/audit';
 import { modelExists } from '../db/queries/models';
 import { getRun, listRuns } from '../db/queries/runs';
+import { trainLog } from '../db/queries/train-log';
 import { slug } from '../domain/model-config';
 import { startPipeline } from '../temporal/pipeline-client';
 import { trainingProgress, type TrainingProgress } from '../temporal/training-progress';
@@ -17,7 +18,7 @@ import {
   type StageReport,
 } from '../workflows/messages';
 import { text } from '../ingest/text';
-import { actorOf, assertModelAccess, principalOf, requireRole } from './auth';
+import { actorOf, assertModelAccess, principalOf, requireRole, type Principal } from './auth';
 import { HttpError } from './errors';
 import { renderQualityExamples } from './quality-examples';
 import { parse } from './validate';
@@ -33,6 +34,9 @@ const listSchema = z
 const idSchema = z.object({ id: z.string().regex(/^[A-Za-z0-9-]{1,100}$/, 'expected a run id') }).strict();
 // `approved` has no default: an empty body must not send a canary to 100 %.
 const approveSchema = z.object({ approved: z.boolean(), reason: text(2000).optional() }).strict();
+
+/** What this router validates with: the OpenAPI document (openapi.ts) is generated from these very objects. */
+export const runsSchemas = { start: startSchema, list: listSchema, runParams: idSchema, approve: approveSchema };
 
 export interface RunsRouterDeps {
   db: Db;
@@ -56,6 +60,56 @@ function runView(r: Run) {
     stages: r.stages,
     result: r.result,
   };
+}
+
+export type RunView = Omit<ReturnType<typeof runView>, 'stages'> & {
+  stage?: string | null;
+  training?: TrainingProgress;
+  stages: StageReport[];
+};
+
+/**
+ * A run as its API and its page show it: the database's record, or, while it runs, the workflow's own status
+ * (stage by stage) and the train activity's live progress; the quality report's examples rendered from
+ * PostgreSQL. 404 for a run the principal may not see.
+ */
+export async function readRun(
+  { db, temporal, log }: { db: Db; temporal: Client; log?: { warn: (o: object, m: string) => void } },
+  id: string,
+  p: Principal,
+): Promise<{ run: RunView; live: boolean }> {
+  let run = await getRun(db, id);
+  if (!run || (p.models && !p.models.includes(run.model_id)))
+    throw new HttpError(404, 'run_not_found', `run ${id} not found`);
+  let live: PipelineStatus | null = null;
+  if (run.status === 'running') {
+    try {
+      live = await temporal.workflow.getHandle(run.workflow_id, run.id).query(statusQuery);
+    } catch (err) {
+      log?.warn({ err }, 'status query failed; answering from the database');
+    }
+  }
+  if (live && live.status !== 'running') {
+    // It ended between our two reads; the database has its final record.
+    run = (await getRun(db, id)) ?? run;
+    live = null;
+  }
+  let training: TrainingProgress | null = null;
+  if (live?.stage === 'train') {
+    training = await trainingProgress(temporal, run.workflow_id, run.id).catch((err: unknown) => {
+      log?.warn({ err }, 'training progress unavailable');
+      return null;
+    });
+  }
+  const view = {
+    ...runView(run),
+    ...(live ? { status: live.status, stage: live.stage, stages: live.stages } : {}),
+    // Live from the train activity's heartbeats: step, total, loss, tokens/s, ETA.
+    ...(training ? { training } : {}),
+  };
+  // The quality report's examples, rendered now from PostgreSQL and redacted (the report keeps ids only).
+  const stages = await renderQualityExamples(db, view.stages as StageReport[]);
+  return { run: { ...view, stages }, live: live !== null };
 }
 
 export function createRunsRouter({ db, temporal, taskQueue, gpuTaskQueue, gpuHeartbeatTimeoutS }: RunsRouterDeps) {
@@ -101,40 +155,19 @@ export function createRunsRouter({ db, temporal, taskQueue, gpuTaskQueue, gpuHea
   });
 
   router.get('/v1/runs/:id', requireRole('app', 'operator'), async (req, res) => {
-    const p = principalOf(req);
     const { id } = parse(idSchema, req, 'params');
-    let run = await getRun(db, id);
+    const view = await readRun({ db, temporal, log: req.log }, id, principalOf(req));
+    res.json({ run: view.run, live: view.live });
+  });
+
+  /** The train stage's curves: the training loss of every logged step, the held-out loss of every evaluation. */
+  router.get('/v1/runs/:id/training-log', requireRole('app', 'operator'), async (req, res) => {
+    const { id } = parse(idSchema, req, 'params');
+    const run = await getRun(db, id);
+    const p = principalOf(req);
     if (!run || (p.models && !p.models.includes(run.model_id)))
       throw new HttpError(404, 'run_not_found', `run ${id} not found`);
-    let live: PipelineStatus | null = null;
-    if (run.status === 'running') {
-      try {
-        live = await temporal.workflow.getHandle(run.workflow_id, run.id).query(statusQuery);
-      } catch (err) {
-        req.log?.warn({ err }, 'status query failed; answering from the database');
-      }
-    }
-    if (live && live.status !== 'running') {
-      // It ended between our two reads; the database has its final record.
-      run = (await getRun(db, id)) ?? run;
-      live = null;
-    }
-    let training: TrainingProgress | null = null;
-    if (live?.stage === 'train') {
-      training = await trainingProgress(temporal, run.workflow_id, run.id).catch((err: unknown) => {
-        req.log?.warn({ err }, 'training progress unavailable');
-        return null;
-      });
-    }
-    const view = {
-      ...runView(run),
-      ...(live ? { status: live.status, stage: live.stage, stages: live.stages } : {}),
-      // Live from the train activity's heartbeats: step, total, loss, tokens/s, ETA.
-      ...(training ? { training } : {}),
-    };
-    // The quality report's examples, rendered now from PostgreSQL and redacted (the report keeps ids only).
-    const stages = await renderQualityExamples(db, view.stages as StageReport[]);
-    res.json({ run: { ...view, stages }, live: live !== null });
+    res.json({ id, ...(await trainLog(db, id)) });
   });
 
   router.post('/v1/runs/:id/cancel', requireRole('operator'), async (req, res) => {

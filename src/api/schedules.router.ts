@@ -21,6 +21,16 @@ import { parse } from './validate';
 
 const modelParams = z.object({ model: slug }).strict();
 
+/** What this router validates with: the OpenAPI document (openapi.ts) is generated from these very objects. */
+export const schedulesSchemas = {
+  modelParams,
+  settings: scheduleSettingsSchema,
+  pause: pauseSchema,
+  resume: resumeSchema,
+  trigger: triggerSchema,
+  backfill: backfillSchema,
+};
+
 export interface SchedulesRouterDeps extends ScheduleTarget {
   db: Db;
   temporal: Client;

@@ -17,6 +17,15 @@ import { parse } from './validate';
 const consentSchema = z.object({ training: z.boolean(), policyVersion: text(100) }).strict();
 const paramsSchema = z.object({ id: externalId }).strict();
 const querySchema = z.object({ app: slug.optional() }).strict();
+const erasureParams = z.object({ id: z.uuid() }).strict();
+
+/** What this router validates with: the OpenAPI document (openapi.ts) is generated from these very objects. */
+export const subjectsSchemas = {
+  consent: consentSchema,
+  subjectParams: paramsSchema,
+  appQuery: querySchema,
+  erasureParams,
+};
 
 export interface SubjectsRouterDeps {
   db: Db;
@@ -100,7 +109,7 @@ export function createSubjectsRouter({ db, temporal, taskQueue, erasureWaitMs = 
   });
 
   router.get('/v1/erasures/:id', requireRole('admin'), async (req, res) => {
-    const { id } = parse(z.object({ id: z.uuid() }).strict(), req, 'params');
+    const { id } = parse(erasureParams, req, 'params');
     const view = await erasureView(db, id);
     if (!view) throw new HttpError(404, 'erasure_not_found', `erasure ${id} not found`);
     res.json(view);

@@ -273,6 +273,25 @@ export interface ApiKeyTable {
   revoked_at: NullableTimestamp;
 }
 
+/** The train stage's curves: one row per logged step (`train`) and per held-out evaluation (`validation`). */
+export interface TrainLogTable {
+  run_id: string;
+  kind: 'train' | 'validation';
+  step: number;
+  loss: number | null;
+  lr: number | null;
+  tokens_per_s: number | null;
+  at: GeneratedTimestamp;
+}
+
+/** An operator page session: the sha256 of its cookie's secret, the operator key it came from. */
+export interface OperatorSessionTable {
+  secret_sha256: string;
+  key_id: string;
+  created_at: GeneratedTimestamp;
+  expires_at: Date;
+}
+
 export interface AuditLogTable {
   id: Generated<number>;
   at: GeneratedTimestamp;
@@ -291,6 +310,8 @@ export interface Database {
   interactions: InteractionTable;
   shadow_pairs: ShadowPairTable;
   row_scores: RowScoreTable;
+  train_log: TrainLogTable;
+  operator_sessions: OperatorSessionTable;
   feedback: FeedbackTable;
   runs: RunTable;
   datasets: DatasetTable;

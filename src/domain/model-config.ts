@@ -64,6 +64,8 @@ export const trainingConfigSchema = z
       .positive()
       .max(24 * 60)
       .default(10),
+    /** The held-out loss every N steps too (the run page's validation curve); 0: at the end only. */
+    evalEverySteps: z.number().int().min(0).default(50),
     seed: z.number().int().min(0).default(0),
   })
   .strict()

@@ -64,6 +64,11 @@ export const metadataSchema = z
     const bytes = Buffer.byteLength(JSON.stringify(m), 'utf8');
     if (bytes > METADATA_LIMITS.bytes)
       ctx.addIssue({ code: 'custom', message: `at most ${METADATA_LIMITS.bytes} bytes as JSON; this is ${bytes}` });
+  })
+  // What the check above is, in JSON Schema (the OpenAPI document's): a z.custom has no representation of its own.
+  .meta({
+    type: 'object',
+    description: `Any JSON object, at most ${METADATA_LIMITS.bytes} bytes as JSON and ${METADATA_LIMITS.depth} levels deep; keys of at most ${METADATA_LIMITS.keyChars} characters; no control characters in keys or strings.`,
   });
 
 /**

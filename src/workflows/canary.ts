@@ -1,5 +1,6 @@
 import { condition, log, sleep, upsertSearchAttributes } from '@temporalio/workflow';
 import type { PipelineConfig } from '../domain/model-config';
+import type { CanaryVerdict } from '../domain/canary';
 import { STAGE_SEARCH_ATTRIBUTE, type CanaryState } from './messages';
 import type { PipelineRun } from './run-status';
 import { servingMoves } from './timeouts';
@@ -9,6 +10,14 @@ export interface CanaryOutcome {
   reasons: string[];
   /** The traffic steps (percent) the canary passed. */
   steps: number[];
+  /** Each comparison with production, in order: the step, the verdict and both sides' numbers (run pages). */
+  checks?: CanaryCheck[];
+}
+
+export interface CanaryCheck extends CanaryVerdict {
+  percent: number;
+  /** 0 for the step's first comparison; more when too little traffic held the step longer. */
+  extension: number;
 }
 
 export interface Approval {
@@ -27,10 +36,11 @@ type CanaryConfig = PipelineConfig['canary'];
 export async function runCanary(run: PipelineRun, c: CanaryConfig, versionId: string): Promise<CanaryOutcome> {
   const ids = { runId: run.runId, model: run.input.model, versionId };
   const done: number[] = [];
+  const checks: CanaryCheck[] = [];
   const rollback = async (reason: string): Promise<CanaryOutcome> => {
     await servingMoves.endCanary({ ...ids, reason });
     run.state.canary = null;
-    return { outcome: 'rolled_back', reasons: [reason], steps: done };
+    return { outcome: 'rolled_back', reasons: [reason], steps: done, checks };
   };
   // The first version is compared with the incumbent when the model has one (the app's hosted model serves the
   // other subjects); without one it has nothing to be compared with, and the API nothing to serve the other
@@ -45,6 +55,7 @@ export async function runCanary(run: PipelineRun, c: CanaryConfig, versionId: st
     for (let extension = 0; ; extension++) {
       await sleep(c.holdSeconds * 1000);
       const v = await servingMoves.compareCanary({ ...ids, since });
+      checks.push({ ...v, percent, extension });
       canary.last = { verdict: v.verdict, reasons: v.reasons };
       if (v.verdict === 'fail')
         return rollback(`canary worse than production at ${percent} %: ${v.reasons.join('; ')}`);
@@ -67,6 +78,7 @@ export async function runCanary(run: PipelineRun, c: CanaryConfig, versionId: st
     outcome: 'passed',
     reasons: production || incumbent ? [] : ['no production version yet: nothing to compare with, no traffic steps'],
     steps: done,
+    checks,
   };
 }
 

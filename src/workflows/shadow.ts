@@ -10,6 +10,8 @@ export interface ShadowOutcome {
   /** The last verdict: pairs, dropped calls, error rate, latency ratio, win-or-tie rate with its interval. */
   verdict: ShadowVerdict | null;
   extensions: number;
+  /** Every comparison, in order (each over all pairs since the shadow began); the last is `verdict`. */
+  checks?: ShadowVerdict[];
 }
 
 /**
@@ -33,27 +35,29 @@ export async function runShadow(run: PipelineRun, c: ShadowConfig, versionId: st
   const { since } = await servingMoves.setShadow(ids);
   const end = (reason: string, rolledBack: boolean) =>
     CancellationScope.nonCancellable(() => servingMoves.endShadow({ ...ids, reason, rolledBack }));
+  const checks: ShadowVerdict[] = [];
   for (let extension = 0; ; extension++) {
     await sleep(c.holdSeconds * 1000);
     const last = await judging.compareShadow({ ...ids, since });
+    checks.push(last);
     if (last.verdict === 'fail') {
       const reason = `shadow: candidate worse than production: ${last.reasons.join('; ')}`;
       await end(reason, true);
-      return { outcome: 'rolled_back', reasons: [reason], verdict: last, extensions: extension };
+      return { outcome: 'rolled_back', reasons: [reason], verdict: last, extensions: extension, checks };
     }
     if (last.verdict === 'pass') {
       await end('shadow passed', false);
-      return { outcome: 'passed', reasons: [], verdict: last, extensions: extension };
+      return { outcome: 'passed', reasons: [], verdict: last, extensions: extension, checks };
     }
     if (extension >= c.maxExtensions) {
       if (c.insufficientTraffic === 'rollback') {
         const reason = `too little shadow evidence: ${last.reasons.join('; ')}`;
         await end(reason, true);
-        return { outcome: 'rolled_back', reasons: [reason], verdict: last, extensions: extension };
+        return { outcome: 'rolled_back', reasons: [reason], verdict: last, extensions: extension, checks };
       }
       log.warn('too little shadow evidence; proceeding as configured', { reasons: last.reasons });
       await end('shadow over: too little evidence, proceeding as configured', false);
-      return { outcome: 'passed', reasons: last.reasons, verdict: last, extensions: extension };
+      return { outcome: 'passed', reasons: last.reasons, verdict: last, extensions: extension, checks };
     }
   }
 }

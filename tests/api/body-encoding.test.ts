@@ -129,7 +129,9 @@ describe('request bytes that are not UTF-8', () => {
   });
 
   it('every route that takes a body refuses them the same way, and nothing anywhere changes', async () => {
-    const routes = bodyRoutes(api.app);
+    // The operator pages' forms are not JSON (their login refuses a mangled key like any wrong one and writes
+    // nothing: tests/api/pages.test.ts).
+    const routes = bodyRoutes(api.app).filter((r) => !r.path.startsWith('/ui'));
     // The routes this project has today, so that a broken route table cannot make the loop below empty.
     expect(routes.map((r) => `${r.method} ${r.path}`)).toEqual(
       expect.arrayContaining([

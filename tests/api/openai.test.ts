@@ -273,6 +273,21 @@ describe('POST /openai/v1/chat/completions with the official client', () => {
     expect((await callsOf(local)).length).toBe(before);
   });
 
+  it('accepts what asks nothing of a parameter it cannot honour: null, n: 1, logprobs: false, text only', async () => {
+    // Act
+    const answer = await client.chat.completions.create({
+      model: local.id,
+      messages: user('hi'),
+      max_tokens: 4,
+      user: 'u-neutral',
+      ...{ tools: null, tool_choice: null, service_tier: null, top_logprobs: null },
+      ...{ n: 1, logprobs: false, store: false, modalities: ['text'] },
+    } as never);
+
+    // Assert
+    expect(answer).toMatchObject({ object: 'chat.completion', model: local.id });
+  });
+
   it('raises the typed errors: authentication, permission, not found', async () => {
     const stranger = new OpenAI({ baseURL: `${api.baseUrl}/openai/v1`, apiKey: 'tl_000000000000_nope', maxRetries: 0 });
     await expect(stranger.models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);

@@ -49,6 +49,8 @@ describe('the canary', () => {
       outcome: 'passed',
       reasons: [],
       steps: [5, 25, 50],
+      // Each comparison, with its step, for the run page.
+      checks: [5, 25, 50].map((percent) => expect.objectContaining({ verdict: 'pass', percent, extension: 0 })),
     });
     expect(names(calls)).toContain('promote');
   });

@@ -15,6 +15,8 @@ declare module 'vitest' {
   export interface ProvidedContext {
     pgAdminUrl: string;
     temporalAddress: string;
+    /** The dev server's web UI (the operator pages' browser test finds a run there). */
+    temporalUiUrl: string;
     workflowBundlePath: string;
     tmpRoot: string;
     /** Holds the tiny base model (`tiny-llama`) that training tests use. */
@@ -40,11 +42,11 @@ export default async function setup(project: TestProject) {
     freePort().then((port) =>
       startEmbeddedPostgres({ dir: path.join(tmpRoot, 'pg'), port, database: 'postgres', log }),
     ),
-    freePort().then((port) =>
+    Promise.all([freePort(), freePort()]).then(([port, uiPort]) =>
       startTemporalDevServer({
         dbFile: path.join(tmpRoot, 'temporal.sqlite'),
         port,
-        uiPort: null,
+        uiPort,
         namespace: 'default',
         log,
         readyTimeoutMs: 120_000,
@@ -58,6 +60,7 @@ export default async function setup(project: TestProject) {
   await writeFile(workflowBundlePath, bundle.code);
   project.provide('pgAdminUrl', pg.url);
   project.provide('temporalAddress', temporal.address);
+  project.provide('temporalUiUrl', temporal.uiUrl);
   project.provide('workflowBundlePath', workflowBundlePath);
   project.provide('tmpRoot', tmpRoot);
   project.provide('modelsDir', modelsDir);

@@ -46,6 +46,7 @@ const TRAINING_DEFAULTS = {
   maxLength: 2048,
   checkpointEverySteps: 50,
   checkpointEveryMinutes: 10,
+  evalEverySteps: 50,
   seed: 0,
 };
 

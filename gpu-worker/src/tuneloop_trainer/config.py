@@ -39,6 +39,7 @@ Training fields (default):
   seed                    0
   checkpoint_every_steps  50 (0: off);  checkpoint_every_minutes 10 (0: off);  keep_checkpoints 3
   log_every_steps         1;  eval_at_end true;  run_id null (echoed in every event)
+  eval_every_steps        0 (off): the held-out loss every N steps too, for the validation curve (not at the end)
 """
 
 from __future__ import annotations
@@ -206,6 +207,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     log_every_steps: int = 1
     eval_at_end: bool = True
+    eval_every_steps: int = 0
     device: str = "auto"
     run_id: str | None = None
 
@@ -251,6 +253,7 @@ class TrainConfig:
         check_number("checkpoint_every_minutes", self.checkpoint_every_minutes, low=0, high=7 * 24 * 60)
         check_int("keep_checkpoints", self.keep_checkpoints, low=1)
         check_int("log_every_steps", self.log_every_steps, low=1)
+        check_int("eval_every_steps", self.eval_every_steps, low=0)
 
     def _check_batches(self) -> None:
         check_int("effective_batch_size", self.effective_batch_size, low=1)

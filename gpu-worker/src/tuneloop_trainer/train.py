@@ -15,7 +15,7 @@ step's loss is the sum of token losses over all its micro-batches divided by the
 the loop are engine.py's (which bench times too); this module adds the data plan, checkpoints, progress and stops.
 
 Stdout (see protocol.py): start, progress (every log_every_steps), checkpoint (reason steps | timer | signal |
-final), eval (when validation_file is set), done. Checkpoints go to output_dir/checkpoints (newest
+final), eval (when validation_file is set: every eval_every_steps steps and at the end), done. Checkpoints go to output_dir/checkpoints (newest
 keep_checkpoints kept), the final adapter to output_dir/adapter.
 
 Stopping (lifecycle.py): SIGTERM or SIGINT (and, with --watch-stdin, EOF on stdin; on Linux also the death of the
@@ -27,6 +27,7 @@ new to save.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import logging
 import math
@@ -342,7 +343,8 @@ class Reporter:
 
 
 def train_loop(model: Any, optimizer: Any, scheduler: Any, tokenizer: Any, cfg: TrainConfig, plan: Plan,
-               runtime: Runtime, progress: Progress, stop: StopRequest) -> Checkpointer:  # fmt: skip
+               runtime: Runtime, progress: Progress, stop: StopRequest,
+               validation_rows: list | None = None) -> Checkpointer:  # fmt: skip
     """engine.run_steps over the plan's remaining steps, with progress lines, checkpoints and stopping."""
     saver = Checkpointer(cfg, plan, model, optimizer, scheduler)
     reporter = Reporter(cfg, plan, runtime.device, progress.step)
@@ -364,6 +366,11 @@ def train_loop(model: Any, optimizer: Any, scheduler: Any, tokenizer: Any, cfg: 
         progress.elapsed_s += now - tick
         tick = now
         reporter.step_done(progress, result, lr)
+        if validation_rows and cfg.eval_every_steps and step % cfg.eval_every_steps == 0 and step < plan.total_steps:
+            # The validation curve. In eval mode without gradients: no dropout, so no RNG drawn, and the training
+            # that follows is exactly what it would have been. A stop during it skips it; the checkpoint below runs.
+            with contextlib.suppress(Interrupted):
+                _eval(model, tokenizer, validation_rows, cfg, runtime, step, stop)
         reason = saver.reason(step, stop)
         if reason:
             saver.save(progress, reason)
@@ -418,7 +425,7 @@ def run(cfg: TrainConfig, *, resume: str | None = None, stop: StopRequest | None
     if stop.is_set():
         raise Interrupted(f"{stop.reason} before training started; nothing to checkpoint")
     emit_start(cfg, plan, runtime, model, progress, resume)
-    saver = train_loop(model, optimizer, scheduler, tokenizer, cfg, plan, runtime, progress, stop)
+    saver = train_loop(model, optimizer, scheduler, tokenizer, cfg, plan, runtime, progress, stop, validation_rows)
     final_checkpoint = saver.last_path
     if saver.last_step != progress.step and resume is not None:
         final_checkpoint = os.path.abspath(resume)  # resumed from the final checkpoint itself: nothing new to save
@@ -426,7 +433,7 @@ def run(cfg: TrainConfig, *, resume: str | None = None, stop: StopRequest | None
     eval_loss = None
     if validation_rows is not None and cfg.eval_at_end:
         try:
-            eval_loss = _final_eval(model, tokenizer, validation_rows, cfg, runtime, progress.step, stop)
+            eval_loss = _eval(model, tokenizer, validation_rows, cfg, runtime, progress.step, stop)
         except Interrupted:
             emit("checkpoint", step=progress.step, path=final_checkpoint, reason="signal", run_id=cfg.run_id)
             raise
@@ -478,7 +485,7 @@ def emit_start(cfg: TrainConfig, plan: Plan, runtime: Runtime, model: Any, progr
     )
 
 
-def _final_eval(model: Any, tokenizer: Any, rows: list, cfg: TrainConfig, runtime: Runtime, step: int,
+def _eval(model: Any, tokenizer: Any, rows: list, cfg: TrainConfig, runtime: Runtime, step: int,
                 stop: StopRequest) -> float | None:  # fmt: skip
     loss, tokens, used = engine.evaluation_loss(model, tokenizer, rows, cfg, runtime, stop)
     if not used:
