@@ -308,7 +308,11 @@ export function createTrainActivities(deps: GpuActivityDeps) {
             log.info({ attempt, step: e.step, total: e.total_steps, resumedFrom: e.resumed_from }, 'trainer started');
           } else if (e.event === 'checkpoint') {
             const dir = String(e.path);
+            // The curve up to this step is written before the checkpoint can become a resume point: a crash
+            // after it leaves no gap (the resumed attempt reports every later step again).
+            const logged = flushLog(true);
             uploads = uploads.then(async () => {
+              await logged;
               if (uploadError) return;
               try {
                 const up = await uploadCheckpoint(deps, input.runId, dir);

@@ -35,7 +35,7 @@ export async function ScheduledRun(input: ScheduledRunInput): Promise<ScheduledR
       typedSearchAttributes: new TypedSearchAttributes([{ key: MODEL_SEARCH_ATTRIBUTE, value: input.model }]),
     });
   } catch (err) {
-    if (err instanceof WorkflowExecutionAlreadyStartedError) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError && input.model === '') {
       return { runId: null, status: 'skipped', reason: `a run of ${input.model} was going already` };
     }
     throw err;

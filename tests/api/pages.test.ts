@@ -205,6 +205,10 @@ describe('operator pages', () => {
         s.status.replace(/_/g, ' '),
       );
     }
+    // A bar on the time axis for every stage that ran.
+    expect(await page.locator('table.timeline svg.bar rect').count()).toBe(
+      result.stages.filter((s) => s.startedAt).length,
+    );
     // The loss chart: one point per step the trainer logged (every step here), the held-out loss every 4 steps.
     const log = await api.call('GET', `/v1/runs/${result.runId}/training-log`, operatorKey);
     expect(log.status).toBe(200);

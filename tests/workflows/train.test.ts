@@ -5,6 +5,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { listStoredCheckpoints } from '../../src/activities/checkpoints';
+import { trainLog } from '../../src/db/queries/train-log';
 import { createApiKey } from '../../src/api/auth';
 import type { Db } from '../../src/db/pool';
 import { REPO_ROOT } from '../../src/config';
@@ -108,6 +109,15 @@ describe('train and evaluate in the pipeline', () => {
       expect(evaluation.candidate.loss).toBeLessThan(evaluation.baseline.loss);
       expect(evaluation.candidate.perplexity).toBeCloseTo(Math.exp(evaluation.candidate.loss), 3);
       expect(evaluation.pairsKey).not.toBeNull();
+
+      // The training curve: every step from the resume point on, once (a redone step replaced, not repeated).
+      // Steps the orphan trained alone, with nobody reading its output, may be missing before it.
+      const curve = (await trainLog(db, run.runId)).train.map((p) => p.step);
+      expect(new Set(curve).size).toBe(curve.length);
+      expect(curve.filter((step) => step > summary.resumedFrom!)).toEqual(
+        Array.from({ length: planned - summary.resumedFrom! }, (_, i) => summary.resumedFrom! + i + 1),
+      );
+      expect(curve.filter((step) => step <= summary.resumedFrom!).length).toBeGreaterThan(0);
 
       const stored = await listStoredCheckpoints(store, run.runId);
       expect(stored.filter((s) => s.complete).length).toBeLessThanOrEqual(3);
@@ -302,6 +312,15 @@ describe('train and evaluate in the pipeline', () => {
       expect(attempts.size).toBeGreaterThanOrEqual(2);
       expect(trained).toBeGreaterThanOrEqual(planned);
       expect(trained).toBeLessThan(1.5 * planned);
+
+      // The training curve: every step from the resume point on, once (a redone step replaced, not repeated).
+      // Steps the orphan trained alone, with nobody reading its output, may be missing before it.
+      const curve = (await trainLog(db, run.runId)).train.map((p) => p.step);
+      expect(new Set(curve).size).toBe(curve.length);
+      expect(curve.filter((step) => step > summary.resumedFrom!)).toEqual(
+        Array.from({ length: planned - summary.resumedFrom! }, (_, i) => summary.resumedFrom! + i + 1),
+      );
+      expect(curve.filter((step) => step <= summary.resumedFrom!).length).toBeGreaterThan(0);
 
       const stored = await listStoredCheckpoints(store, run.runId);
       expect(stored.filter((s) => s.complete).length).toBeLessThanOrEqual(3);

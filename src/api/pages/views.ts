@@ -13,6 +13,9 @@ const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 const n = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 const s = (v: unknown): string | null => (typeof v === 'string' ? v : null);
 
+/** Long answers cut for the table (the judge saw them whole). */
+const clip = (t: string, max = 800) => (t.length > max ? `${t.slice(0, max)}…` : t);
+
 const atPercent = (p: number | null) => (p === null ? '' : `at ${p} %`);
 
 // ------------------------------------------------------------------------------------------------------ index
@@ -154,69 +157,51 @@ export function runBody({ run, live, log, samples }: RunPage): Html {
 const msBetween = (a: string | null, b: string | null) =>
   a && b ? new Date(b).getTime() - new Date(a).getTime() : null;
 
-/** The stages on a time axis (an SVG: bars as attributes, so the page needs no inline style). */
+/** The stages on a time axis: a bar per stage, each in its own small SVG (attributes, so the CSP needs no inline style). */
 function timeline(stages: StageReport[], end: Date): Html {
   const ran = stages.filter((st) => st.startedAt);
   const t0 = Math.min(...ran.map((st) => new Date(st.startedAt!).getTime()));
   const t1 = Math.max(end.getTime(), ...ran.map((st) => new Date(st.endedAt ?? end).getTime()));
   const span = Math.max(t1 - t0, 1);
   const W = 600;
-  const rowH = 22;
-  const bars = stages.map((st, i) => {
+  const bar = (st: StageReport) => {
     if (!st.startedAt) return '';
-    const x = ((new Date(st.startedAt).getTime() - t0) / span) * W;
-    const w = Math.max(((new Date(st.endedAt ?? end).getTime() - new Date(st.startedAt).getTime()) / span) * W, 2);
-    return html`<rect
-      class="bar ${st.status}"
-      x="${x.toFixed(1)}"
-      y="${i * rowH + 4}"
-      width="${w.toFixed(1)}"
-      height="${rowH - 8}"
-      ><title>${st.name}: ${duration(msBetween(st.startedAt, st.endedAt))}</title></rect
-    >`;
-  });
-  return html`<div class="timeline">
-    <table>
-      <thead>
-        <tr>
-          <th>Stage</th>
-          <th>Status</th>
-          <th>Took</th>
-          <th class="wide">
-            <svg viewBox="0 0 ${W} 0" class="axis" aria-hidden="true"></svg>${
-              ran.length ? html`<span class="sub">${when(new Date(t0))} → ${duration(span)}</span>` : ''
-            }
-          </th>
-        </tr>
-      </thead>
-      <tbody>
-        ${stages.map(
-          (st, i) =>
-            html`<tr class="stage" data-stage="${st.name}">
-              <td>${st.name}</td>
-              <td>${badge(st.status)}</td>
-              <td>${st.startedAt ? duration(msBetween(st.startedAt, st.endedAt ?? end.toISOString())) : '–'}</td>
-              <td class="wide">
-                ${
-                  i === 0
-                    ? html`<svg
-                        class="bars"
-                        viewBox="0 0 ${W} ${stages.length * rowH}"
-                        preserveAspectRatio="none"
-                        role="img"
-                        aria-label="stage timeline"
-                      >
-                        ${bars}
-                      </svg>`
-                    : ''
-                }
-                ${st.reason ? html`<span class="sub">${st.reason}</span>` : ''}
-              </td>
-            </tr>`,
-        )}
-      </tbody>
-    </table>
-  </div>`;
+    const from = new Date(st.startedAt).getTime();
+    const x = ((from - t0) / span) * W;
+    const w = Math.max(((new Date(st.endedAt ?? end).getTime() - from) / span) * W, 2);
+    return html`<svg
+      class="bar"
+      viewBox="0 0 ${W} 12"
+      preserveAspectRatio="none"
+      role="img"
+      aria-label="${st.name}: ${duration(msBetween(st.startedAt, st.endedAt))}"
+    >
+      <rect class="bar ${st.status}" x="${x.toFixed(1)}" y="0" width="${w.toFixed(1)}" height="12"></rect>
+    </svg>`;
+  };
+  return html`<table class="timeline">
+    <thead>
+      <tr>
+        <th>Stage</th>
+        <th>Status</th>
+        <th>Took</th>
+        <th class="wide">
+          ${ran.length ? html`${when(new Date(t0))} <span class="sub">+ ${duration(span)}</span>` : ''}
+        </th>
+      </tr>
+    </thead>
+    <tbody>
+      ${stages.map(
+        (st) =>
+          html`<tr class="stage" data-stage="${st.name}">
+            <td>${st.name}</td>
+            <td>${badge(st.status)}</td>
+            <td>${st.startedAt ? duration(msBetween(st.startedAt, st.endedAt ?? end.toISOString())) : '–'}</td>
+            <td class="wide">${bar(st)} ${st.reason ? html`<span class="sub">${st.reason}</span>` : ''}</td>
+          </tr>`,
+      )}
+    </tbody>
+  </table>`;
 }
 
 function trainingSection(st: StageReport | undefined, log: TrainLog, live: RunView['training']): Html {
@@ -395,7 +380,7 @@ function shadowSection(st: StageReport | undefined): Html {
   const checks = arr(sum.checks).length ? arr(sum.checks) : sum.verdict ? [sum.verdict] : [];
   return html`<section id="shadow">
     <h2>Shadow ${badge(s(sum.outcome))}</h2>
-    ${arr(sum.reasons).map((r) => html`<p class="reason">${String(r)}</p>`)}
+    ${arr(sum.reasons).map((r) => html`<p class="${sum.outcome === 'rolled_back' ? 'reason' : 'note'}">${String(r)}</p>`)}
     <table>
       <thead>
         <tr>
@@ -442,7 +427,7 @@ function canarySection(st: StageReport | undefined): Html {
   };
   return html`<section id="canary">
     <h2>Canary ${badge(s(sum.outcome))}</h2>
-    ${arr(sum.reasons).map((r) => html`<p class="reason">${String(r)}</p>`)}
+    ${arr(sum.reasons).map((r) => html`<p class="${sum.outcome === 'rolled_back' ? 'reason' : 'note'}">${String(r)}</p>`)}
     <p>
       Steps passed:
       ${
