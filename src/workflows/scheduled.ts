@@ -1,4 +1,4 @@
-import { ParentClosePolicy, startChild, uuid4 } from '@temporalio/workflow';
+import { ChildWorkflowCancellationType, ParentClosePolicy, startChild, uuid4 } from '@temporalio/workflow';
 import { TypedSearchAttributes, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import {
   MODEL_SEARCH_ATTRIBUTE,
@@ -30,12 +30,12 @@ export async function ScheduledRun(input: ScheduledRunInput): Promise<ScheduledR
           ...(input.gpuHeartbeatTimeoutS ? { gpuHeartbeatTimeoutS: input.gpuHeartbeatTimeoutS } : {}),
         },
       ],
-      parentClosePolicy: ParentClosePolicy.ABANDON,
+      parentClosePolicy: ParentClosePolicy.ABANDON, cancellationType: ChildWorkflowCancellationType.ABANDON,
       staticSummary: `${input.model} · schedule · ${input.schedule}`,
       typedSearchAttributes: new TypedSearchAttributes([{ key: MODEL_SEARCH_ATTRIBUTE, value: input.model }]),
     });
   } catch (err) {
-    if (err instanceof WorkflowExecutionAlreadyStartedError && input.model === '') {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) {
       return { runId: null, status: 'skipped', reason: `a run of ${input.model} was going already` };
     }
     throw err;

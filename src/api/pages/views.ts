@@ -323,9 +323,9 @@ function evaluationSection(st: StageReport | undefined, samples: SamplePair[] | 
                 ${samples.map(
                   (p) =>
                     html`<tr>
-                      <td>${p.prompt}</td>
-                      <td>${p.candidate}</td>
-                      <td>${p.baseline}</td>
+                      <td>${clip(p.prompt)}</td>
+                      <td>${clip(p.candidate)}</td>
+                      <td>${clip(p.baseline)}</td>
                     </tr>`,
                 )}
               </tbody>
