@@ -24,6 +24,17 @@ const migrationQuery = z.object({ days: z.coerce.number().int().min(1).max(366).
 /** What this router validates with: the OpenAPI document (openapi.ts) is generated from these very objects. */
 export const modelsSchemas = { modelParams, rollback: rollbackBody, trainingStatusQuery: statusQuery, migrationQuery };
 
+/** One move of an alias, as the API and the pages show it: who moved it, when, why, from what to what. */
+export const aliasMoveView = (h: Awaited<ReturnType<typeof aliasHistory>>[number]) => ({
+  alias: h.name,
+  from: h.from,
+  to: h.to,
+  percent: h.percent,
+  by: h.actor,
+  reason: h.reason,
+  at: h.at,
+});
+
 export interface ModelsRouterDeps {
   db: Db;
   temporal: Client;
@@ -94,15 +105,7 @@ export function createModelsRouter({ db, temporal, taskQueue, cache }: ModelsRou
         erasureFlags: v.erasure_flags,
         metrics: v.metrics,
       })),
-      history: history.map((h) => ({
-        alias: h.name,
-        from: h.from,
-        to: h.to,
-        percent: h.percent,
-        by: h.actor,
-        reason: h.reason,
-        at: h.at,
-      })),
+      history: history.map(aliasMoveView),
     });
   });
 

@@ -1,4 +1,4 @@
-import { ChildWorkflowCancellationType, ParentClosePolicy, startChild, uuid4 } from '@temporalio/workflow';
+import { ParentClosePolicy, startChild, uuid4 } from '@temporalio/workflow';
 import { TypedSearchAttributes, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import {
   MODEL_SEARCH_ATTRIBUTE,
@@ -30,7 +30,7 @@ export async function ScheduledRun(input: ScheduledRunInput): Promise<ScheduledR
           ...(input.gpuHeartbeatTimeoutS ? { gpuHeartbeatTimeoutS: input.gpuHeartbeatTimeoutS } : {}),
         },
       ],
-      parentClosePolicy: ParentClosePolicy.ABANDON, cancellationType: ChildWorkflowCancellationType.ABANDON,
+      parentClosePolicy: ParentClosePolicy.ABANDON,
       staticSummary: `${input.model} · schedule · ${input.schedule}`,
       typedSearchAttributes: new TypedSearchAttributes([{ key: MODEL_SEARCH_ATTRIBUTE, value: input.model }]),
     });

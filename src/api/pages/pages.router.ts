@@ -17,6 +17,7 @@ import type { BlobStore } from '../../storage/blob-store';
 import { Schedules } from '../../temporal/schedule-client';
 import { actorOf, verifyKey, type Principal } from '../auth';
 import { HttpError } from '../errors';
+import { aliasMoveView } from '../models.router';
 import { readRun } from '../runs.router';
 import { html, page } from './html';
 import { endSession, sessionPrincipal, startSession } from './session';
@@ -182,14 +183,7 @@ export function createPagesRouter(deps: PagesDeps): Router {
             schedule === undefined
               ? undefined
               : schedule && { at: schedule.nextRuns[0] ?? null, paused: schedule.paused },
-          history: history.map((h) => ({
-            alias: h.name,
-            from: h.from,
-            to: h.to,
-            percent: h.percent,
-            by: h.actor,
-            at: h.at,
-          })),
+          history: history.map(aliasMoveView),
         };
       }),
     );
@@ -241,15 +235,7 @@ export function createPagesRouter(deps: PagesDeps): Router {
         createdAt: v.created_at,
         erasureFlags: v.erasure_flags,
       })),
-      history: history.map((h) => ({
-        alias: h.name,
-        from: h.from,
-        to: h.to,
-        percent: h.percent,
-        by: h.actor,
-        reason: h.reason,
-        at: h.at,
-      })),
+      history: history.map(aliasMoveView),
       migration: {
         days: report.window.days,
         incumbent: report.incumbent?.model ?? null,

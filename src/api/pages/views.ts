@@ -1,6 +1,7 @@
 import type { ChatMessage } from '../../domain/conversation';
 import type { StageReport } from '../../workflows/messages';
 import type { TrainLog } from '../../db/queries/train-log';
+import type { aliasMoveView } from '../models.router';
 import type { RunView } from '../runs.router';
 import { badge, duration, html, jsonData, num, pct, when, type Html } from './html';
 
@@ -30,7 +31,7 @@ export interface IndexModel {
   calls7d: number;
   lastRun: { id: string; status: string; startedAt: Date; endedAt: Date | null } | null;
   nextRun: { at: string | null; paused: boolean } | null | undefined;
-  history: { alias: string; from: string | null; to: string | null; percent: number | null; by: string; at: Date }[];
+  history: ReturnType<typeof aliasMoveView>[];
 }
 
 export function indexBody(models: IndexModel[]): Html {
@@ -485,15 +486,7 @@ export interface ModelPage {
     createdAt: Date;
     erasureFlags: unknown[];
   }[];
-  history: {
-    alias: string;
-    from: string | null;
-    to: string | null;
-    percent: number | null;
-    by: string;
-    reason: string | null;
-    at: Date;
-  }[];
+  history: ReturnType<typeof aliasMoveView>[];
   migration: {
     days: number;
     incumbent: string | null;
