@@ -1,6 +1,8 @@
 import {
+  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
+  ChildWorkflowFailure,
   isCancellation,
   log,
   patched,
@@ -237,7 +239,7 @@ export class PipelineRun {
       return out;
     } catch (err) {
       r.status = isCancellation(err) ? 'cancelled' : 'failed';
-      r.reason = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
+      r.reason = failureMessage(err);
       throw err;
     } finally {
       this.scope = null;
@@ -277,7 +279,7 @@ export class PipelineRun {
       await this.finish('cancelled', 'workflow cancelled');
       throw err;
     }
-    const message = err instanceof Error ? err.message : String(err);
+    const message = failureMessage(err);
     await this.finish('failed', message);
     throw ApplicationFailure.create({
       type: 'PIPELINE_FAILED',
@@ -360,3 +362,10 @@ export class PipelineRun {
 }
 
 const now = () => new Date().toISOString();
+
+/** What went wrong, in words: an activity's or a child's own failure, not its wrapper's "Activity task failed". */
+export function failureMessage(err: unknown): string {
+  let e = err;
+  while ((e instanceof ActivityFailure || e instanceof ChildWorkflowFailure) && e.cause) e = e.cause;
+  return e instanceof Error ? e.message : String(e);
+}

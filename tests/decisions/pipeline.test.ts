@@ -175,16 +175,23 @@ describe('how a run ends early', () => {
     let attempts = 0;
     fakes.register = async () => {
       attempts++;
-      throw ApplicationFailure.create({ type: FailureType.PARITY_MISMATCH, message: 'parity', nonRetryable: true });
+      throw ApplicationFailure.create({
+        type: FailureType.PARITY_MISMATCH,
+        message: 'parity: 2 of 8 prompts answered differently',
+        nonRetryable: true,
+      });
     };
 
     const { error } = await runPipeline(testEnv(), fakes);
 
     expect(error).toBeInstanceOf(WorkflowFailedError);
-    expect((error as WorkflowFailedError).cause?.message).toMatch(/^pipeline failed: /);
+    // The activity's own words, not its wrapper's "Activity task failed", in the failure and in the run's record.
+    expect((error as WorkflowFailedError).cause?.message).toBe(
+      'pipeline failed: parity: 2 of 8 prompts answered differently',
+    );
     expect(attempts).toBe(1);
     expect(names(calls)).not.toContain('endCanary');
-    expect(recordedOutcome(calls)?.status).toBe('failed');
+    expect(recordedOutcome(calls)).toEqual({ status: 'failed', error: 'parity: 2 of 8 prompts answered differently' });
   });
 
   it.each(Object.values(FailureType).filter((t) => t !== 'WORKER_LOST'))(
