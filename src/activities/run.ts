@@ -1,8 +1,10 @@
 import type { RunOutcome } from '../domain/failures';
 import { parsePipelineConfig, type PipelineConfig } from '../domain/model-config';
-import { abandonDataset, deleteLineage } from '../db/queries/datasets';
+import { abandonDataset, deleteLineage, lastCollectedSeq } from '../db/queries/datasets';
 import { advanceWatermark } from '../db/queries/models';
-import { closeRun, ensureRun } from '../db/queries/runs';
+import { rangeCounts } from '../db/queries/interactions';
+import { closeRun, ensureRun, listRuns } from '../db/queries/runs';
+import type { VolumeTrigger } from '../workflows/messages';
 import { requireModel } from './lookups';
 import { activityLog, type ActivityDeps } from './deps';
 
@@ -35,8 +37,41 @@ export interface FinishRunInput {
   toSeq: number | null;
 }
 
+export interface VolumeCheck {
+  due: boolean;
+  /** Consented examples no run has collected yet. */
+  newExamples: number;
+  reason: string;
+}
+
 export function createRunActivities(deps: ActivityDeps) {
   return {
+    /**
+     * The volume trigger's question: have at least `minExamples` consented examples arrived that no run has looked at
+     * yet (after the model's watermark and after every range a run collected, whatever its outcome, so a rejected or
+     * failed run is not retried on the same data), and did the model's last run start at least `minIntervalMinutes`
+     * ago?
+     */
+    async volumeDue(input: VolumeTrigger & { model: string }): Promise<VolumeCheck> {
+      const model = await requireModel(deps.db, input.model);
+      const after = Math.max(model.watermark_seq, (await lastCollectedSeq(deps.db, input.model)) ?? 0);
+      const { consented: n } = await rangeCounts(deps.db, input.model, after, Number.MAX_SAFE_INTEGER);
+      const examples = `${n} new consented example${n === 1 ? '' : 's'} since the last run's data`;
+      if (n < input.minExamples) {
+        return { due: false, newExamples: n, reason: `${examples}, fewer than ${input.minExamples}` };
+      }
+      const [last] = await listRuns(deps.db, { model: input.model, limit: 1 });
+      const minutes = last ? (Date.now() - new Date(last.started_at).getTime()) / 60_000 : Infinity;
+      if (minutes < input.minIntervalMinutes) {
+        return {
+          due: false,
+          newExamples: n,
+          reason: `${examples}, but the last run started ${Math.floor(minutes)} min ago (at most one every ${input.minIntervalMinutes} min)`,
+        };
+      }
+      return { due: true, newExamples: n, reason: `${examples} (at least ${input.minExamples})` };
+    },
+
     /** Records the run (idempotently) and returns the model's pipeline config as the run will use it. */
     async startRun(input: StartRunInput): Promise<RunPlan> {
       const model = await requireModel(deps.db, input.model);

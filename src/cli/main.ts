@@ -311,13 +311,48 @@ export function buildProgram(): Command {
     .option('--at <HH:MM>', 'time of day, 24-hour (new schedules: 02:00)')
     .option('--timezone <zone>', 'an IANA time zone, such as Europe/Berlin (new schedules: UTC)')
     .option('--catchup-minutes <n>', 'after downtime, make up a run missed this long ago or less', intArg(1, 10_080))
-    .action((opts: { model: string; at?: string; timezone?: string; catchupMinutes?: number }) =>
-      onSchedule(
-        scheduleSettingsSchema,
-        { at: opts.at, timezone: opts.timezone, catchupWindowMinutes: opts.catchupMinutes },
-        opts.model,
-        (s, settings, actor) => s.set(opts.model, settings, actor),
-      ),
+    .option('--volume <n>', 'also run as soon as N new consented examples have arrived', intArg(1, 100_000_000))
+    .option('--no-volume', 'no more runs on volume (the nightly run stays)')
+    .option(
+      '--volume-interval-minutes <n>',
+      'with --volume: at most one run this often (default 360)',
+      intArg(10, 10_080),
+    )
+    .option(
+      '--volume-check-minutes <n>',
+      'with --volume: how often to count new examples (default 10)',
+      intArg(1, 1440),
+    )
+    .action(
+      (opts: {
+        model: string;
+        at?: string;
+        timezone?: string;
+        catchupMinutes?: number;
+        volume?: number | false;
+        volumeIntervalMinutes?: number;
+        volumeCheckMinutes?: number;
+      }) => {
+        if (typeof opts.volume !== 'number' && (opts.volumeIntervalMinutes || opts.volumeCheckMinutes)) {
+          throw new UsageError('--volume-interval-minutes and --volume-check-minutes go with --volume N');
+        }
+        const volume =
+          opts.volume === false
+            ? null
+            : opts.volume === undefined
+              ? undefined
+              : {
+                  examples: opts.volume,
+                  minIntervalMinutes: opts.volumeIntervalMinutes,
+                  checkEveryMinutes: opts.volumeCheckMinutes,
+                };
+        return onSchedule(
+          scheduleSettingsSchema,
+          { at: opts.at, timezone: opts.timezone, catchupWindowMinutes: opts.catchupMinutes, volume },
+          opts.model,
+          (s, settings, actor) => s.set(opts.model, settings, actor),
+        );
+      },
     );
   schedule
     .command('list')

@@ -15,6 +15,7 @@ import {
   MODEL_SEARCH_ATTRIBUTE,
   SCHEDULED_RUN_WORKFLOW_TYPE,
   scheduleId,
+  volumeScheduleId,
   type ScheduledRunInput,
 } from '../workflows/messages';
 import type { ScheduledRun } from '../workflows/scheduled';
@@ -37,6 +38,7 @@ const canonicalZone = (tz: string): string | null => {
 };
 
 export const SCHEDULE_DEFAULTS = { at: '02:00', timezone: 'UTC', catchupWindowMinutes: 6 * 60 } as const;
+export const VOLUME_DEFAULTS = { minIntervalMinutes: 6 * 60, checkEveryMinutes: 10 } as const;
 
 /** A schedule's settings as given: what is left out keeps its current value (or the default, for a new one). */
 export const scheduleSettingsSchema = z
@@ -66,10 +68,34 @@ export const scheduleSettingsSchema = z
       .min(1)
       .max(7 * 24 * 60)
       .optional(),
+    /**
+     * Besides the night: a run as soon as `examples` new consented examples have arrived since the last successful
+     * run, at most once every `minIntervalMinutes` (checked every `checkEveryMinutes`). null: no more volume runs.
+     */
+    volume: z
+      .object({
+        examples: z.number().int().min(1).max(100_000_000),
+        minIntervalMinutes: z
+          .number()
+          .int()
+          .min(10)
+          .max(7 * 24 * 60)
+          .default(VOLUME_DEFAULTS.minIntervalMinutes),
+        checkEveryMinutes: z
+          .number()
+          .int()
+          .min(1)
+          .max(24 * 60)
+          .default(VOLUME_DEFAULTS.checkEveryMinutes),
+      })
+      .strict()
+      .nullable()
+      .optional(),
   })
   .strict();
 export type ScheduleSettingsInput = z.output<typeof scheduleSettingsSchema>;
-export type ScheduleSettings = Required<ScheduleSettingsInput>;
+export type ScheduleSettings = Required<Omit<ScheduleSettingsInput, 'volume'>>;
+export type VolumeSettings = NonNullable<ScheduleSettingsInput['volume']>;
 
 export const pauseSchema = z
   .object({ reason: text(500).refine((r) => r.trim() !== '', 'say why: the note is what the next operator reads') })
@@ -107,6 +133,8 @@ export interface ScheduleView {
    * (whose result names the pipeline run, or says it was skipped).
    */
   recentRuns: { scheduledAt: string; startedAt: string; workflowId: string; runId: string }[];
+  /** The volume trigger (its own schedule, volume/<model>, paused and resumed with this one), or null. */
+  volume: (VolumeSettings & { id: string; nextCheck: string | null }) | null;
 }
 
 export class ScheduleMissing extends Error {
@@ -122,23 +150,38 @@ export interface ScheduleTarget {
   gpuHeartbeatTimeoutS?: number;
 }
 
-function action(model: string, target: ScheduleTarget): ScheduleOptionsStartWorkflowAction<typeof ScheduledRun> {
+function action(
+  model: string,
+  target: ScheduleTarget,
+  volume?: VolumeSettings,
+): ScheduleOptionsStartWorkflowAction<typeof ScheduledRun> {
   const input: ScheduledRunInput = {
     model,
-    schedule: scheduleId(model),
+    schedule: volume ? volumeScheduleId(model) : scheduleId(model),
     ...(target.gpuTaskQueue ? { gpuTaskQueue: target.gpuTaskQueue } : {}),
     ...(target.gpuHeartbeatTimeoutS ? { gpuHeartbeatTimeoutS: target.gpuHeartbeatTimeoutS } : {}),
+    ...(volume ? { volume: { minExamples: volume.examples, minIntervalMinutes: volume.minIntervalMinutes } } : {}),
   };
   return {
     type: 'startWorkflow',
     workflowType: SCHEDULED_RUN_WORKFLOW_TYPE,
-    workflowId: `scheduled:${model}`,
+    workflowId: volume ? `volume:${model}` : `scheduled:${model}`,
     taskQueue: target.taskQueue,
     args: [input],
     typedSearchAttributes: new TypedSearchAttributes([{ key: MODEL_SEARCH_ATTRIBUTE, value: model }]),
-    staticSummary: `the nightly run of ${model}: starts its pipeline, or skips while one is going`,
+    staticSummary: volume
+      ? `the volume check of ${model}: runs its pipeline once ${volume.examples} new examples have arrived`
+      : `the nightly run of ${model}: starts its pipeline, or skips while one is going`,
   };
 }
+
+const volumeSpec = (v: VolumeSettings) => ({ intervals: [{ every: `${v.checkEveryMinutes} minutes` }] });
+// A missed check is worth nothing once the next one is due; a run still going makes a check skip.
+const volumePolicies = (v: VolumeSettings) => ({
+  overlap: ScheduleOverlapPolicy.SKIP,
+  catchupWindow: `${Math.max(v.checkEveryMinutes, 1)} minutes`,
+  pauseOnFailure: false,
+});
 
 function specOf(s: ScheduleSettings) {
   const [hour, minute] = s.at.split(':').map(Number) as [number, number];
@@ -177,6 +220,48 @@ export class Schedules {
     return this.temporal.schedule.getHandle(scheduleId(model));
   }
 
+  private volumeHandle(model: string) {
+    return this.temporal.schedule.getHandle(volumeScheduleId(model));
+  }
+
+  /** The volume schedule's description, or null when the model has none. */
+  private async describeVolume(model: string): Promise<ScheduleDescription | null> {
+    return this.volumeHandle(model)
+      .describe()
+      .catch((err: unknown) => {
+        if (err instanceof ScheduleNotFoundError) return null;
+        throw err;
+      });
+  }
+
+  /** Creates, changes or (null) deletes the volume schedule; a new one starts paused when the nightly one is. */
+  private async setVolume(model: string, volume: VolumeSettings | null, nightly: ScheduleDescription, actor: string) {
+    const current = await this.describeVolume(model);
+    if (volume === null) {
+      if (current) await this.volumeHandle(model).delete();
+      return;
+    }
+    const parts = {
+      spec: volumeSpec(volume),
+      action: action(model, this.target, volume),
+      policies: volumePolicies(volume),
+    };
+    if (current) {
+      await this.volumeHandle(model).update((prev) => ({ ...prev, ...parts }));
+    } else {
+      await this.temporal.schedule.create({
+        scheduleId: volumeScheduleId(model),
+        ...parts,
+        state: { paused: nightly.state.paused, note: nightly.state.note || `set by ${actor}` },
+        typedSearchAttributes: new TypedSearchAttributes([{ key: MODEL_SEARCH_ATTRIBUTE, value: model }]),
+      });
+    }
+  }
+
+  private async view(model: string, nightly: ScheduleDescription): Promise<ScheduleView> {
+    return viewOf(model, nightly, await this.describeVolume(model));
+  }
+
   /** Runs `fn` under the model's schedule lock, then audits `action`; ScheduleMissing when it has no schedule. */
   private async change<T>(
     model: string,
@@ -206,7 +291,7 @@ export class Schedules {
     return this.change(model, actor, 'schedule.set', { ...given }, async () => {
       const handle = this.handle(model);
       const current = await handle.describe().then(
-        (d) => viewOf(model, d),
+        (d) => viewOf(model, d, null),
         (err: unknown) => {
           if (err instanceof ScheduleNotFoundError) return null;
           throw err;
@@ -217,7 +302,7 @@ export class Schedules {
         ...(current
           ? { at: current.at, timezone: current.timezone, catchupWindowMinutes: current.catchupWindowMinutes }
           : {}),
-        ...Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)),
+        ...Object.fromEntries(Object.entries(given).filter(([k, v]) => v !== undefined && k !== 'volume')),
       };
       const parts = { spec: specOf(settings), action: action(model, this.target), policies: policiesOf(settings) };
       if (current) {
@@ -230,14 +315,19 @@ export class Schedules {
           typedSearchAttributes: new TypedSearchAttributes([{ key: MODEL_SEARCH_ATTRIBUTE, value: model }]),
         });
       }
-      return viewOf(model, await handle.describe());
+      const nightly = await handle.describe();
+      // A volume trigger left out keeps its settings but takes today's task queues, as the nightly one does.
+      const kept = given.volume === undefined ? volumeOf(await this.describeVolume(model)) : null;
+      if (given.volume !== undefined) await this.setVolume(model, given.volume, nightly, actor);
+      else if (kept) await this.setVolume(model, kept, nightly, actor);
+      return this.view(model, nightly);
     });
   }
 
   /** The model's schedule, or null when it has none. */
   async get(model: string): Promise<ScheduleView | null> {
     try {
-      return viewOf(model, await this.handle(model).describe());
+      return await this.view(model, await this.handle(model).describe());
     } catch (err) {
       if (err instanceof ScheduleNotFoundError) return null;
       throw err;
@@ -257,15 +347,19 @@ export class Schedules {
 
   pause(model: string, { reason }: z.output<typeof pauseSchema>, actor: string): Promise<ScheduleView> {
     return this.change(model, actor, 'schedule.pause', { reason }, async () => {
-      await this.handle(model).pause(`paused by ${actor}: ${reason}`);
-      return viewOf(model, await this.handle(model).describe());
+      const note = `paused by ${actor}: ${reason}`;
+      await this.handle(model).pause(note);
+      if (await this.describeVolume(model)) await this.volumeHandle(model).pause(note);
+      return this.view(model, await this.handle(model).describe());
     });
   }
 
   resume(model: string, { reason }: z.output<typeof resumeSchema>, actor: string): Promise<ScheduleView> {
     return this.change(model, actor, 'schedule.resume', { reason: reason ?? null }, async () => {
-      await this.handle(model).unpause(`resumed by ${actor}${reason ? `: ${reason}` : ''}`);
-      return viewOf(model, await this.handle(model).describe());
+      const note = `resumed by ${actor}${reason ? `: ${reason}` : ''}`;
+      await this.handle(model).unpause(note);
+      if (await this.describeVolume(model)) await this.volumeHandle(model).unpause(note);
+      return this.view(model, await this.handle(model).describe());
     });
   }
 
@@ -274,7 +368,7 @@ export class Schedules {
     return this.change(model, actor, 'schedule.trigger', { force }, async () => {
       await this.refuseIfPaused(model, force);
       await this.handle(model).trigger(ScheduleOverlapPolicy.SKIP);
-      return viewOf(model, await this.handle(model).describe());
+      return this.view(model, await this.handle(model).describe());
     });
   }
 
@@ -287,13 +381,22 @@ export class Schedules {
         end: new Date(b.to),
         overlap: ScheduleOverlapPolicy.SKIP,
       });
-      return viewOf(model, await this.handle(model).describe());
+      return this.view(model, await this.handle(model).describe());
     });
   }
 
-  /** Deletes the model's schedule (a run it started goes on). */
+  /** Deletes the model's schedule and its volume trigger (a run they started goes on). */
   delete(model: string, actor: string): Promise<void> {
-    return this.change(model, actor, 'schedule.delete', {}, () => this.handle(model).delete());
+    return this.change(model, actor, 'schedule.delete', {}, async () => {
+      // The volume trigger first: were the nightly one gone already (deleted outside tuneloop), this still ends both.
+      const volume = await this.describeVolume(model);
+      if (volume) await this.volumeHandle(model).delete();
+      try {
+        await this.handle(model).delete();
+      } catch (err) {
+        if (!(volume && err instanceof ScheduleNotFoundError)) throw err;
+      }
+    });
   }
 
   /** Temporal runs a trigger or a backfill of a paused schedule: the pause is honoured here unless forced. */
@@ -303,7 +406,21 @@ export class Schedules {
   }
 }
 
-function viewOf(model: string, d: ScheduleDescription): ScheduleView {
+function volumeOf(d: ScheduleDescription | null): ScheduleView['volume'] {
+  if (!d || d.action.type !== 'startWorkflow') return null;
+  const input = d.action.args?.[0] as ScheduledRunInput | undefined;
+  if (!input?.volume) return null;
+  const every = Number(d.spec.intervals?.[0]?.every ?? VOLUME_DEFAULTS.checkEveryMinutes * 60_000);
+  return {
+    id: d.scheduleId,
+    examples: input.volume.minExamples,
+    minIntervalMinutes: input.volume.minIntervalMinutes,
+    checkEveryMinutes: Math.round(every / 60_000),
+    nextCheck: d.state.paused ? null : (d.info.nextActionTimes[0]?.toISOString() ?? null),
+  };
+}
+
+function viewOf(model: string, d: ScheduleDescription, volume: ScheduleDescription | null): ScheduleView {
   const cal = d.spec.calendars?.[0];
   const hour = cal?.hour?.[0]?.start ?? 0;
   const minute = cal?.minute?.[0]?.start ?? 0;
@@ -322,6 +439,7 @@ function viewOf(model: string, d: ScheduleDescription): ScheduleView {
       workflowId: a.action.workflow.workflowId,
       runId: a.action.workflow.firstExecutionRunId,
     })),
+    volume: volumeOf(volume),
   };
 }
 
@@ -332,6 +450,12 @@ export function describeSchedule(v: ScheduleView): string {
   ];
   if (v.note) lines.push(`  note: ${v.note}`);
   if (!v.paused && v.nextRuns[0]) lines.push(`  next: ${v.nextRuns[0]}`);
+  if (v.volume) {
+    lines.push(
+      `  volume: a run once ${v.volume.examples} new consented examples have arrived, at most every ` +
+        `${v.volume.minIntervalMinutes} min (checked every ${v.volume.checkEveryMinutes} min)`,
+    );
+  }
   for (const r of v.recentRuns.slice(0, 3)) lines.push(`  ran:  ${r.scheduledAt} → ${r.workflowId}`);
   return lines.join('\n');
 }

@@ -108,6 +108,14 @@ export const SCHEDULED_RUN_WORKFLOW_TYPE = 'ScheduledRun';
 
 /** The model's nightly schedule (one per model). */
 export const scheduleId = (model: string) => `nightly/${model}`;
+/** The schedule that checks, every few minutes, whether enough new examples have arrived to run now. */
+export const volumeScheduleId = (model: string) => `volume/${model}`;
+
+/** Run as soon as `minExamples` new consented examples have arrived, at most once every `minIntervalMinutes`. */
+export interface VolumeTrigger {
+  minExamples: number;
+  minIntervalMinutes: number;
+}
 
 export interface ScheduledRunInput {
   model: string;
@@ -115,10 +123,15 @@ export interface ScheduledRunInput {
   schedule: string;
   gpuTaskQueue?: string;
   gpuHeartbeatTimeoutS?: number;
+  /** A volume check (the `volume/<model>` schedule): the pipeline starts only when the check says it is due. */
+  volume?: VolumeTrigger;
 }
 
 export interface ScheduledRunResult {
-  /** The pipeline run it started and waited for; null when one of the model's runs was going already. */
+  /**
+   * The pipeline run it started and waited for; null when one of the model's runs was going already, or a volume
+   * check found too few new examples or the last run too recent (`reason` says which).
+   */
   runId: string | null;
   status: PipelineStatusValue | 'skipped';
   reason: string | null;

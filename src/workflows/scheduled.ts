@@ -7,6 +7,7 @@ import {
   type ScheduledRunResult,
 } from './messages';
 import { TrainingPipeline } from './pipeline';
+import { bookkeeping } from './timeouts';
 
 /**
  * What a model's Temporal Schedule starts: the model's pipeline under its one workflow id (so a scheduled run and a
@@ -14,8 +15,16 @@ import { TrainingPipeline } from './pipeline';
  * sees the run as going until it ends. When one of the model's runs is going already, this run is skipped and
  * says so. The pipeline is abandoned, not ended, if this workflow is terminated (deleting a schedule does not stop a
  * run); cancelling this workflow cancels the pipeline too, as cancellation reaches the child it waits for.
+ * Started by a model's volume schedule, it first asks whether enough new consented examples have arrived since the
+ * last successful run, and the last run is long enough ago; when not, it is skipped with the reason.
  */
 export async function ScheduledRun(input: ScheduledRunInput): Promise<ScheduledRunResult> {
+  let why: string | null = null;
+  if (input.volume) {
+    const check = await bookkeeping.volumeDue({ model: input.model, ...input.volume });
+    if (!check.due) return { runId: null, status: 'skipped', reason: check.reason };
+    why = check.reason;
+  }
   let child;
   try {
     child = await startChild(TrainingPipeline, {
@@ -41,5 +50,5 @@ export async function ScheduledRun(input: ScheduledRunInput): Promise<ScheduledR
     throw err;
   }
   const result = await child.result();
-  return { runId: child.firstExecutionRunId, status: result.status, reason: null };
+  return { runId: child.firstExecutionRunId, status: result.status, reason: why };
 }

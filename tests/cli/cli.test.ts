@@ -113,6 +113,18 @@ describe('tuneloop CLI', () => {
     ]);
     const notATime = await tuneloop(['schedule', 'backfill', '--model', 'coach', '--from', 'yesterday', '--to', 'now']);
     const blankReason = await tuneloop(['schedule', 'pause', '--model', 'coach', '--reason', '  ']);
+    const noVolume = await tuneloop(['schedule', 'set', '--model', 'coach', '--volume', '0']);
+    const lonelyInterval = await tuneloop(['schedule', 'set', '--model', 'coach', '--volume-interval-minutes', '60']);
+    const shortInterval = await tuneloop([
+      'schedule',
+      'set',
+      '--model',
+      'c',
+      '--volume',
+      '9',
+      '--volume-interval-minutes',
+      '5',
+    ]);
 
     // Assert
     expect(time.code).toBe(2);
@@ -125,6 +137,10 @@ describe('tuneloop CLI', () => {
     expect(notATime.stderr).toMatch(/from: /);
     expect(blankReason.code).toBe(2);
     expect(blankReason.stderr).toMatch(/reason: /);
+    for (const r of [noVolume, lonelyInterval, shortInterval]) expect(r.code).toBe(2);
+    expect(noVolume.stderr).toMatch(/--volume/);
+    expect(lonelyInterval.stderr).toContain('--volume-interval-minutes and --volume-check-minutes go with --volume N');
+    expect(shortInterval.stderr).toMatch(/--volume-interval-minutes/);
   });
 
   it('rejects an unknown command with a usage error', async () => {

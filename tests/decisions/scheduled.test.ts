@@ -458,3 +458,68 @@ describe('ScheduledRun and time', () => {
     expect((await testEnv().currentTimeMs()) - before).toBeGreaterThanOrEqual(6 * 24 * 3600_000);
   });
 });
+
+describe('ScheduledRun started by a volume schedule', () => {
+  const VOLUME = { minExamples: 500, minIntervalMinutes: 360 };
+
+  it('asks whether enough new examples arrived and, when not, is skipped with the reason and starts nothing', async () => {
+    // Arrange
+    const model = newModel();
+    const calls: Calls = [];
+    const fakes = fakeActivities(SHORT, calls);
+    const asked: unknown[] = [];
+    fakes.volumeDue = async (input) => {
+      asked.push(input);
+      return { due: false, newExamples: 12, reason: '12 new consented examples since the last successful run' };
+    };
+
+    // Act
+    const result = await withWorker(fakes, async (taskQueue) =>
+      (await startScheduled(taskQueue, model, { schedule: `volume/${model}`, volume: VOLUME })).result(),
+    );
+
+    // Assert
+    expect(asked).toEqual([{ model, ...VOLUME }]);
+    expect(result).toEqual({
+      runId: null,
+      status: 'skipped',
+      reason: '12 new consented examples since the last successful run',
+    });
+    expect(startRuns(calls)).toEqual([]);
+  });
+
+  it('starts the pipeline when the check says it is due, asked by the volume schedule, and says why', async () => {
+    // Arrange
+    const model = newModel();
+    const calls: Calls = [];
+    const fakes = fakeActivities(SHORT, calls);
+    fakes.volumeDue = async () => ({ due: true, newExamples: 640, reason: '640 new consented examples' });
+
+    // Act
+    const { result, started } = await withWorker(fakes, async (taskQueue) => {
+      const handle = await startScheduled(taskQueue, model, { schedule: `volume/${model}`, volume: VOLUME });
+      const result = await handle.result();
+      return { result, started: await startedWith(model, result.runId!) };
+    });
+
+    // Assert
+    expect(result).toEqual({
+      runId: startRuns(calls)[0]!.runId,
+      status: 'succeeded',
+      reason: '640 new consented examples',
+    });
+    expect(started.input).toMatchObject({ trigger: 'schedule', requestedBy: `schedule:volume/${model}` });
+  });
+
+  it('never asks on a nightly run: the night runs whatever the volume', async () => {
+    const calls: Calls = [];
+    const fakes = fakeActivities(SHORT, calls);
+    fakes.volumeDue = async () => {
+      throw new Error('a nightly run must not ask');
+    };
+
+    const result = await withWorker(fakes, async (taskQueue) => (await startScheduled(taskQueue, newModel())).result());
+
+    expect(result.status).toBe('succeeded');
+  });
+});

@@ -222,6 +222,7 @@ export function fakeActivities(config: Record<string, unknown> = {}, calls: Call
     rollback: unused('rollback'),
     rewriteErasedDatasets: unused('rewriteErasedDatasets'),
     describeGpuHost: unused('describeGpuHost'),
+    volumeDue: unused('volumeDue'), // a ScheduledRun's question, never the pipeline's
   } as Fakes;
 }
 

@@ -1,12 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/api/auth';
 import type { ActivityDeps } from '../../src/activities/deps';
+import { createRunActivities } from '../../src/activities/run';
 import { followRun } from '../../src/cli/follow';
+import { insertCollectedDataset } from '../../src/db/queries/datasets';
 import { listRuns } from '../../src/db/queries/runs';
 import { STAGES } from '../../src/domain/model-config';
 import { startPipeline } from '../../src/temporal/pipeline-client';
 import type { ModelDefinition } from '../../src/domain/model-config';
-import { scheduleId, type ScheduledRunResult } from '../../src/workflows/messages';
+import { scheduleId, volumeScheduleId, type ScheduledRunResult } from '../../src/workflows/messages';
 import {
   coachingRows,
   createTestDb,
@@ -268,6 +270,169 @@ describe('the nightly schedule', () => {
     expect(future.status).toBe(400);
     expect(none.status).toBe(404);
     expect((await api.call('GET', path(m.id), operator)).status).toBe(404);
+  });
+});
+
+describe('the volume trigger', () => {
+  /** Triggers the model's volume check now, as its schedule would every few minutes, and returns what it did. */
+  async function checkVolume(m: string): Promise<ScheduledRunResult> {
+    const handle = temporal.client.schedule.getHandle(volumeScheduleId(m));
+    const before = (await handle.describe()).info.recentActions.length;
+    await handle.trigger();
+    let started: { workflowId: string; firstExecutionRunId: string } | undefined;
+    await expect
+      .poll(
+        async () => {
+          const actions = (await handle.describe()).info.recentActions;
+          started = actions.length > before ? actions[actions.length - 1]!.action.workflow : undefined;
+          return started !== undefined;
+        },
+        { timeout: 30_000, interval: 250 },
+      )
+      .toBe(true);
+    return (await temporal.client.workflow
+      .getHandle(started!.workflowId, started!.firstExecutionRunId)
+      .result()) as ScheduledRunResult;
+  }
+
+  it('runs once enough new consented examples have arrived, at most once per interval, paused and deleted with the night', async () => {
+    // Arrange: a model with a nightly schedule and a volume trigger of 5 new examples
+    const m = await createTestModel(deps.db, { config: { minExamples: 3 } });
+    cleanup.push(() => api.call('DELETE', path(m.id), operator));
+    const set = await api.call('PUT', path(m.id), operator, {
+      volume: { examples: 5, minIntervalMinutes: 10, checkEveryMinutes: 60 },
+    });
+    expect(set.status).toBe(200);
+    expect(set.json.schedule.volume).toMatchObject({
+      id: volumeScheduleId(m.id),
+      examples: 5,
+      minIntervalMinutes: 10,
+      checkEveryMinutes: 60,
+    });
+    expect(Date.parse(set.json.schedule.volume.nextCheck) - Date.now()).toBeLessThanOrEqual(3600_000);
+
+    // Act 1: three new examples (one subject without consent does not count)
+    await seed(deps.db, m, coachingRows(3), COACHING_CONSENT);
+    await seed(deps.db, m, [{ subject: 'no-consent', user: 'q', assistant: 'a' }], { 'no-consent': false });
+    const tooFew = await checkVolume(m.id);
+    // Act 2: three more
+    await seed(deps.db, m, coachingRows(3, 3), COACHING_CONSENT);
+    const due = await checkVolume(m.id);
+    // Act 3: plenty more, right after that run
+    await seed(deps.db, m, coachingRows(6, 6), COACHING_CONSENT);
+    const tooSoon = await checkVolume(m.id);
+
+    // Assert
+    expect(tooFew).toEqual({
+      runId: null,
+      status: 'skipped',
+      reason: "3 new consented examples since the last run's data, fewer than 5",
+    });
+    expect(due).toMatchObject({ status: 'succeeded', reason: expect.stringMatching(/^6 new consented examples/) });
+    const runs = await listRuns(deps.db, { model: m.id, limit: 10 });
+    expect(runs.map((r) => [r.id, r.trigger, r.requested_by])).toEqual([
+      [due.runId, 'schedule', `schedule:${volumeScheduleId(m.id)}`],
+    ]);
+    expect(tooSoon).toMatchObject({
+      runId: null,
+      status: 'skipped',
+      reason: expect.stringMatching(
+        /^6 new consented examples .*the last run started 0 min ago \(at most one every 10 min\)$/,
+      ),
+    });
+
+    // Paused and resumed with the nightly schedule; changed in place; taken off with null; deleted with the night
+    const volume = temporal.client.schedule.getHandle(volumeScheduleId(m.id));
+    await api.call('POST', path(m.id, '/pause'), operator, { reason: 'GPU host maintenance' });
+    expect((await volume.describe()).state).toMatchObject({ paused: true, note: expect.stringContaining('GPU host') });
+    expect((await api.call('GET', path(m.id), operator)).json.schedule.volume.nextCheck).toBeNull();
+    await api.call('POST', path(m.id, '/resume'), operator, {});
+    expect((await volume.describe()).state.paused).toBe(false);
+    const changed = await api.call('PUT', path(m.id), operator, { volume: { examples: 50 } });
+    expect(changed.json.schedule.volume).toMatchObject({
+      examples: 50,
+      minIntervalMinutes: 360,
+      checkEveryMinutes: 10,
+    });
+    expect(changed.json.schedule.at).toBe(set.json.schedule.at);
+    const off = await api.call('PUT', path(m.id), operator, { volume: null });
+    expect(off.json.schedule.volume).toBeNull();
+    await api.call('PUT', path(m.id), operator, { volume: { examples: 5 } });
+    expect((await api.call('DELETE', path(m.id), operator)).status).toBe(204);
+    await expect(volume.describe()).rejects.toThrow(/not found/i);
+  });
+
+  it('does not run again on the data a run that did not succeed has already looked at', async () => {
+    // Arrange: six new examples, then a run that collected them and failed (the watermark stays where it was)
+    const m = await createTestModel(deps.db, { config: { minExamples: 3 } });
+    await seed(deps.db, m, coachingRows(6), COACHING_CONSENT);
+    const check = (minExamples: number) =>
+      createRunActivities(deps).volumeDue({ model: m.id, minExamples, minIntervalMinutes: 10 });
+    const before = await check(5);
+    const { seq } = await deps.db
+      .selectFrom('interactions')
+      .select((eb) => eb.fn.max('seq').as('seq'))
+      .where('model_id', '=', m.id)
+      .executeTakeFirstOrThrow();
+    await deps.db
+      .insertInto('runs')
+      .values({
+        id: `failed-${m.id}`,
+        workflow_id: `wf-${m.id}`,
+        model_id: m.id,
+        status: 'failed',
+        trigger: 'test',
+        started_at: new Date(Date.now() - 3600_000),
+      })
+      .execute();
+    await insertCollectedDataset(deps.db, {
+      id: `ds-failed-${m.id}`,
+      model: m.id,
+      runId: `failed-${m.id}`,
+      fromSeq: 0,
+      toSeq: Number(seq),
+      prefix: 'datasets/x/',
+    });
+
+    // Act
+    const after = await check(5);
+    await seed(deps.db, m, coachingRows(5, 6), COACHING_CONSENT);
+    const more = await check(5);
+
+    // Assert
+    expect(before).toMatchObject({ due: true, newExamples: 6 });
+    expect(after).toEqual({
+      due: false,
+      newExamples: 0,
+      reason: "0 new consented examples since the last run's data, fewer than 5",
+    });
+    expect(more).toMatchObject({ due: true, newExamples: 5 });
+  });
+
+  it("is deleted with the model's schedule even when the nightly one was deleted outside tuneloop", async () => {
+    const m = await createTestModel(deps.db);
+    await api.call('PUT', path(m.id), operator, { volume: { examples: 5 } });
+    await temporal.client.schedule.getHandle(scheduleId(m.id)).delete();
+
+    expect((await api.call('DELETE', path(m.id), operator)).status).toBe(204);
+    await expect(temporal.client.schedule.getHandle(volumeScheduleId(m.id)).describe()).rejects.toThrow(/not found/i);
+    expect((await api.call('DELETE', path(m.id), operator)).status).toBe(404);
+  });
+
+  it('refuses a bad volume trigger and changes nothing', async () => {
+    const m = await createTestModel(deps.db);
+    const bad = [
+      [{ volume: { examples: 0 } }, 'body.volume.examples'],
+      [{ volume: { examples: 5, minIntervalMinutes: 1 } }, 'body.volume.minIntervalMinutes'],
+      [{ volume: { examples: 5, every: 3 } }, 'body.volume.every'],
+      [{ volume: 5 }, 'body.volume'],
+    ] as const;
+    for (const [body, field] of bad) {
+      const r = await api.call('PUT', path(m.id), operator, body);
+      expect({ body, status: r.status, field: r.json.error.field }).toEqual({ body, status: 400, field });
+    }
+    expect((await api.call('GET', path(m.id), operator)).status).toBe(404);
+    await expect(temporal.client.schedule.getHandle(volumeScheduleId(m.id)).describe()).rejects.toThrow(/not found/i);
   });
 });
 

@@ -30,6 +30,16 @@ export async function insertCollectedDataset(
     .execute();
 }
 
+/** The end of the newest range any of the model's runs collected (whatever became of the run), or null. */
+export async function lastCollectedSeq(db: Conn, model: string): Promise<number | null> {
+  const row = await db
+    .selectFrom('datasets')
+    .select((eb) => eb.fn.max('to_seq').as('seq'))
+    .where('model_id', '=', model)
+    .executeTakeFirst();
+  return row?.seq == null ? null : Number(row.seq);
+}
+
 /** Marks a dataset that never became ready abandoned; returns it (to remove its objects), or undefined. */
 export async function abandonDataset(db: Conn, id: string): Promise<{ id: string; prefix: string } | undefined> {
   return db
