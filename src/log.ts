@@ -4,7 +4,7 @@ export type { Logger };
 
 /**
  * One logger for everything outside workflow code. Secrets never reach it: credentials in connection strings,
- * API keys and authorization headers are redacted by path.
+ * API keys, authorization headers and cookies (the pages' sessions) are redacted by path.
  */
 export function createLogger(level = process.env.LOG_LEVEL ?? 'info', destination?: pino.DestinationStream): Logger {
   return pino(
@@ -15,6 +15,8 @@ export function createLogger(level = process.env.LOG_LEVEL ?? 'info', destinatio
         paths: [
           'req.headers.authorization',
           'req.headers["x-api-key"]',
+          'req.headers.cookie',
+          'res.headers["set-cookie"]',
           '*.password',
           '*.secretKey',
           '*.accessKey',

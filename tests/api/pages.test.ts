@@ -172,6 +172,16 @@ describe('operator pages', () => {
     const res = await post({ key: operatorKey, next: '//evil.example/ui' });
     expect(res.status).toBe(303);
     expect(res.headers.get('location')).toBe('/ui');
+    // Behind a TLS proxy the browser is on https while the API hears http: its own origin is still its own.
+    const host = new URL(api.baseUrl).host;
+    const proxiedHeaders: Record<string, string>[] = [
+      { origin: `https://${host}`, 'sec-fetch-site': 'same-origin' },
+      { origin: `https://${host}` },
+    ];
+    for (const headers of proxiedHeaders) {
+      const proxied = await post({ key: operatorKey }, headers);
+      expect({ headers, status: proxied.status }).toEqual({ headers, status: 303 });
+    }
   });
 
   it('signs an operator in with a HttpOnly, SameSite=Strict cookie and shows the index', async () => {

@@ -97,12 +97,19 @@ export function createPagesRouter(deps: PagesDeps): Router {
   const login = (res: Response, status: number, next: string, error?: string) =>
     send(res, status, 'Sign in', loginBody({ next, error }));
 
-  // Forms post from our own pages only: a browser says where a POST comes from (Sec-Fetch-Site, Origin).
+  // Forms post from our own pages only: a browser says where a POST comes from. Sec-Fetch-Site decides when sent;
+  // else Origin's host must be ours. Only the host is compared: behind a TLS proxy the page is https while the API
+  // itself is spoken to over http, and the cookie is SameSite=Strict anyway.
   const sameOrigin = (req: Request) => {
     const site = req.get('sec-fetch-site');
-    if (site && site !== 'same-origin' && site !== 'none') return false;
+    if (site) return site === 'same-origin' || site === 'none';
     const origin = req.get('origin');
-    return !origin || origin === `${req.protocol}://${req.get('host')}`;
+    if (!origin || origin === 'null') return !origin;
+    try {
+      return new URL(origin).host === req.get('host');
+    } catch {
+      return false;
+    }
   };
 
   router.get('/ui/login', async (req, res) => {
