@@ -367,5 +367,7 @@ const now = () => new Date().toISOString();
 export function failureMessage(err: unknown): string {
   let e = err;
   while ((e instanceof ActivityFailure || e instanceof ChildWorkflowFailure) && e.cause) e = e.cause;
-  return e instanceof Error ? e.message : String(e);
+  const own = e instanceof Error ? e.message : String(e);
+  // A cause with no words of its own says less than its wrapper.
+  return own || (err instanceof Error ? err.message : String(err)) || 'failed with no message';
 }

@@ -167,6 +167,10 @@ describe('operator pages', () => {
       expect(body).toMatch(message);
       expect(res.headers.get('set-cookie')).toBeNull();
     }
+    // A form too big for the login: the API's status and words, as a page.
+    const big = await post({ key: operatorKey, next: `/ui?${'x'.repeat(20_000)}` });
+    expect([big.status, big.headers.get('content-type')]).toEqual([413, 'text/html; charset=utf-8']);
+    expect(await big.text()).toMatch(/exceeds the limit of 8192 bytes/);
     expect(await sessionCount()).toBe(before);
     // `next` only ever leads to a page of ours.
     const res = await post({ key: operatorKey, next: '//evil.example/ui' });

@@ -1,4 +1,4 @@
-import { ApplicationFailure } from '@temporalio/common';
+import { ActivityFailure, ApplicationFailure, ChildWorkflowFailure, RetryState } from '@temporalio/common';
 import type { ActivityExecuteInput } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -9,6 +9,7 @@ import {
   PERMANENT_FAILURES,
   permanentFailure,
 } from '../../src/activities/failures';
+import { failureMessage } from '../../src/workflows/run-status';
 
 const input: ActivityExecuteInput = { args: [{ model: 'support-bot' }], headers: {} };
 
@@ -142,5 +143,26 @@ describe('permanentFailure', () => {
       'MODEL_NOT_FOUND',
       'PARITY_MISMATCH',
     ]);
+  });
+});
+
+describe('failureMessage', () => {
+  const wrapped = (cause: Error) =>
+    new ActivityFailure('Activity task failed', 'train', '7', RetryState.MAXIMUM_ATTEMPTS_REACHED, 'worker', cause);
+
+  it("gives the activity's own words, not its wrapper's", () => {
+    const err = new ChildWorkflowFailure(
+      'default',
+      { workflowId: 'w', runId: 'r' },
+      'Child',
+      RetryState.NON_RETRYABLE_FAILURE,
+      wrapped(ApplicationFailure.create({ message: 'the GPU ran out of memory' })),
+    );
+    expect(failureMessage(err)).toBe('the GPU ran out of memory');
+  });
+
+  it('falls back to the wrapper when the cause has no words, and says so when none has', () => {
+    expect(failureMessage(wrapped(ApplicationFailure.create({ message: '' })))).toBe('Activity task failed');
+    expect(failureMessage(new Error(''))).toBe('failed with no message');
   });
 });

@@ -16,7 +16,7 @@ import type { ChatMessage } from '../../domain/conversation';
 import type { BlobStore } from '../../storage/blob-store';
 import { Schedules } from '../../temporal/schedule-client';
 import { actorOf, verifyKey, type Principal } from '../auth';
-import { HttpError } from '../errors';
+import { errorResponse, HttpError } from '../errors';
 import { aliasMoveView } from '../models.router';
 import { readRun } from '../runs.router';
 import { html, page } from './html';
@@ -161,39 +161,39 @@ export function createPagesRouter(deps: PagesDeps): Router {
       db,
       models.map((m) => m.id),
     );
-    const rows: IndexModel[] = await Promise.all(
-      models.map(async (m) => {
-        const [report, last, schedule, history] = await Promise.all([
-          migrationReport(db, m, 7),
-          listRuns(db, { model: m.id, limit: 1 }),
-          schedules.get(m.id).catch((err: unknown) => {
-            req.log?.warn({ err }, 'schedule lookup failed');
-            return undefined;
-          }),
-          aliasHistory(db, m.id, 5),
-        ]);
-        const alias = (name: string) => aliases.find((a) => a.model_id === m.id && a.name === name);
-        const canary = alias('canary');
-        return {
-          id: m.id,
-          app: m.app_id,
-          baseModel: m.base_model,
-          production:
-            alias('production')?.version ?? (report.incumbent ? `incumbent (${report.incumbent.model})` : null),
-          canary: canary ? { version: canary.version, percent: canary.percent } : null,
-          localShare: report.totals.localShare,
-          calls7d: report.totals.calls,
-          lastRun: last[0]
-            ? { id: last[0].id, status: last[0].status, startedAt: last[0].started_at, endedAt: last[0].ended_at }
-            : null,
-          nextRun:
-            schedule === undefined
-              ? undefined
-              : schedule && { at: schedule.nextRuns[0] ?? null, paused: schedule.paused },
-          history: history.map(aliasMoveView),
-        };
-      }),
-    );
+    const row = async (m: (typeof models)[number]): Promise<IndexModel> => {
+      const [report, last, schedule, history] = await Promise.all([
+        migrationReport(db, m, 7),
+        listRuns(db, { model: m.id, limit: 1 }),
+        schedules.get(m.id).catch((err: unknown) => {
+          req.log?.warn({ err }, 'schedule lookup failed');
+          return undefined;
+        }),
+        aliasHistory(db, m.id, 5),
+      ]);
+      const alias = (name: string) => aliases.find((a) => a.model_id === m.id && a.name === name);
+      const canary = alias('canary');
+      return {
+        id: m.id,
+        app: m.app_id,
+        baseModel: m.base_model,
+        production: alias('production')?.version ?? (report.incumbent ? `incumbent (${report.incumbent.model})` : null),
+        canary: canary ? { version: canary.version, percent: canary.percent } : null,
+        localShare: report.totals.localShare,
+        calls7d: report.totals.calls,
+        lastRun: last[0]
+          ? { id: last[0].id, status: last[0].status, startedAt: last[0].started_at, endedAt: last[0].ended_at }
+          : null,
+        nextRun:
+          schedule === undefined
+            ? undefined
+            : schedule && { at: schedule.nextRuns[0] ?? null, paused: schedule.paused },
+        history: history.map(aliasMoveView),
+      };
+    };
+    // A few models at a time: an index of a hundred models must not hold every connection of the API's pool.
+    const rows: IndexModel[] = [];
+    for (let i = 0; i < models.length; i += 4) rows.push(...(await Promise.all(models.slice(i, i + 4).map(row))));
     send(res, 200, 'Models', indexBody(rows));
   });
 
@@ -254,14 +254,18 @@ export function createPagesRouter(deps: PagesDeps): Router {
   });
 
   router.use('/ui', (_req, _res, next) => next(new HttpError(404, 'not_found', 'no such page')));
-  router.use('/ui', (err: unknown, req: Request, res: Response, next: NextFunction) => {
-    if (!(err instanceof HttpError) || err.status >= 500) return next(err);
+  // Errors as pages, in the API's words and statuses (a database that is down is a 503 with Retry-After, logged).
+  router.use('/ui', (err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const { status, body, retryAfterS } = errorResponse(err);
+    if (retryAfterS !== undefined) res.setHeader('Retry-After', String(retryAfterS));
+    if (status >= 500) req.log?.error({ err }, 'page failed');
+    const title = status === 404 ? 'Not found' : status >= 500 ? 'Something went wrong' : 'Error';
     send(
       res,
-      err.status,
-      'Not found',
-      html`<h1>${err.status === 404 ? 'Not found' : 'Error'}</h1>
-        <p>${err.message}</p>
+      status,
+      title,
+      html`<h1>${title}</h1>
+        <p>${body.error.message}</p>
         <p><a href="/ui">All models</a></p>`,
     );
   });
