@@ -126,6 +126,24 @@ def test_eval_every_steps_draws_the_validation_curve_without_changing_the_traini
     assert done["metrics"]["eval_loss"] == reference.done["metrics"]["eval_loss"]
 
 
+def test_throughput_leaves_out_validation_passes_and_the_eta_keeps_them(monkeypatch, capsys):
+    clock = iter([0.0, 1.0, 12.0])  # the reporter starts; step 1 ends; step 2 ends after a 10 s validation pass
+    monkeypatch.setattr(train.time, "monotonic", lambda: next(clock))
+    cfg = SimpleNamespace(log_every_steps=1, run_id="r")
+    plan = SimpleNamespace(total_steps=4, steps_per_epoch=4)
+    reporter = train.Reporter(cfg, plan, "cpu", first_step=0)
+    progress = SimpleNamespace(step=0, tokens_seen=0)
+    result = engine.StepResult(loss=1.0, tokens=100, labeled=50, micro_batches=1, grad_norm=1.0, padded_tokens=100)
+
+    for step, pause in [(1, 10.0), (2, 0.0)]:
+        progress.step, progress.tokens_seen = step, progress.tokens_seen + 100
+        reporter.step_done(progress, result, lr=1e-4)
+        reporter.paused(pause)
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(p["step"], p["tokens_per_s"], p["eta_s"]) for p in lines] == [(1, 100.0, 3.0), (2, 100.0, 12.0)]
+
+
 def test_packed_rows_do_not_attend_to_each_other(reference):
     import torch
 

@@ -341,6 +341,10 @@ class Reporter:
                  fields["tokens_per_s"])  # fmt: skip
         self.window_start, self.window_tokens = now, 0
 
+    def paused(self, seconds: float) -> None:
+        """Time spent on something other than training steps (a validation pass): not in tokens/s, still in ETA."""
+        self.window_start += seconds
+
 
 def train_loop(model: Any, optimizer: Any, scheduler: Any, tokenizer: Any, cfg: TrainConfig, plan: Plan,
                runtime: Runtime, progress: Progress, stop: StopRequest,
@@ -369,8 +373,10 @@ def train_loop(model: Any, optimizer: Any, scheduler: Any, tokenizer: Any, cfg: 
         if validation_rows and cfg.eval_every_steps and step % cfg.eval_every_steps == 0 and step < plan.total_steps:
             # The validation curve. In eval mode without gradients: no dropout, so no RNG drawn, and the training
             # that follows is exactly what it would have been. A stop during it skips it; the checkpoint below runs.
+            began = time.monotonic()
             with contextlib.suppress(Interrupted):
                 _eval(model, tokenizer, validation_rows, cfg, runtime, step, stop)
+            reporter.paused(time.monotonic() - began)
         reason = saver.reason(step, stop)
         if reason:
             saver.save(progress, reason)
