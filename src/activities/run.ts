@@ -3,7 +3,7 @@ import { parsePipelineConfig, type PipelineConfig } from '../domain/model-config
 import { abandonDataset, deleteLineage, lastCollectedSeq } from '../db/queries/datasets';
 import { advanceWatermark } from '../db/queries/models';
 import { rangeCounts } from '../db/queries/interactions';
-import { closeRun, ensureRun, listRuns } from '../db/queries/runs';
+import { closeRun, ensureRun, minutesSinceLastRun } from '../db/queries/runs';
 import type { VolumeTrigger } from '../workflows/messages';
 import { requireModel } from './lookups';
 import { activityLog, type ActivityDeps } from './deps';
@@ -60,9 +60,8 @@ export function createRunActivities(deps: ActivityDeps) {
       if (n < input.minExamples) {
         return { due: false, newExamples: n, reason: `${examples}, fewer than ${input.minExamples}` };
       }
-      const [last] = await listRuns(deps.db, { model: input.model, limit: 1 });
-      const minutes = last ? (Date.now() - new Date(last.started_at).getTime()) / 60_000 : Infinity;
-      if (minutes < input.minIntervalMinutes) {
+      const minutes = await minutesSinceLastRun(deps.db, input.model);
+      if (minutes !== null && minutes < input.minIntervalMinutes) {
         return {
           due: false,
           newExamples: n,

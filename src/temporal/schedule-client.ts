@@ -15,10 +15,12 @@ import {
   MODEL_SEARCH_ATTRIBUTE,
   SCHEDULED_RUN_WORKFLOW_TYPE,
   scheduleId,
+  VOLUME_RUN_WORKFLOW_TYPE,
   volumeScheduleId,
   type ScheduledRunInput,
+  type VolumeRunInput,
 } from '../workflows/messages';
-import type { ScheduledRun } from '../workflows/scheduled';
+import type { ScheduledRun, VolumeRun } from '../workflows/scheduled';
 
 /**
  * Each model's nightly run is a Temporal Schedule, `nightly/<model>`, that starts a ScheduledRun (workflows/
@@ -69,8 +71,8 @@ export const scheduleSettingsSchema = z
       .max(7 * 24 * 60)
       .optional(),
     /**
-     * Besides the night: a run as soon as `examples` new consented examples have arrived since the last successful
-     * run, at most once every `minIntervalMinutes` (checked every `checkEveryMinutes`). null: no more volume runs.
+     * Besides the night: a run as soon as `examples` consented examples no run has looked at yet have arrived, at
+     * most once every `minIntervalMinutes` (checked every `checkEveryMinutes`). null: no more volume runs.
      */
     volume: z
       .object({
@@ -150,28 +152,43 @@ export interface ScheduleTarget {
   gpuHeartbeatTimeoutS?: number;
 }
 
-function action(
-  model: string,
-  target: ScheduleTarget,
-  volume?: VolumeSettings,
-): ScheduleOptionsStartWorkflowAction<typeof ScheduledRun> {
-  const input: ScheduledRunInput = {
+function scheduledInput(model: string, schedule: string, target: ScheduleTarget): ScheduledRunInput {
+  return {
     model,
-    schedule: volume ? volumeScheduleId(model) : scheduleId(model),
+    schedule,
     ...(target.gpuTaskQueue ? { gpuTaskQueue: target.gpuTaskQueue } : {}),
     ...(target.gpuHeartbeatTimeoutS ? { gpuHeartbeatTimeoutS: target.gpuHeartbeatTimeoutS } : {}),
-    ...(volume ? { volume: { minExamples: volume.examples, minIntervalMinutes: volume.minIntervalMinutes } } : {}),
   };
+}
+
+const modelAttribute = (model: string) => new TypedSearchAttributes([{ key: MODEL_SEARCH_ATTRIBUTE, value: model }]);
+
+function nightlyAction(model: string, target: ScheduleTarget): ScheduleOptionsStartWorkflowAction<typeof ScheduledRun> {
   return {
     type: 'startWorkflow',
     workflowType: SCHEDULED_RUN_WORKFLOW_TYPE,
-    workflowId: volume ? `volume:${model}` : `scheduled:${model}`,
+    workflowId: `scheduled:${model}`,
     taskQueue: target.taskQueue,
-    args: [input],
-    typedSearchAttributes: new TypedSearchAttributes([{ key: MODEL_SEARCH_ATTRIBUTE, value: model }]),
-    staticSummary: volume
-      ? `the volume check of ${model}: runs its pipeline once ${volume.examples} new examples have arrived`
-      : `the nightly run of ${model}: starts its pipeline, or skips while one is going`,
+    args: [scheduledInput(model, scheduleId(model), target)],
+    typedSearchAttributes: modelAttribute(model),
+    staticSummary: `the nightly run of ${model}: starts its pipeline, or skips while one is going`,
+  };
+}
+
+function volumeAction(
+  model: string,
+  target: ScheduleTarget,
+  volume: VolumeSettings,
+): ScheduleOptionsStartWorkflowAction<typeof VolumeRun> {
+  const trigger = { minExamples: volume.examples, minIntervalMinutes: volume.minIntervalMinutes };
+  return {
+    type: 'startWorkflow',
+    workflowType: VOLUME_RUN_WORKFLOW_TYPE,
+    workflowId: `volume:${model}`,
+    taskQueue: target.taskQueue,
+    args: [{ ...scheduledInput(model, volumeScheduleId(model), target), volume: trigger }],
+    typedSearchAttributes: modelAttribute(model),
+    staticSummary: `the volume check of ${model}: runs its pipeline once ${volume.examples} new examples have arrived`,
   };
 }
 
@@ -243,7 +260,7 @@ export class Schedules {
     }
     const parts = {
       spec: volumeSpec(volume),
-      action: action(model, this.target, volume),
+      action: volumeAction(model, this.target, volume),
       policies: volumePolicies(volume),
     };
     if (current) {
@@ -253,7 +270,7 @@ export class Schedules {
         scheduleId: volumeScheduleId(model),
         ...parts,
         state: { paused: nightly.state.paused, note: nightly.state.note || `set by ${actor}` },
-        typedSearchAttributes: new TypedSearchAttributes([{ key: MODEL_SEARCH_ATTRIBUTE, value: model }]),
+        typedSearchAttributes: modelAttribute(model),
       });
     }
   }
@@ -304,7 +321,11 @@ export class Schedules {
           : {}),
         ...Object.fromEntries(Object.entries(given).filter(([k, v]) => v !== undefined && k !== 'volume')),
       };
-      const parts = { spec: specOf(settings), action: action(model, this.target), policies: policiesOf(settings) };
+      const parts = {
+        spec: specOf(settings),
+        action: nightlyAction(model, this.target),
+        policies: policiesOf(settings),
+      };
       if (current) {
         await handle.update((prev) => ({ ...prev, ...parts }));
       } else {
@@ -312,7 +333,7 @@ export class Schedules {
           scheduleId: scheduleId(model),
           ...parts,
           state: { note: `set by ${actor}` },
-          typedSearchAttributes: new TypedSearchAttributes([{ key: MODEL_SEARCH_ATTRIBUTE, value: model }]),
+          typedSearchAttributes: modelAttribute(model),
         });
       }
       const nightly = await handle.describe();
@@ -408,7 +429,7 @@ export class Schedules {
 
 function volumeOf(d: ScheduleDescription | null): ScheduleView['volume'] {
   if (!d || d.action.type !== 'startWorkflow') return null;
-  const input = d.action.args?.[0] as ScheduledRunInput | undefined;
+  const input = d.action.args?.[0] as Partial<VolumeRunInput> | undefined;
   if (!input?.volume) return null;
   const every = Number(d.spec.intervals?.[0]?.every ?? VOLUME_DEFAULTS.checkEveryMinutes * 60_000);
   return {

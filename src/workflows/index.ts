@@ -2,4 +2,4 @@
 export { TrainingPipeline } from './pipeline';
 export { EraseSubject } from './erasure';
 export { RollbackModel } from './rollback';
-export { ScheduledRun } from './scheduled';
+export { ScheduledRun, VolumeRun } from './scheduled';

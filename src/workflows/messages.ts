@@ -105,13 +105,17 @@ export const ERASURE_WORKFLOW_TYPE = 'EraseSubject';
 export const erasureWorkflowId = (erasureId: string) => `erasure:${erasureId}`;
 
 export const SCHEDULED_RUN_WORKFLOW_TYPE = 'ScheduledRun';
+export const VOLUME_RUN_WORKFLOW_TYPE = 'VolumeRun';
 
 /** The model's nightly schedule (one per model). */
 export const scheduleId = (model: string) => `nightly/${model}`;
 /** The schedule that checks, every few minutes, whether enough new examples have arrived to run now. */
 export const volumeScheduleId = (model: string) => `volume/${model}`;
 
-/** Run as soon as `minExamples` new consented examples have arrived, at most once every `minIntervalMinutes`. */
+/**
+ * Run as soon as `minExamples` consented examples no run has looked at yet have arrived (after the watermark and
+ * after every range a run collected), at most once every `minIntervalMinutes`.
+ */
 export interface VolumeTrigger {
   minExamples: number;
   minIntervalMinutes: number;
@@ -123,8 +127,11 @@ export interface ScheduledRunInput {
   schedule: string;
   gpuTaskQueue?: string;
   gpuHeartbeatTimeoutS?: number;
-  /** A volume check (the `volume/<model>` schedule): the pipeline starts only when the check says it is due. */
-  volume?: VolumeTrigger;
+}
+
+/** What the `volume/<model>` schedule starts: the pipeline only when the check says it is due. */
+export interface VolumeRunInput extends ScheduledRunInput {
+  volume: VolumeTrigger;
 }
 
 export interface ScheduledRunResult {

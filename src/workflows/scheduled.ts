@@ -5,6 +5,7 @@ import {
   pipelineWorkflowId,
   type ScheduledRunInput,
   type ScheduledRunResult,
+  type VolumeRunInput,
 } from './messages';
 import { TrainingPipeline } from './pipeline';
 import { bookkeeping } from './timeouts';
@@ -15,16 +16,24 @@ import { bookkeeping } from './timeouts';
  * sees the run as going until it ends. When one of the model's runs is going already, this run is skipped and
  * says so. The pipeline is abandoned, not ended, if this workflow is terminated (deleting a schedule does not stop a
  * run); cancelling this workflow cancels the pipeline too, as cancellation reaches the child it waits for.
- * Started by a model's volume schedule, it first asks whether enough new consented examples have arrived since the
- * last successful run, and the last run is long enough ago; when not, it is skipped with the reason.
  */
 export async function ScheduledRun(input: ScheduledRunInput): Promise<ScheduledRunResult> {
-  let why: string | null = null;
-  if (input.volume) {
-    const check = await bookkeeping.volumeDue({ model: input.model, ...input.volume });
-    if (!check.due) return { runId: null, status: 'skipped', reason: check.reason };
-    why = check.reason;
-  }
+  return runPipeline(input, null);
+}
+
+/**
+ * What a model's volume schedule starts every few minutes: it asks whether enough consented examples no run has looked
+ * at yet have arrived, and whether the last run started long enough ago; if so it runs the pipeline as ScheduledRun
+ * does, saying why, else it is skipped with the reason. A workflow type of its own, so that a worker that does not
+ * know the check never runs the pipeline in its place (it fails the task until a worker that knows it takes it).
+ */
+export async function VolumeRun(input: VolumeRunInput): Promise<ScheduledRunResult> {
+  const check = await bookkeeping.volumeDue({ model: input.model, ...input.volume });
+  if (!check.due) return { runId: null, status: 'skipped', reason: check.reason };
+  return runPipeline(input, check.reason);
+}
+
+async function runPipeline(input: ScheduledRunInput, why: string | null): Promise<ScheduledRunResult> {
   let child;
   try {
     child = await startChild(TrainingPipeline, {

@@ -16,13 +16,17 @@ import {
   pipelineWorkflowId,
   SCHEDULED_RUN_WORKFLOW_TYPE,
   scheduleId,
+  VOLUME_RUN_WORKFLOW_TYPE,
+  volumeScheduleId,
   WORKFLOW_TYPE,
   type PipelineInput,
   type PipelineResult,
   type ScheduledRunInput,
   type ScheduledRunResult,
+  type VolumeRunInput,
+  type VolumeTrigger,
 } from '../../src/workflows/messages';
-import type { ScheduledRun } from '../../src/workflows/scheduled';
+import type { ScheduledRun, VolumeRun } from '../../src/workflows/scheduled';
 import {
   fakeActivities,
   recordedOutcome,
@@ -86,6 +90,16 @@ function startScheduled(taskQueue: string, model: string, extra: Partial<Schedul
   return testEnv().client.workflow.start<typeof ScheduledRun>(SCHEDULED_RUN_WORKFLOW_TYPE, {
     taskQueue,
     workflowId: `scheduled:${model}`,
+    args: [input],
+  });
+}
+
+/** Starts VolumeRun as the model's volume schedule would. */
+function startVolume(taskQueue: string, model: string, volume: VolumeTrigger) {
+  const input: VolumeRunInput = { model, schedule: volumeScheduleId(model), gpuTaskQueue: taskQueue, volume };
+  return testEnv().client.workflow.start<typeof VolumeRun>(VOLUME_RUN_WORKFLOW_TYPE, {
+    taskQueue,
+    workflowId: `volume:${model}`,
     args: [input],
   });
 }
@@ -459,7 +473,7 @@ describe('ScheduledRun and time', () => {
   });
 });
 
-describe('ScheduledRun started by a volume schedule', () => {
+describe('VolumeRun, what a volume schedule starts', () => {
   const VOLUME = { minExamples: 500, minIntervalMinutes: 360 };
 
   it('asks whether enough new examples arrived and, when not, is skipped with the reason and starts nothing', async () => {
@@ -470,20 +484,18 @@ describe('ScheduledRun started by a volume schedule', () => {
     const asked: unknown[] = [];
     fakes.volumeDue = async (input) => {
       asked.push(input);
-      return { due: false, newExamples: 12, reason: '12 new consented examples since the last successful run' };
+      return { due: false, newExamples: 12, reason: "12 new consented examples since the last run's data" };
     };
 
     // Act
-    const result = await withWorker(fakes, async (taskQueue) =>
-      (await startScheduled(taskQueue, model, { schedule: `volume/${model}`, volume: VOLUME })).result(),
-    );
+    const result = await withWorker(fakes, async (taskQueue) => (await startVolume(taskQueue, model, VOLUME)).result());
 
     // Assert
     expect(asked).toEqual([{ model, ...VOLUME }]);
     expect(result).toEqual({
       runId: null,
       status: 'skipped',
-      reason: '12 new consented examples since the last successful run',
+      reason: "12 new consented examples since the last run's data",
     });
     expect(startRuns(calls)).toEqual([]);
   });
@@ -497,7 +509,7 @@ describe('ScheduledRun started by a volume schedule', () => {
 
     // Act
     const { result, started } = await withWorker(fakes, async (taskQueue) => {
-      const handle = await startScheduled(taskQueue, model, { schedule: `volume/${model}`, volume: VOLUME });
+      const handle = await startVolume(taskQueue, model, VOLUME);
       const result = await handle.result();
       return { result, started: await startedWith(model, result.runId!) };
     });
@@ -511,7 +523,7 @@ describe('ScheduledRun started by a volume schedule', () => {
     expect(started.input).toMatchObject({ trigger: 'schedule', requestedBy: `schedule:volume/${model}` });
   });
 
-  it('never asks on a nightly run: the night runs whatever the volume', async () => {
+  it('is never what a nightly run does: ScheduledRun runs whatever the volume', async () => {
     const calls: Calls = [];
     const fakes = fakeActivities(SHORT, calls);
     fakes.volumeDue = async () => {

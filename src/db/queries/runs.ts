@@ -57,6 +57,16 @@ export async function listRuns(
   return q.execute();
 }
 
+/** Minutes since the model's newest run started, by the database's clock (which set started_at); null: none. */
+export async function minutesSinceLastRun(db: Conn, model: string): Promise<number | null> {
+  const row = await db
+    .selectFrom('runs')
+    .select(sql<string | null>`extract(epoch from now() - max(started_at)) / 60`.as('minutes'))
+    .where('model_id', '=', model)
+    .executeTakeFirst();
+  return row?.minutes == null ? null : Math.max(0, Number(row.minutes));
+}
+
 /** Records how a run ended (the first end time stays). */
 export async function closeRun(
   db: Conn,
