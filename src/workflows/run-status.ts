@@ -365,9 +365,13 @@ const now = () => new Date().toISOString();
 
 /** What went wrong, in words: an activity's or a child's own failure, not its wrapper's "Activity task failed". */
 export function failureMessage(err: unknown): string {
+  // The innermost words win; a cause with none of its own says less than the wrapper nearest to it.
+  let message = err instanceof Error ? err.message : String(err);
   let e = err;
-  while ((e instanceof ActivityFailure || e instanceof ChildWorkflowFailure) && e.cause) e = e.cause;
-  const own = e instanceof Error ? e.message : String(e);
-  // A cause with no words of its own says less than its wrapper.
-  return own || (err instanceof Error ? err.message : String(err)) || 'failed with no message';
+  while ((e instanceof ActivityFailure || e instanceof ChildWorkflowFailure) && e.cause) {
+    e = e.cause;
+    if (e instanceof Error && e.message) message = e.message;
+    else if (e instanceof ApplicationFailure && e.type) message = e.type;
+  }
+  return message || 'failed with no message';
 }

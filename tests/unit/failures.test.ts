@@ -161,8 +161,19 @@ describe('failureMessage', () => {
     expect(failureMessage(err)).toBe('the GPU ran out of memory');
   });
 
-  it('falls back to the wrapper when the cause has no words, and says so when none has', () => {
-    expect(failureMessage(wrapped(ApplicationFailure.create({ message: '' })))).toBe('Activity task failed');
+  it('falls back to the nearest wrapper when the cause has no words, or to its type, and says so when none has', () => {
+    const child = (cause: Error) =>
+      new ChildWorkflowFailure(
+        'default',
+        { workflowId: 'w', runId: 'r' },
+        'Child',
+        RetryState.NON_RETRYABLE_FAILURE,
+        cause,
+      );
+    expect(failureMessage(child(wrapped(ApplicationFailure.create({ message: '' }))))).toBe('Activity task failed');
+    expect(failureMessage(wrapped(ApplicationFailure.create({ message: '', type: 'OutOfMemory' })))).toBe(
+      'OutOfMemory',
+    );
     expect(failureMessage(new Error(''))).toBe('failed with no message');
   });
 });

@@ -35,6 +35,7 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -310,9 +311,10 @@ class Checkpointer:
 class Reporter:
     """Turns steps into `progress` lines: real-token throughput over the last window, ETA from this session."""
 
-    def __init__(self, cfg: TrainConfig, plan: Plan, device: str, first_step: int) -> None:
-        self.cfg, self.plan, self.device = cfg, plan, device
-        self.session_start = self.window_start = time.monotonic()
+    def __init__(self, cfg: TrainConfig, plan: Plan, device: str, first_step: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        self.cfg, self.plan, self.device, self.clock = cfg, plan, device, clock
+        self.session_start = self.window_start = clock()
         self.first_step = first_step
         self.window_tokens = 0
 
@@ -321,7 +323,7 @@ class Reporter:
         step = progress.step
         if step % self.cfg.log_every_steps and step != self.plan.total_steps:
             return
-        now = time.monotonic()
+        now = self.clock()
         per_step = (now - self.session_start) / max(step - self.first_step, 1)
         fields = {
             "step": step,
