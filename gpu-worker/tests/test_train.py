@@ -127,17 +127,19 @@ def test_eval_every_steps_draws_the_validation_curve_without_changing_the_traini
 
 
 def test_throughput_leaves_out_validation_passes_and_the_eta_keeps_them(capsys):
-    clock = iter([0.0, 1.0, 12.0])  # the reporter starts; step 1 ends; step 2 ends after a 10 s validation pass
+    # The reporter starts; step 1 ends; a validation pass of 10 s; step 2 ends; a pass of no time
+    clock = iter([0.0, 1.0, 1.0, 11.0, 12.0, 12.0, 12.0])
     cfg = SimpleNamespace(log_every_steps=1, run_id="r")
     plan = SimpleNamespace(total_steps=4, steps_per_epoch=4)
     reporter = train.Reporter(cfg, plan, "cpu", first_step=0, clock=lambda: next(clock))
     progress = SimpleNamespace(step=0, tokens_seen=0)
     result = engine.StepResult(loss=1.0, tokens=100, labeled=50, micro_batches=1, grad_norm=1.0, padded_tokens=100)
 
-    for step, pause in [(1, 10.0), (2, 0.0)]:
+    for step in (1, 2):
         progress.step, progress.tokens_seen = step, progress.tokens_seen + 100
         reporter.step_done(progress, result, lr=1e-4)
-        reporter.paused(pause)
+        with reporter.pause():
+            pass
 
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(p["step"], p["tokens_per_s"], p["eta_s"]) for p in lines] == [(1, 100.0, 3.0), (2, 100.0, 12.0)]

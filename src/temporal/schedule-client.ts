@@ -3,6 +3,7 @@ import {
   ScheduleOverlapPolicy,
   type Client,
   type ScheduleDescription,
+  type ScheduleHandle,
   type ScheduleOptionsStartWorkflowAction,
 } from '@temporalio/client';
 import { TypedSearchAttributes } from '@temporalio/common';
@@ -196,7 +197,7 @@ const volumeSpec = (v: VolumeSettings) => ({ intervals: [{ every: `${v.checkEver
 // A missed check is worth nothing once the next one is due; a run still going makes a check skip.
 const volumePolicies = (v: VolumeSettings) => ({
   overlap: ScheduleOverlapPolicy.SKIP,
-  catchupWindow: `${Math.max(v.checkEveryMinutes, 1)} minutes`,
+  catchupWindow: `${v.checkEveryMinutes} minutes`,
   pauseOnFailure: false,
 });
 
@@ -241,19 +242,32 @@ export class Schedules {
     return this.temporal.schedule.getHandle(volumeScheduleId(model));
   }
 
-  /** The volume schedule's description, or null when the model has none. */
-  private async describeVolume(model: string): Promise<ScheduleDescription | null> {
-    return this.volumeHandle(model)
-      .describe()
-      .catch((err: unknown) => {
-        if (err instanceof ScheduleNotFoundError) return null;
-        throw err;
-      });
+  /** `fn` on the model's volume schedule; null when the model has none. */
+  private async onVolume<T>(model: string, fn: (h: ScheduleHandle) => Promise<T>): Promise<T | null> {
+    try {
+      return await fn(this.volumeHandle(model));
+    } catch (err) {
+      if (err instanceof ScheduleNotFoundError) return null;
+      throw err;
+    }
   }
 
-  /** Creates, changes or (null) deletes the volume schedule; a new one starts paused when the nightly one is. */
-  private async setVolume(model: string, volume: VolumeSettings | null, nightly: ScheduleDescription, actor: string) {
-    const current = await this.describeVolume(model);
+  /** The volume schedule's description, or null when the model has none. */
+  private describeVolume(model: string): Promise<ScheduleDescription | null> {
+    return this.onVolume(model, (h) => h.describe());
+  }
+
+  /**
+   * Creates, changes or (null) deletes the volume schedule, `current` as it is now; a new one starts paused when the
+   * nightly one is.
+   */
+  private async setVolume(
+    model: string,
+    volume: VolumeSettings | null,
+    current: ScheduleDescription | null,
+    nightly: ScheduleDescription,
+    actor: string,
+  ) {
     if (volume === null) {
       if (current) await this.volumeHandle(model).delete();
       return;
@@ -338,9 +352,9 @@ export class Schedules {
       }
       const nightly = await handle.describe();
       // A volume trigger left out keeps its settings but takes today's task queues, as the nightly one does.
-      const kept = given.volume === undefined ? volumeOf(await this.describeVolume(model)) : null;
-      if (given.volume !== undefined) await this.setVolume(model, given.volume, nightly, actor);
-      else if (kept) await this.setVolume(model, kept, nightly, actor);
+      const currentVolume = await this.describeVolume(model);
+      const volume = given.volume === undefined ? volumeOf(currentVolume) : given.volume;
+      await this.setVolume(model, volume, currentVolume, nightly, actor);
       return this.view(model, nightly);
     });
   }
@@ -370,7 +384,7 @@ export class Schedules {
     return this.change(model, actor, 'schedule.pause', { reason }, async () => {
       const note = `paused by ${actor}: ${reason}`;
       await this.handle(model).pause(note);
-      if (await this.describeVolume(model)) await this.volumeHandle(model).pause(note);
+      await this.onVolume(model, (h) => h.pause(note));
       return this.view(model, await this.handle(model).describe());
     });
   }
@@ -379,7 +393,7 @@ export class Schedules {
     return this.change(model, actor, 'schedule.resume', { reason: reason ?? null }, async () => {
       const note = `resumed by ${actor}${reason ? `: ${reason}` : ''}`;
       await this.handle(model).unpause(note);
-      if (await this.describeVolume(model)) await this.volumeHandle(model).unpause(note);
+      await this.onVolume(model, (h) => h.unpause(note));
       return this.view(model, await this.handle(model).describe());
     });
   }
@@ -410,12 +424,11 @@ export class Schedules {
   delete(model: string, actor: string): Promise<void> {
     return this.change(model, actor, 'schedule.delete', {}, async () => {
       // The volume trigger first: were the nightly one gone already (deleted outside tuneloop), this still ends both.
-      const volume = await this.describeVolume(model);
-      if (volume) await this.volumeHandle(model).delete();
+      const hadVolume = (await this.onVolume(model, (h) => h.delete().then(() => true))) ?? false;
       try {
         await this.handle(model).delete();
       } catch (err) {
-        if (!(volume && err instanceof ScheduleNotFoundError)) throw err;
+        if (!(hadVolume && err instanceof ScheduleNotFoundError)) throw err;
       }
     });
   }

@@ -35,7 +35,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -343,9 +343,14 @@ class Reporter:
                  fields["tokens_per_s"])  # fmt: skip
         self.window_start, self.window_tokens = now, 0
 
-    def paused(self, seconds: float) -> None:
+    @contextlib.contextmanager
+    def pause(self) -> Iterator[None]:
         """Time spent on something other than training steps (a validation pass): not in tokens/s, still in ETA."""
-        self.window_start += seconds
+        began = self.clock()
+        try:
+            yield
+        finally:
+            self.window_start += self.clock() - began
 
 
 def train_loop(model: Any, optimizer: Any, scheduler: Any, tokenizer: Any, cfg: TrainConfig, plan: Plan,
@@ -375,10 +380,8 @@ def train_loop(model: Any, optimizer: Any, scheduler: Any, tokenizer: Any, cfg: 
         if validation_rows and cfg.eval_every_steps and step % cfg.eval_every_steps == 0 and step < plan.total_steps:
             # The validation curve. In eval mode without gradients: no dropout, so no RNG drawn, and the training
             # that follows is exactly what it would have been. A stop during it skips it; the checkpoint below runs.
-            began = time.monotonic()
-            with contextlib.suppress(Interrupted):
+            with reporter.pause(), contextlib.suppress(Interrupted):
                 _eval(model, tokenizer, validation_rows, cfg, runtime, step, stop)
-            reporter.paused(time.monotonic() - began)
         reason = saver.reason(step, stop)
         if reason:
             saver.save(progress, reason)

@@ -104,7 +104,7 @@ export function createPagesRouter(deps: PagesDeps): Router {
     const site = req.get('sec-fetch-site');
     if (site) return site === 'same-origin' || site === 'none';
     const origin = req.get('origin');
-    if (!origin || origin === 'null') return !origin;
+    if (!origin) return true;
     try {
       return new URL(origin).host === req.get('host');
     } catch {
